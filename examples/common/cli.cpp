@@ -1,0 +1,102 @@
+#include "cli.hpp"
+
+#include <fmt/core.h>
+
+#include <charconv>
+#include <cstdio>
+#include <exception>
+
+namespace dgram::examples {
+
+CommandLine::CommandLine(std::string program, std::string synopsis, std::vector<Option> options)
+    : program_{std::move(program)}, synopsis_{std::move(synopsis)}, options_{std::move(options)} {}
+
+const Option* CommandLine::find(std::string_view name) const {
+  for (const Option& option : options_)
+    if (option.name == name) return &option;
+  return nullptr;
+}
+
+void CommandLine::parse(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      help_ = true;
+      continue;
+    }
+    if (!arg.starts_with("--")) throw UsageError(fmt::format("unexpected argument '{}'", arg));
+    arg.remove_prefix(2);
+    std::optional<std::string_view> inline_value;
+    if (const auto equals = arg.find('='); equals != std::string_view::npos) {
+      inline_value = arg.substr(equals + 1);
+      arg = arg.substr(0, equals);
+    }
+    const Option* option = find(arg);
+    if (!option) throw UsageError(fmt::format("unknown option '--{}'", arg));
+    if (option->value_name.empty()) {
+      if (inline_value) throw UsageError(fmt::format("option '--{}' takes no value", arg));
+      values_[option->name] = "";
+    } else if (inline_value) {
+      values_[option->name] = std::string(*inline_value);
+    } else if (i + 1 < argc) {
+      values_[option->name] = argv[++i];
+    } else {
+      throw UsageError(fmt::format("option '--{}' needs a value ({})", arg, option->value_name));
+    }
+  }
+}
+
+std::string CommandLine::help_text() const {
+  std::string text = fmt::format("Usage: {} {}\n\nOptions:\n", program_, synopsis_);
+  for (const Option& option : options_) {
+    const std::string left =
+        option.value_name.empty() ? "--" + option.name : "--" + option.name + " " + option.value_name;
+    text += fmt::format("  {:<26} {}\n", left, option.help);
+  }
+  text += fmt::format("  {:<26} {}\n", "--help", "show this help and exit");
+  text += "\nExit status: 0 success, 1 runtime failure, 2 usage error.\n";
+  return text;
+}
+
+bool CommandLine::flag(std::string_view name) const { return values_.find(name) != values_.end(); }
+
+std::optional<std::string> CommandLine::value(std::string_view name) const {
+  const auto found = values_.find(name);
+  if (found == values_.end()) return std::nullopt;
+  return found->second;
+}
+
+std::string CommandLine::value_or(std::string_view name, std::string fallback) const {
+  return value(name).value_or(std::move(fallback));
+}
+
+std::int64_t CommandLine::integer(std::string_view name, std::int64_t fallback, std::int64_t min,
+                                  std::int64_t max) const {
+  const std::optional<std::string> text = value(name);
+  if (!text) return fallback;
+  std::int64_t number = 0;
+  const auto [end, error] = std::from_chars(text->data(), text->data() + text->size(), number);
+  if (error != std::errc{} || end != text->data() + text->size() || number < min || number > max)
+    throw UsageError(fmt::format("--{} must be an integer from {} to {}, got '{}'", name, min, max, *text));
+  return number;
+}
+
+int run_program(CommandLine& command_line, int argc, char** argv, const std::function<int()>& body) {
+  const std::string& program = command_line.program();
+  try {
+    command_line.parse(argc, argv);
+    if (command_line.help_requested()) {
+      fmt::print("{}", command_line.help_text());
+      return 0;
+    }
+    return body();
+  } catch (const UsageError& error) {
+    fmt::print(stderr, "{}: {}\nTry '{} --help'.\n", program, error.what(), program);
+    return 2;
+  } catch (const std::exception& error) {
+    fmt::print(stderr, "{}: {}\n", program, error.what());
+    return 1;
+  }
+}
+
+}  // namespace dgram::examples

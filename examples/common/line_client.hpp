@@ -1,0 +1,22 @@
+// The loop both echo clients share: each stdin line becomes one message over a Channel, each reply is
+// printed on its own line, in order. Works over any variant's Channel (raw UDP, DTLS).
+#pragma once
+
+#include <chrono>
+#include <string>
+
+import dgram;
+
+namespace dgram::examples {
+
+struct LineClientSettings {
+  std::string program;                  // for error lines
+  std::chrono::milliseconds timeout{1000};   // per attempt
+  int retries{3};                       // attempts after the first, when no reply came in time
+};
+
+// Returns the exit status: 0 at end of input, 1 after printing one error line (no reply after the retries,
+// connection refused, a line too long for one message).
+int run_line_client(Channel& channel, const LineClientSettings& settings);
+
+}  // namespace dgram::examples

@@ -1,0 +1,70 @@
+// dgram.udp: the UDP socket transport.
+//
+// UdpSocket is the one owner of a UDP socket fd: move-only, closed by its destructor. IPv4 and IPv6,
+// unconnected (a server: many peers on one socket) or connected (a client: one peer, and ICMP errors such as
+// port unreachable surface as std::errc::connection_refused). Receives wait with one system call in the
+// common case: the socket's SO_RCVTIMEO is kept close to the caller's deadline instead of polling first.
+module;
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <system_error>
+export module dgram.udp;
+
+export import dgram.transport;
+import dgram.fd;
+
+export namespace dgram {
+
+struct UdpOptions {
+  bool reuse_port = false;          // SO_REUSEPORT: several sockets share one port (threaded acceptors)
+  bool dual_stack = false;          // an IPv6 socket also takes IPv4 (IPV6_V6ONLY off)
+  int receive_buffer_bytes = 0;     // SO_RCVBUF; 0 keeps the system default
+  int send_buffer_bytes = 0;        // SO_SNDBUF; 0 keeps the system default
+};
+
+class UdpSocket final : public Transport {
+ public:
+  // The largest datagrams of each family: 65535 minus the IPv4 header and the UDP header, and 65535 minus the
+  // UDP header for IPv6 (whose payload length does not count its own header).
+  static constexpr std::size_t max_ipv4_datagram = 65507;
+  static constexpr std::size_t max_ipv6_datagram = 65527;
+  // How many datagrams one receive_batch / send_batch system call moves at most.
+  static constexpr std::size_t max_batch = 64;
+
+  // A socket bound to `local`; port 0 lets the kernel pick a free port (read it with local_endpoint()).
+  static UdpSocket bind(const Endpoint& local, std::error_code& ec, const UdpOptions& options = {});
+  static UdpSocket bind(const Endpoint& local, const UdpOptions& options = {});   // throws std::system_error
+  // A socket connected to `peer` from an ephemeral port: it receives from `peer` only.
+  static UdpSocket connect(const Endpoint& peer, std::error_code& ec, const UdpOptions& options = {});
+  static UdpSocket connect(const Endpoint& peer, const UdpOptions& options = {});  // throws std::system_error
+
+  UdpSocket() noexcept = default;   // holds no socket; every operation fails with bad_file_descriptor
+
+  bool is_open() const noexcept { return static_cast<bool>(fd_); }
+  bool is_connected() const noexcept { return connected_; }
+  int native_handle() const noexcept { return fd_.get(); }
+  Family family() const noexcept { return family_; }
+
+  // Transport. A deadline that has already passed when the call starts makes a receive a poll: nothing
+  // queued gives errc::would_block; a deadline that passes while waiting gives errc::timeout.
+  void send_to(std::span<const std::byte> datagram, const Endpoint& peer, std::error_code& ec) override;
+  Received receive_from(std::span<std::byte> buffer, Deadline deadline, std::error_code& ec) override;
+  std::size_t receive_batch(std::span<ReceiveSlot> slots, Deadline deadline, std::error_code& ec) override;
+  std::size_t send_batch(std::span<const SendSlot> datagrams, std::error_code& ec) override;
+  Endpoint local_endpoint(std::error_code& ec) const override;
+  std::size_t max_datagram_size() const noexcept override;
+
+ private:
+  UdpSocket(detail::UniqueFd fd, Family family, bool connected) noexcept;
+  template <typename Receive>
+  long receive_until(Deadline deadline, Receive receive, std::error_code& ec);
+  bool limit_receive_timeout(std::int64_t microseconds, std::error_code& ec);
+
+  detail::UniqueFd fd_;
+  Family family_{Family::ipv4};
+  bool connected_{false};
+  std::int64_t receive_timeout_us_{0};   // the socket's SO_RCVTIMEO as last set; 0 = wait forever
+};
+
+}  // namespace dgram

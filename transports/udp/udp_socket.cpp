@@ -1,0 +1,295 @@
+// Implementation of dgram.udp.
+module;
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <gsl/narrow>
+#include <span>
+#include <system_error>
+#include <utility>
+module dgram.udp;
+
+import dgram.fd;
+import dgram.sockaddr;
+
+namespace dgram {
+namespace {
+
+using std::chrono::microseconds;
+
+std::error_code last_error() noexcept { return {errno, std::system_category()}; }
+
+// Kernel timeouts are counted in jiffies and rounded up, so an SO_RCVTIMEO may fire up to one jiffy (10 ms at
+// HZ=100) late. Waits shorter than this go through ppoll, whose timer is precise; longer ones keep a margin.
+constexpr std::int64_t jiffy_margin_us = 10'000;
+constexpr std::int64_t precise_wait_below_us = 4 * jiffy_margin_us;
+
+bool set_int_option(int fd, int level, int name, int value, std::error_code& ec) {
+  if (::setsockopt(fd, level, name, &value, sizeof value) == 0) return true;
+  ec = last_error();
+  return false;
+}
+
+detail::UniqueFd open_socket(Family family, const UdpOptions& options, std::error_code& ec) {
+  detail::UniqueFd fd{::socket(detail::address_family(family), SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP)};
+  if (!fd) {
+    ec = last_error();
+    return fd;
+  }
+  const bool configured =
+      (family != Family::ipv6 || set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, options.dual_stack ? 0 : 1, ec)) &&
+      (!options.reuse_port || set_int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, ec)) &&
+      (options.receive_buffer_bytes == 0 ||
+       set_int_option(fd.get(), SOL_SOCKET, SO_RCVBUF, options.receive_buffer_bytes, ec)) &&
+      (options.send_buffer_bytes == 0 ||
+       set_int_option(fd.get(), SOL_SOCKET, SO_SNDBUF, options.send_buffer_bytes, ec));
+  if (!configured) fd.reset();
+  return fd;
+}
+
+// Waits for readability with a precise timer; false with ec set on timeout, signal or error.
+bool wait_readable(int fd, std::int64_t wait_us, std::error_code& ec) {
+  pollfd entry{fd, POLLIN, 0};
+  const timespec timeout{static_cast<time_t>(wait_us / 1'000'000), static_cast<long>(wait_us % 1'000'000) * 1000};
+  const int ready = ::ppoll(&entry, 1, &timeout, nullptr);
+  if (ready > 0) return true;
+  ec = ready == 0 ? make_error_code(errc::timeout)
+                  : errno == EINTR ? make_error_code(errc::interrupted) : last_error();
+  return false;
+}
+
+std::error_code send_error(int error) noexcept {
+  if (error == EMSGSIZE) return make_error_code(errc::message_too_large);
+  if (error == EINTR) return make_error_code(errc::interrupted);
+  return {error, std::system_category()};
+}
+
+}  // namespace
+
+UdpSocket::UdpSocket(detail::UniqueFd fd, Family family, bool connected) noexcept
+    : fd_{std::move(fd)}, family_{family}, connected_{connected} {}
+
+UdpSocket UdpSocket::bind(const Endpoint& local, std::error_code& ec, const UdpOptions& options) {
+  ec.clear();
+  detail::UniqueFd fd = open_socket(local.family(), options, ec);
+  if (ec) return {};
+  const detail::SocketAddress address = detail::to_socket_address(local);
+  if (::bind(fd.get(), address.get(), address.length) != 0) {
+    ec = last_error();
+    return {};
+  }
+  return UdpSocket{std::move(fd), local.family(), false};
+}
+
+UdpSocket UdpSocket::bind(const Endpoint& local, const UdpOptions& options) {
+  std::error_code ec;
+  UdpSocket socket = bind(local, ec, options);
+  if (ec) throw std::system_error(ec, "bind UDP socket to " + local.to_string());
+  return socket;
+}
+
+UdpSocket UdpSocket::connect(const Endpoint& peer, std::error_code& ec, const UdpOptions& options) {
+  ec.clear();
+  detail::UniqueFd fd = open_socket(peer.family(), options, ec);
+  if (ec) return {};
+  const detail::SocketAddress address = detail::to_socket_address(peer);
+  if (::connect(fd.get(), address.get(), address.length) != 0) {
+    ec = last_error();
+    return {};
+  }
+  return UdpSocket{std::move(fd), peer.family(), true};
+}
+
+UdpSocket UdpSocket::connect(const Endpoint& peer, const UdpOptions& options) {
+  std::error_code ec;
+  UdpSocket socket = connect(peer, ec, options);
+  if (ec) throw std::system_error(ec, "connect UDP socket to " + peer.to_string());
+  return socket;
+}
+
+std::size_t UdpSocket::max_datagram_size() const noexcept {
+  return family_ == Family::ipv4 ? max_ipv4_datagram : max_ipv6_datagram;
+}
+
+// Keeps SO_RCVTIMEO at or below `microseconds` (0 = forever) but changes it only when it is far off, so a
+// client that waits with the same timeout each time pays no extra system call per receive.
+bool UdpSocket::limit_receive_timeout(std::int64_t wanted_us, std::error_code& ec) {
+  const bool keep = wanted_us == 0
+                        ? receive_timeout_us_ == 0
+                        : receive_timeout_us_ != 0 && receive_timeout_us_ <= wanted_us &&
+                              receive_timeout_us_ >= wanted_us - wanted_us / 8;
+  if (keep) return true;
+  const std::int64_t value = wanted_us == 0 ? 0 : wanted_us - wanted_us / 16;
+  const timeval tv{static_cast<time_t>(value / 1'000'000), static_cast<suseconds_t>(value % 1'000'000)};
+  if (::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+    ec = last_error();
+    return false;
+  }
+  receive_timeout_us_ = value;
+  return true;
+}
+
+// Runs `receive(flags)` (a recvmsg or recvmmsg) until it returns data or the deadline passes. Long waits
+// block in the receive itself under SO_RCVTIMEO (one system call); short ones wait in ppoll first.
+template <typename Receive>
+long UdpSocket::receive_until(Deadline deadline, Receive receive, std::error_code& ec) {
+  ec.clear();
+  for (bool first_try = true;; first_try = false) {
+    int flags = MSG_DONTWAIT;
+    std::int64_t left_us = 0;
+    if (deadline.is_never()) {
+      if (!limit_receive_timeout(0, ec)) return -1;
+      flags = 0;
+    } else {
+      left_us = std::chrono::duration_cast<microseconds>(deadline.remaining(Clock::now())).count();
+      if (left_us >= precise_wait_below_us) {
+        if (!limit_receive_timeout(left_us - jiffy_margin_us, ec)) return -1;
+        flags = 0;
+      } else if (left_us > 0 && !wait_readable(fd_.get(), left_us, ec)) {
+        return -1;
+      }
+    }
+    const long got = receive(flags);
+    if (got >= 0) return got;
+    const int error = errno;
+    if (error != EAGAIN && error != EWOULDBLOCK) {
+      ec = error == EINTR ? make_error_code(errc::interrupted) : std::error_code{error, std::system_category()};
+      return -1;
+    }
+    if (!deadline.is_never() && left_us <= 0) {
+      ec = make_error_code(first_try ? errc::would_block : errc::timeout);
+      return -1;
+    }
+    // SO_RCVTIMEO fired ahead of the deadline, or readiness vanished: wait again for what is left.
+  }
+}
+
+Received UdpSocket::receive_from(std::span<std::byte> buffer, Deadline deadline, std::error_code& ec) {
+  detail::SocketAddress from;
+  iovec vector{buffer.data(), buffer.size()};
+  msghdr message{};
+  message.msg_name = &from.storage;
+  message.msg_iov = &vector;
+  message.msg_iovlen = 1;
+  const long got = receive_until(
+      deadline,
+      [&](int flags) {
+        message.msg_namelen = sizeof from.storage;
+        return static_cast<long>(::recvmsg(fd_.get(), &message, flags | MSG_TRUNC));
+      },
+      ec);
+  if (got < 0) return {};
+  Received out{static_cast<std::size_t>(got), detail::from_socket_address(from.get(), message.msg_namelen)};
+  if (out.size > buffer.size()) {
+    out.size = buffer.size();
+    ec = make_error_code(errc::truncated);
+  }
+  return out;
+}
+
+std::size_t UdpSocket::receive_batch(std::span<ReceiveSlot> slots, Deadline deadline, std::error_code& ec) {
+  const std::size_t count = std::min(slots.size(), max_batch);
+  std::array<mmsghdr, max_batch> headers;
+  std::array<iovec, max_batch> vectors;
+  std::array<sockaddr_storage, max_batch> addresses;
+  for (std::size_t i = 0; i < count; ++i) {
+    vectors[i] = {slots[i].buffer.data(), slots[i].buffer.size()};
+    headers[i] = {};
+    headers[i].msg_hdr.msg_name = &addresses[i];
+    headers[i].msg_hdr.msg_namelen = sizeof addresses[i];
+    headers[i].msg_hdr.msg_iov = &vectors[i];
+    headers[i].msg_hdr.msg_iovlen = 1;
+  }
+  const long got = receive_until(
+      deadline,
+      [&](int flags) {
+        return static_cast<long>(
+            ::recvmmsg(fd_.get(), headers.data(), gsl::narrow<unsigned>(count), flags | MSG_WAITFORONE, nullptr));
+      },
+      ec);
+  if (got <= 0) return 0;
+  for (std::size_t i = 0; i < static_cast<std::size_t>(got); ++i) {
+    ReceiveSlot& slot = slots[i];
+    slot.truncated = (headers[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+    slot.size = std::min<std::size_t>(headers[i].msg_len, slot.buffer.size());
+    slot.peer = detail::from_socket_address(reinterpret_cast<const sockaddr*>(&addresses[i]),
+                                            headers[i].msg_hdr.msg_namelen);
+  }
+  return static_cast<std::size_t>(got);
+}
+
+void UdpSocket::send_to(std::span<const std::byte> datagram, const Endpoint& peer, std::error_code& ec) {
+  ec.clear();
+  if (datagram.size() > max_datagram_size()) {
+    ec = make_error_code(errc::message_too_large);
+    return;
+  }
+  ssize_t sent;
+  if (connected_) {
+    sent = ::send(fd_.get(), datagram.data(), datagram.size(), 0);
+  } else {
+    const detail::SocketAddress address = detail::to_socket_address(peer);
+    sent = ::sendto(fd_.get(), datagram.data(), datagram.size(), 0, address.get(), address.length);
+  }
+  if (sent < 0) ec = send_error(errno);
+}
+
+std::size_t UdpSocket::send_batch(std::span<const SendSlot> datagrams, std::error_code& ec) {
+  ec.clear();
+  std::size_t done = 0;
+  std::array<mmsghdr, max_batch> headers;
+  std::array<iovec, max_batch> vectors;
+  std::array<detail::SocketAddress, max_batch> addresses;
+  while (done < datagrams.size()) {
+    const std::size_t count = std::min(datagrams.size() - done, max_batch);
+    std::size_t ready = 0;
+    for (; ready < count; ++ready) {
+      const SendSlot& slot = datagrams[done + ready];
+      if (slot.payload.size() > max_datagram_size()) break;
+      vectors[ready] = {const_cast<std::byte*>(slot.payload.data()), slot.payload.size()};
+      headers[ready] = {};
+      if (!connected_) {
+        addresses[ready] = detail::to_socket_address(slot.peer);
+        headers[ready].msg_hdr.msg_name = addresses[ready].get();
+        headers[ready].msg_hdr.msg_namelen = addresses[ready].length;
+      }
+      headers[ready].msg_hdr.msg_iov = &vectors[ready];
+      headers[ready].msg_hdr.msg_iovlen = 1;
+    }
+    if (ready == 0) {
+      ec = make_error_code(errc::message_too_large);
+      return done;
+    }
+    const int sent = ::sendmmsg(fd_.get(), headers.data(), gsl::narrow<unsigned>(ready), 0);
+    if (sent < 0) {
+      ec = send_error(errno);
+      return done;
+    }
+    // A partial send leaves the rest for the next round, which either sends it or reports its error.
+    done += static_cast<std::size_t>(sent);
+  }
+  return done;
+}
+
+Endpoint UdpSocket::local_endpoint(std::error_code& ec) const {
+  ec.clear();
+  detail::SocketAddress address;
+  address.length = sizeof address.storage;
+  if (::getsockname(fd_.get(), address.get(), &address.length) != 0) {
+    ec = last_error();
+    return {};
+  }
+  return detail::from_socket_address(address.get(), address.length);
+}
+
+}  // namespace dgram
