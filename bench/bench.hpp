@@ -1,0 +1,28 @@
+// dgram-bench: each benchmark runs dgram and a baseline side by side in the same process, several times in
+// alternating order, and reports medians and their ratio against a target. No timed unit tests: this is the
+// only place speed is measured.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace dgram::bench {
+
+struct Row {
+  std::string name;        // e.g. "udp ping-pong"
+  std::string unit;        // e.g. "round trips/s"
+  double ours;             // median rate of dgram
+  double baseline;         // median rate of the baseline
+  std::string baseline_name;
+  double target;           // the ratio ours / baseline must reach
+};
+
+// Runs each of the two measurements `repetitions` times, alternating which goes first, and returns medians.
+// Each function returns a rate (higher is better).
+Row compare(std::string name, std::string unit, std::string baseline_name, double target, int repetitions,
+            const std::function<double()>& ours, const std::function<double()>& baseline);
+
+std::vector<Row> udp_benchmarks(int repetitions);
+
+}  // namespace dgram::bench

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what dgram needs to build, test and run its demos on Debian 12 (bookworm). Safe to run again.
+set -euo pipefail
+packages=(
+  clang-19 libclang-rt-19-dev meson ninja-build pkg-config   # toolchain (clang-19: C++20 modules)
+  libwolfssl-dev libmsgsl-dev catch2 libfmt-dev              # libraries
+  openssl gnutls-bin tshark                                   # foreign peers and checkers for the tests
+)
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+# tshark asks whether non-root users may capture; the tests only read files, so no.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | "${sudo[@]}" debconf-set-selections
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}" > /dev/null

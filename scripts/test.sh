@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs the Debian packages, then
+#   1. a warnings-as-errors build from scratch with -j2, the build guarantees, and every test;
+#   2. an AddressSanitizer + UndefinedBehaviorSanitizer build of the tests.
+# Ends with one line "N passed, N failed". Build dirs: build-ci/ and build-asan/ (reused when present).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "${SKIP_INSTALL:-0}" = 1 ] || bash scripts/install-deps.sh
+
+passed=0
+failed=0
+run_suite() {   # run_suite BUILD_DIR [meson test args...]
+  local build=$1; shift
+  local log="$build/meson-logs/testlog.txt"
+  set +e
+  meson test -C "$build" --print-errorlogs --num-processes 2 "$@"
+  local status=$?
+  set -e
+  local ok fail
+  ok=$(grep -E '^Ok:' "$log" | awk '{sum += $NF} END {print sum + 0}')
+  fail=$(grep -E '^(Fail|Timeout|Unexpected Pass):' "$log" | awk '{sum += $NF} END {print sum + 0}')
+  passed=$((passed + ${ok:-0}))
+  failed=$((failed + fail))
+  if [ $status -ne 0 ] && [ "$fail" -eq 0 ]; then failed=$((failed + 1)); fi
+}
+
+configure() {   # configure BUILD_DIR [meson options...]
+  local build=$1; shift
+  if [ -d "$build/meson-private" ]; then
+    meson setup --reconfigure "$build" --native-file clang.ini "$@" > /dev/null
+  else
+    meson setup "$build" --native-file clang.ini "$@" > /dev/null
+  fi
+}
+
+echo "== strict build (-Dwerror=true, -j2)"
+configure build-ci -Dwerror=true -Dwarning_level=3 -Dbench=true
+ninja -C build-ci -j2
+bash scripts/check-build.sh build-ci
+run_suite build-ci
+
+echo "== AddressSanitizer + UndefinedBehaviorSanitizer build"
+configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+ninja -C build-asan -j2
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+run_suite build-asan --no-suite consumer
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
