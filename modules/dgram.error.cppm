@@ -22,6 +22,7 @@ enum class errc {
   closed,                // the peer or the session has closed
   not_connected,         // the operation needs a connected transport
   invalid_argument,      // a caller-side precondition does not hold (detail in the message of the thrower)
+  empty_message,         // the transport cannot carry an empty message (DTLS on wolfSSL sends no empty records)
 };
 
 // The category of dgram::errc; its name() is "dgram".

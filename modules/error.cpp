@@ -23,6 +23,7 @@ class ErrorCategory final : public std::error_category {
       case errc::closed: return "closed";
       case errc::not_connected: return "transport is not connected";
       case errc::invalid_argument: return "invalid argument";
+      case errc::empty_message: return "an empty message cannot be sent on this transport";
     }
     return "unknown dgram error " + std::to_string(value);
   }

@@ -1,0 +1,404 @@
+// The DTLS engine pumped client <-> server in memory, in one thread, with a hand-driven clock: handshakes,
+// application data, resumption, PSK, loss and reordering of handshake datagrams, and hostile input.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+import dgram;
+
+using namespace std::chrono_literals;
+using dgram::dtls::DtlsConfig;
+using dgram::dtls::DtlsContext;
+using dgram::dtls::Engine;
+using dgram::dtls::EngineState;
+using dgram::dtls::Listener;
+using dgram::dtls::Pem;
+using Datagram = std::vector<std::byte>;
+
+namespace {
+
+std::string certs(const std::string& name) {
+  const char* dir = std::getenv("DGRAM_CERTS");
+  return std::string(dir ? dir : "certs") + "/" + name;
+}
+
+std::shared_ptr<DtlsContext> make_context(const DtlsConfig& config) {
+  std::error_code ec;
+  std::string reason;
+  auto context = DtlsContext::create(config, ec, &reason);
+  INFO(reason);
+  REQUIRE(context);
+  return context;
+}
+
+DtlsConfig client_config() { return dgram::dtls::client_config(Pem::file(certs("ca.pem")), "localhost"); }
+DtlsConfig server_config() {
+  return dgram::dtls::server_config(Pem::file(certs("server-ecdsa.pem")), Pem::file(certs("server-ecdsa.key")));
+}
+
+std::span<const std::byte> bytes(const std::string& text) { return std::as_bytes(std::span(text)); }
+
+// Two engines and a listener joined by in-memory queues; `drop` decides the fate of each datagram.
+struct Pump {
+  enum class Direction { to_server, to_client };
+
+  std::shared_ptr<DtlsContext> client_context;
+  std::shared_ptr<DtlsContext> server_context;
+  Listener listener;
+  std::optional<Engine> client;
+  std::optional<Engine> server;
+  std::deque<Datagram> to_server, to_client;
+  dgram::TimePoint now{std::chrono::hours(1)};
+  dgram::Endpoint client_endpoint = dgram::Endpoint::parse("127.0.0.1:40000");
+  dgram::Endpoint server_endpoint = dgram::Endpoint::parse("127.0.0.1:11111");
+  std::function<bool(Direction, std::size_t)> drop = [](Direction, std::size_t) { return false; };
+  std::function<void(std::deque<Datagram>&)> shuffle = [](std::deque<Datagram>&) {};
+  std::size_t sent_to_server = 0, sent_to_client = 0;
+  std::error_code client_error, server_error;
+
+  static Listener make_listener(std::shared_ptr<DtlsContext> context) {
+    std::error_code ec;
+    Listener listener(std::move(context), ec);
+    REQUIRE(!ec);
+    return listener;
+  }
+
+  Pump(std::shared_ptr<DtlsContext> client_side, std::shared_ptr<DtlsContext> server_side)
+      : client_context{std::move(client_side)},
+        server_context{server_side},
+        listener{make_listener(std::move(server_side))} {}
+
+  void start_client(const dgram::dtls::Session* resume = nullptr) {
+    std::error_code ec;
+    client.emplace(Engine::client(client_context, server_endpoint, resume, ec));
+    REQUIRE(!ec);
+    server.reset();
+    client->start(now, ec);
+    REQUIRE(!ec);
+  }
+
+  void collect() {
+    std::deque<Datagram> flight;
+    for (const auto& d : client->outgoing())
+      if (!drop(Direction::to_server, sent_to_server++)) flight.push_back(d);
+    client->clear_outgoing();
+    shuffle(flight);
+    to_server.insert(to_server.end(), flight.begin(), flight.end());
+    flight.clear();
+    auto take = [&](std::span<const Datagram> out) {
+      for (const auto& d : out)
+        if (!drop(Direction::to_client, sent_to_client++)) flight.push_back(d);
+    };
+    take(listener.replies());
+    listener.clear_replies();
+    if (server) {
+      take(server->outgoing());
+      server->clear_outgoing();
+    }
+    shuffle(flight);
+    to_client.insert(to_client.end(), flight.begin(), flight.end());
+  }
+
+  // The engine's contract: after on_datagram, take_message until it has nothing (that is also when an
+  // established engine answers a peer's retransmitted flight).
+  void deliver(Engine& engine, const Datagram& datagram, std::error_code& ec) {
+    engine.on_datagram(datagram, now, ec);
+    std::vector<std::byte> buffer(2048);
+    while (!ec && engine.take_message(buffer, ec)) {
+    }
+  }
+
+  void deliver_to_server(const Datagram& datagram) {
+    if (!server) {
+      auto engine = listener.on_datagram(client_endpoint, datagram, now, server_error);
+      if (engine) server.emplace(std::move(*engine));
+    } else {
+      deliver(*server, datagram, server_error);
+    }
+  }
+
+  bool settled() const {
+    const bool client_done = client->state() != EngineState::handshaking;
+    const bool server_done = !server || server->state() != EngineState::handshaking;
+    return client_done && server && server_done && to_server.empty() && to_client.empty();
+  }
+
+  // Runs until both sides left the handshake, or a bound on steps is hit. Time moves only when nothing is in
+  // flight: then it jumps to the earliest retransmission timer.
+  // A driver gives up after its handshake timeout; so does this pump, on its own clock.
+  void handshake(std::chrono::seconds limit = std::chrono::seconds(600)) {
+    const dgram::TimePoint give_up = now + limit;
+    for (int step = 0; step < 500; ++step) {
+      collect();
+      if (settled() || client->state() == EngineState::failed || now >= give_up) return;
+      if (to_server.empty() && to_client.empty()) {
+        dgram::Deadline next = client->next_timer();
+        if (server) next = next.min(server->next_timer());
+        REQUIRE(!next.is_never());
+        now = next.point();
+        client->on_timer(now, client_error);
+        if (server) server->on_timer(now, server_error);
+        continue;
+      }
+      if (!to_server.empty()) {
+        const Datagram d = std::move(to_server.front());
+        to_server.pop_front();
+        deliver_to_server(d);
+      }
+      if (!to_client.empty()) {
+        const Datagram d = std::move(to_client.front());
+        to_client.pop_front();
+        deliver(*client, d, client_error);
+      }
+    }
+    FAIL("the handshake did not settle in 500 steps: client sent " << client->stats().datagrams_out
+         << ", server sent " << (server ? server->stats().datagrams_out : 0) << ", clock at +"
+         << std::chrono::duration_cast<std::chrono::seconds>(now - give_up + limit).count() << " s");
+  }
+
+  void require_established() {
+    INFO("client failure: " << client->failure() << " / server: " << (server ? server->failure() : "no session"));
+    INFO("client retransmissions " << client->stats().retransmissions << ", server sent "
+         << (server ? server->stats().datagrams_out : 0) << ", server damped "
+         << (server ? server->stats().damped_retransmissions : 0) << ", server dropped "
+         << (server ? server->stats().dropped_datagrams : 0));
+    REQUIRE(client->state() == EngineState::established);
+    REQUIRE(server);
+    REQUIRE(server->state() == EngineState::established);
+  }
+
+  // Sends `message` from `from` and returns what `to` decrypted.
+  static std::optional<std::string> relay(Engine& from, Engine& to, const std::string& message) {
+    std::error_code ec;
+    from.send(bytes(message), ec);
+    REQUIRE(!ec);
+    for (const auto& d : from.outgoing()) to.on_datagram(d, {}, ec);
+    from.clear_outgoing();
+    std::vector<std::byte> buffer(to.max_message_size());
+    const auto size = to.take_message(buffer, ec);
+    REQUIRE(!ec);
+    if (!size) return std::nullopt;
+    return std::string(reinterpret_cast<const char*>(buffer.data()), *size);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("engine: full handshake with the stateless cookie, then messages both ways", "[dtls][engine]") {
+  Pump pump(make_context(client_config()), make_context(server_config()));
+  pump.start_client();
+  pump.handshake();
+  pump.require_established();
+  CHECK(pump.listener.stats().hello_verify_requests == 1);
+  CHECK(pump.listener.stats().sessions_started == 1);
+  CHECK(!pump.client->resumed());
+  CHECK(pump.client->cipher().find("CHACHA20") != std::string::npos);
+  CHECK(pump.client->stats().retransmissions == 0);
+
+  CHECK(Pump::relay(*pump.client, *pump.server, "hello") == "hello");
+  CHECK(Pump::relay(*pump.server, *pump.client, "I hear you fashizzle!") == "I hear you fashizzle!");
+  std::error_code empty_error;
+  pump.client->send({}, empty_error);   // wolfSSL sends no empty records: a clear error, not a silent nothing
+  CHECK(empty_error == dgram::errc::empty_message);
+  const std::string largest(pump.client->max_message_size(), 'L');
+  CHECK(largest.size() >= 1024);
+  CHECK(Pump::relay(*pump.client, *pump.server, largest) == largest);
+  std::error_code ec;
+  pump.client->send(bytes(largest + "x"), ec);
+  CHECK(ec == dgram::errc::message_too_large);
+
+  pump.client->close();
+  for (const auto& d : pump.client->outgoing()) pump.server->on_datagram(d, pump.now, ec);
+  std::vector<std::byte> buffer(100);
+  CHECK(!pump.server->take_message(buffer, ec));
+  CHECK(pump.server->state() == EngineState::closed);
+}
+
+TEST_CASE("engine: resumption by ticket and by session ID", "[dtls][engine]") {
+  for (const bool tickets : {true, false}) {
+    INFO("tickets " << tickets);
+    DtlsConfig config = client_config();
+    config.session_tickets = tickets;
+    Pump pump(make_context(config), make_context(server_config()));
+    pump.start_client();
+    pump.handshake();
+    pump.require_established();
+    dgram::dtls::Session saved = pump.client->session();
+    REQUIRE(saved);
+    pump.client->close();
+    pump.start_client(&saved);
+    pump.handshake();
+    pump.require_established();
+    CHECK(pump.client->resumed());
+    CHECK(pump.server->resumed());
+    CHECK(Pump::relay(*pump.client, *pump.server, "again") == "again");
+  }
+}
+
+TEST_CASE("engine: pre-shared key handshake; a wrong key fails", "[dtls][engine][psk]") {
+  const std::vector<std::byte> key{std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4}, std::byte{5},
+                                   std::byte{6}, std::byte{7}, std::byte{8}};
+  DtlsConfig client;
+  client.role = dgram::dtls::Role::client;
+  client.psk = dgram::dtls::PreSharedKey{"dgram-client", key};
+  DtlsConfig server;
+  server.role = dgram::dtls::Role::server;
+  server.verify_peer = false;
+  server.psk = client.psk;
+  {
+    Pump pump(make_context(client), make_context(server));
+    pump.start_client();
+    pump.handshake();
+    pump.require_established();
+    CHECK(pump.client->cipher().find("PSK") != std::string::npos);
+    CHECK(Pump::relay(*pump.client, *pump.server, "psk") == "psk");
+  }
+  // A wrong key makes the Finished messages undecryptable, and DTLS drops those silently: the handshake
+  // cannot complete, and the driver's handshake timeout ends it.
+  client.psk->key.back() = std::byte{9};
+  Pump pump(make_context(client), make_context(server));
+  pump.start_client();
+  pump.handshake(std::chrono::seconds(10));
+  CHECK(pump.client->state() != EngineState::established);
+  CHECK((!pump.server || pump.server->state() != EngineState::established));
+}
+
+TEST_CASE("engine: lost and reordered handshake datagrams are retransmitted on the timer", "[dtls][engine]") {
+  SECTION("every first flight datagram is lost once") {
+    Pump pump(make_context(client_config()), make_context(server_config()));
+    // Lose the first ClientHello, the HelloVerifyRequest, the second ClientHello, and the server's first flight.
+    pump.drop = [](Pump::Direction direction, std::size_t index) {
+      return direction == Pump::Direction::to_server ? index < 2 || index == 3 : index == 0 || index == 1;
+    };
+    pump.start_client();
+    const auto started = pump.now;
+    pump.handshake();
+    pump.require_established();
+    CHECK(pump.client->stats().retransmissions >= 2);
+    CHECK(pump.now - started >= 2s);   // the injected clock moved; nobody slept
+    CHECK(Pump::relay(*pump.client, *pump.server, "made it") == "made it");
+  }
+  SECTION("flights arrive in reverse order") {
+    Pump pump(make_context(client_config()), make_context(server_config()));
+    pump.shuffle = [](std::deque<Datagram>& flight) { std::reverse(flight.begin(), flight.end()); };
+    pump.start_client();
+    pump.handshake();
+    pump.require_established();
+  }
+  SECTION("the server's last flight is lost: the client retransmits and the server answers again") {
+    Pump pump(make_context(client_config()), make_context(server_config()));
+    bool dropped = false;
+    pump.drop = [&](Pump::Direction direction, std::size_t) {
+      // The server's Finished flight is the first datagram to the client after the server is established.
+      if (direction == Pump::Direction::to_client && !dropped && pump.server &&
+          pump.server->state() == EngineState::established) {
+        dropped = true;
+        return true;
+      }
+      return false;
+    };
+    pump.start_client();
+    pump.handshake();
+    pump.require_established();
+    CHECK(dropped);
+    CHECK(pump.client->stats().retransmissions >= 1);
+  }
+}
+
+TEST_CASE("engine: a client that trusts another CA fails with the certificate's verdict", "[dtls][engine]") {
+  DtlsConfig config = client_config();
+  config.trusted_authorities = {Pem::file(certs("client.pem"))};   // not the CA that signed the server
+  Pump pump(make_context(config), make_context(server_config()));
+  pump.start_client();
+  pump.handshake();
+  CHECK(pump.client->state() == EngineState::failed);
+  CHECK(pump.client_error.category().name() == std::string("wolfssl"));
+  CHECK(!pump.client->failure().empty());
+}
+
+TEST_CASE("engine: a wrong server name fails the handshake", "[dtls][engine]") {
+  for (const char* name : {"not-localhost.example", "10.1.2.3"}) {
+    INFO(name);
+    DtlsConfig config = client_config();
+    config.expected_server_name = name;
+    Pump pump(make_context(config), make_context(server_config()));
+    pump.start_client();
+    pump.handshake();
+    CHECK(pump.client->state() == EngineState::failed);
+  }
+  DtlsConfig by_address = client_config();
+  by_address.expected_server_name = "127.0.0.1";   // in the certificate's SAN
+  Pump pump(make_context(by_address), make_context(server_config()));
+  pump.start_client();
+  pump.handshake();
+  pump.require_established();
+}
+
+TEST_CASE("engine: hostile datagrams are dropped and counted", "[dtls][engine]") {
+  Pump pump(make_context(client_config()), make_context(server_config()));
+  std::error_code ec;
+  // At the listener: garbage, a truncated record, and application data from a peer without a session.
+  const Datagram garbage{std::byte{0xde}, std::byte{0xad}, std::byte{0xbe}, std::byte{0xef}};
+  CHECK(!pump.listener.on_datagram(pump.client_endpoint, garbage, pump.now, ec));
+  pump.start_client();
+  Datagram hello = pump.client->outgoing().front();
+  Datagram truncated(hello.begin(), hello.begin() + 20);
+  CHECK(!pump.listener.on_datagram(pump.client_endpoint, truncated, pump.now, ec));
+  CHECK(pump.listener.stats().dropped_datagrams == 2);
+  CHECK(pump.listener.replies().empty());
+
+  // A ClientHello carrying a forged cookie is answered with a fresh challenge, and counted.
+  pump.client->clear_outgoing();
+  CHECK(!pump.listener.on_datagram(pump.client_endpoint, hello, pump.now, ec));   // the real first hello
+  REQUIRE(pump.listener.replies().size() == 1);
+  pump.listener.clear_replies();
+  Datagram forged = hello;
+  // Insert a 32-byte cookie of zeros: rebuild the hello with cookie length 32 where it was 0.
+  const std::size_t cookie_at = 13 + 12 + 2 + 32 + 1 + static_cast<std::size_t>(hello[13 + 12 + 2 + 32]);
+  forged.insert(forged.begin() + static_cast<std::ptrdiff_t>(cookie_at) + 1, 32, std::byte{0});
+  forged[cookie_at] = std::byte{32};
+  auto grow = [&](std::size_t at, std::size_t width) {
+    std::size_t value = 0;
+    for (std::size_t i = 0; i < width; ++i) value = value << 8 | static_cast<std::size_t>(forged[at + i]);
+    value += 32;
+    for (std::size_t i = width; i-- > 0; value >>= 8) forged[at + i] = static_cast<std::byte>(value & 0xff);
+  };
+  grow(11, 2);        // record length
+  grow(13 + 1, 3);    // handshake length
+  grow(13 + 9, 3);    // fragment length
+  CHECK(!pump.listener.on_datagram(pump.client_endpoint, forged, pump.now, ec));
+  CHECK(pump.listener.stats().bad_cookies == 1);
+  CHECK(pump.listener.replies().size() == 1);   // another HelloVerifyRequest, no session
+  pump.listener.clear_replies();
+
+  // The real handshake still works afterwards, and garbage and replays on a session are dropped.
+  pump.start_client();
+  pump.handshake();
+  pump.require_established();
+  pump.client->send(bytes("once"), ec);
+  const Datagram record = pump.client->outgoing().front();
+  pump.client->clear_outgoing();
+  std::vector<std::byte> buffer(pump.server->max_message_size());
+  pump.server->on_datagram(record, pump.now, ec);
+  CHECK(pump.server->take_message(buffer, ec) == 4u);
+  const auto dropped_before = pump.server->stats().dropped_datagrams;
+  pump.server->on_datagram(record, pump.now, ec);    // replayed
+  pump.server->on_datagram(garbage, pump.now, ec);   // not DTLS
+  Datagram flipped = record;
+  flipped.back() ^= std::byte{1};                    // bad MAC
+  pump.server->on_datagram(flipped, pump.now, ec);
+  CHECK(!pump.server->take_message(buffer, ec));
+  CHECK(!ec);
+  CHECK(pump.server->stats().dropped_datagrams == dropped_before + 3);
+  CHECK(pump.server->state() == EngineState::established);
+  CHECK(Pump::relay(*pump.client, *pump.server, "still here") == "still here");
+}

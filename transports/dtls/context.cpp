@@ -1,0 +1,212 @@
+// dgram.dtls.engine: the wolfSSL error category, DtlsContext (configuration into a WOLFSSL_CTX) and Session.
+module;
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+module dgram.dtls.engine;
+
+import dgram.dtls.config;
+
+#include "engine_impl.hpp"
+
+namespace dgram::dtls {
+namespace {
+
+class WolfSslCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "wolfssl"; }
+  std::string message(int code) const override {
+    char text[WOLFSSL_MAX_ERROR_SZ] = {};
+    wolfSSL_ERR_error_string_n(static_cast<unsigned long>(code), text, sizeof text);
+    return std::string(text) + " (wolfSSL " + std::to_string(code) + ")";
+  }
+};
+
+// The PEM text of `pem`; on failure, a reason naming the file and what went wrong.
+std::optional<std::string> read_pem(const Pem& pem, const char* what, std::string& reason) {
+  if (pem.path.empty()) return pem.text;
+  std::ifstream file(pem.path, std::ios::binary);
+  if (!file) {
+    reason = std::string("cannot read ") + what + " '" + pem.path + "': " + std::strerror(errno);
+    return std::nullopt;
+  }
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+const unsigned char* bytes(const std::string& text) { return reinterpret_cast<const unsigned char*>(text.data()); }
+long size_of(const std::string& text) { return static_cast<long>(text.size()); }
+
+unsigned int psk_client_callback(WOLFSSL* ssl, const char*, char* identity, unsigned int identity_size,
+                                 unsigned char* key, unsigned int key_size) {
+  const auto* config = static_cast<const DtlsConfig*>(wolfSSL_get_psk_callback_ctx(ssl));
+  if (!config || !config->psk) return 0;
+  const PreSharedKey& psk = *config->psk;
+  if (psk.identity.size() + 1 > identity_size || psk.key.size() > key_size) return 0;
+  std::memcpy(identity, psk.identity.c_str(), psk.identity.size() + 1);
+  std::memcpy(key, psk.key.data(), psk.key.size());
+  return static_cast<unsigned int>(psk.key.size());
+}
+
+unsigned int psk_server_callback(WOLFSSL* ssl, const char* identity, unsigned char* key, unsigned int key_size) {
+  const auto* config = static_cast<const DtlsConfig*>(wolfSSL_get_psk_callback_ctx(ssl));
+  if (!config || !config->psk || !identity || config->psk->identity != identity) return 0;   // unknown identity
+  const PreSharedKey& psk = *config->psk;
+  if (psk.key.size() > key_size) return 0;
+  std::memcpy(key, psk.key.data(), psk.key.size());
+  return static_cast<unsigned int>(psk.key.size());
+}
+
+// Applies `config` to `ctx`; false with a reason on the first problem.
+bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) {
+  const auto wolf_reason = [](int code) { return wolfssl_category().message(code); };
+  if (config.certificate_chain) {
+    const auto pem = read_pem(*config.certificate_chain, "certificate chain", reason);
+    if (!pem) return false;
+    if (const int r = wolfSSL_CTX_use_certificate_chain_buffer(ctx, bytes(*pem), size_of(*pem)); r != WOLFSSL_SUCCESS) {
+      reason = "certificate chain " + config.certificate_chain->describe() + " is not a usable PEM certificate: " + wolf_reason(r);
+      return false;
+    }
+  }
+  if (config.private_key) {
+    const auto pem = read_pem(*config.private_key, "private key", reason);
+    if (!pem) return false;
+    if (const int r = wolfSSL_CTX_use_PrivateKey_buffer(ctx, bytes(*pem), size_of(*pem), WOLFSSL_FILETYPE_PEM);
+        r != WOLFSSL_SUCCESS) {
+      reason = "private key " + config.private_key->describe() + " is not a usable PEM private key: " + wolf_reason(r);
+      return false;
+    }
+  }
+  if (config.certificate_chain && config.private_key && wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
+    reason = "private key " + config.private_key->describe() + " does not match certificate " +
+             config.certificate_chain->describe();
+    return false;
+  }
+  if (config.certificate_chain.has_value() != config.private_key.has_value()) {
+    reason = "a certificate chain needs its private key, and a private key its certificate chain";
+    return false;
+  }
+  for (const Pem& authority : config.trusted_authorities) {
+    const auto pem = read_pem(authority, "trusted CA file", reason);
+    if (!pem) return false;
+    if (const int r = wolfSSL_CTX_load_verify_buffer(ctx, bytes(*pem), size_of(*pem), WOLFSSL_FILETYPE_PEM);
+        r != WOLFSSL_SUCCESS) {
+      reason = "trusted CA file " + authority.describe() + " holds no usable PEM certificate: " + wolf_reason(r);
+      return false;
+    }
+  }
+  if (config.role == Role::server && !config.certificate_chain && !config.psk) {
+    reason = "a DTLS server needs a certificate and key, or a pre-shared key";
+    return false;
+  }
+  if (config.role == Role::client && config.verify_peer && config.trusted_authorities.empty() && !config.psk) {
+    reason = "a DTLS client that verifies its server needs a trusted CA (or a pre-shared key)";
+    return false;
+  }
+
+  int verify = WOLFSSL_VERIFY_NONE;
+  if (config.role == Role::client && config.verify_peer && !config.psk) verify = WOLFSSL_VERIFY_PEER;
+  if (config.role == Role::server && (config.verify_peer || config.require_peer_certificate)) {
+    verify = WOLFSSL_VERIFY_PEER;
+    if (config.require_peer_certificate) verify |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+  }
+  wolfSSL_CTX_set_verify(ctx, verify, nullptr);
+
+  const std::string ciphers =
+      !config.cipher_list.empty() ? config.cipher_list : config.psk ? default_psk_cipher_list : default_cipher_list;
+  if (wolfSSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != WOLFSSL_SUCCESS) {
+    reason = "cipher list '" + ciphers + "' names no cipher suite this wolfSSL supports";
+    return false;
+  }
+  for (Group group : config.groups) {
+    if (wolfSSL_CTX_UseSupportedCurve(ctx, static_cast<word16>(group)) != WOLFSSL_SUCCESS) {
+      reason = "key-exchange group " + std::to_string(static_cast<int>(group)) + " is not supported";
+      return false;
+    }
+  }
+  if (config.psk) {
+    if (config.psk->identity.empty() || config.psk->key.empty()) {
+      reason = "a pre-shared key needs an identity and a non-empty key";
+      return false;
+    }
+    if (config.role == Role::client) {
+      wolfSSL_CTX_set_psk_client_callback(ctx, psk_client_callback);
+    } else {
+      wolfSSL_CTX_set_psk_server_callback(ctx, psk_server_callback);
+      wolfSSL_CTX_use_psk_identity_hint(ctx, "dgram");
+    }
+  }
+  if (!config.session_cache) wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+  if (config.role == Role::client && config.session_tickets) wolfSSL_CTX_UseSessionTicket(ctx);
+  if (config.role == Role::server && !config.session_tickets) wolfSSL_CTX_NoTicketTLSv12(ctx);
+  wolfSSL_CTX_SetIORecv(ctx, Engine::Impl::receive_callback);
+  wolfSSL_CTX_SetIOSend(ctx, Engine::Impl::send_callback);
+  return true;
+}
+
+}  // namespace
+
+const std::error_category& wolfssl_category() noexcept {
+  static const WolfSslCategory category;
+  return category;
+}
+
+DtlsContext::DtlsContext(std::unique_ptr<Impl> impl) noexcept : impl_{std::move(impl)} {}
+DtlsContext::~DtlsContext() = default;
+
+const DtlsConfig& DtlsContext::config() const noexcept { return impl_->config; }
+
+std::shared_ptr<DtlsContext> DtlsContext::create(const DtlsConfig& config, std::error_code& ec, std::string* reason) {
+  static std::once_flag initialized;
+  std::call_once(initialized, [] { wolfSSL_Init(); });
+  ec.clear();
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  impl->ctx.reset(wolfSSL_CTX_new(config.role == Role::client ? wolfDTLSv1_2_client_method()
+                                                               : wolfDTLSv1_2_server_method()));
+  std::string why;
+  if (!impl->ctx) {
+    why = "wolfSSL could not create a DTLS 1.2 context";
+  } else if (configure(impl->ctx.get(), impl->config, why)) {
+    // The PSK callbacks find the configuration through this pointer; Impl does not move.
+    wolfSSL_CTX_set_psk_callback_ctx(impl->ctx.get(), &impl->config);
+    return std::shared_ptr<DtlsContext>(new DtlsContext(std::move(impl)));
+  }
+  ec = make_error_code(errc::invalid_argument);
+  if (reason) *reason = why;
+  return nullptr;
+}
+
+Session::Session() noexcept = default;
+Session::Session(Session&& other) noexcept : handle_{std::exchange(other.handle_, nullptr)} {}
+Session& Session::operator=(Session&& other) noexcept {
+  if (this != &other) {
+    if (handle_) wolfSSL_SESSION_free(static_cast<WOLFSSL_SESSION*>(handle_));
+    handle_ = std::exchange(other.handle_, nullptr);
+  }
+  return *this;
+}
+Session::~Session() {
+  if (handle_) wolfSSL_SESSION_free(static_cast<WOLFSSL_SESSION*>(handle_));
+}
+Session Session::adopt(void* handle) noexcept {
+  Session session;
+  session.handle_ = handle;
+  return session;
+}
+
+}  // namespace dgram::dtls

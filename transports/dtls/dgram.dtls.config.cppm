@@ -1,0 +1,96 @@
+// dgram.dtls.config: everything a DTLS 1.2 endpoint is configured with, as plain C++ values.
+//
+// No wolfSSL type or macro appears here: a DtlsContext (dgram.dtls.engine) turns a DtlsConfig into a
+// wolfSSL context and reports what is wrong with it (unreadable file, key not matching the certificate...).
+module;
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+export module dgram.dtls.config;
+
+export namespace dgram::dtls {
+
+// PEM text, from a file or from memory. Exactly one of the two is set.
+struct Pem {
+  std::string path;   // read when the context is built; errors name the file
+  std::string text;   // used as is when path is empty
+
+  static Pem file(std::string path) { return Pem{std::move(path), {}}; }
+  static Pem memory(std::string text) { return Pem{{}, std::move(text)}; }
+  std::string describe() const { return path.empty() ? std::string("in-memory PEM") : "'" + path + "'"; }
+};
+
+// Key-exchange groups, offered (client) or accepted (server) in this order.
+enum class Group : std::uint16_t { x25519 = 29, secp256r1 = 23, secp384r1 = 24, secp521r1 = 25 };
+
+struct PreSharedKey {
+  std::string identity;
+  std::vector<std::byte> key;
+};
+
+enum class Role { client, server };
+
+// ChaCha20-Poly1305 first: without AES-NI (Debian's wolfSSL) it is about twice as fast as AES-GCM.
+inline constexpr const char* default_cipher_list =
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+inline constexpr const char* default_psk_cipher_list =
+    "PSK-CHACHA20-POLY1305:PSK-AES128-GCM-SHA256";
+
+struct DtlsConfig {
+  Role role = Role::client;
+
+  // Our certificate chain (leaf first) and its private key. Required for a server without PSK.
+  std::optional<Pem> certificate_chain;
+  std::optional<Pem> private_key;
+  // Certificate authorities that may sign the peer's certificate.
+  std::vector<Pem> trusted_authorities;
+
+  // Client: verify the server's certificate (on by default). Server: ask for a client certificate and verify
+  // it when one is sent.
+  bool verify_peer = true;
+  // Server: refuse clients that send no certificate.
+  bool require_peer_certificate = false;
+  // Client: the DNS name or IP address the server's certificate must carry. Empty: chain checked, name not.
+  std::string expected_server_name;
+
+  // Empty: default_cipher_list, or default_psk_cipher_list when psk is set.
+  std::string cipher_list;
+  // Never wolfSSL's P-521-first default: offering it first makes handshakes with OpenSSL ~3.5x slower.
+  std::vector<Group> groups{Group::x25519, Group::secp256r1};
+
+  std::optional<PreSharedKey> psk;
+
+  // Resumption: session IDs via the server's cache, and RFC 5077 tickets.
+  bool session_cache = true;
+  bool session_tickets = true;
+
+  // A handshake that has not completed after this long fails with errc::timeout.
+  std::chrono::milliseconds handshake_timeout{10'000};
+  // Server: a session whose peer sent nothing for this long is dropped.
+  std::chrono::milliseconds idle_timeout{60'000};
+};
+
+// A DtlsConfig for a client with default choices; `ca` verifies the server, named `server_name`.
+inline DtlsConfig client_config(Pem ca, std::string server_name) {
+  DtlsConfig config;
+  config.role = Role::client;
+  config.trusted_authorities.push_back(std::move(ca));
+  config.expected_server_name = std::move(server_name);
+  return config;
+}
+
+// A DtlsConfig for a server with default choices.
+inline DtlsConfig server_config(Pem certificate_chain, Pem private_key) {
+  DtlsConfig config;
+  config.role = Role::server;
+  config.certificate_chain = std::move(certificate_chain);
+  config.private_key = std::move(private_key);
+  config.verify_peer = false;
+  return config;
+}
+
+}  // namespace dgram::dtls

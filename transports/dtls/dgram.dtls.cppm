@@ -1,0 +1,95 @@
+// dgram.dtls: the blocking DTLS 1.2 driver: DtlsHandshaker (client connect, server accept) and DtlsChannel,
+// both thin loops over the sans-I/O Engine and a Transport.
+//
+// The server side is the tutorial's chapter-2 server without its bugs: one unconnected socket, a stateless
+// cookie exchange (Listener), one session at a time, stalled handshakes and idle peers dropped, datagrams of
+// other peers never mixed into the current session.
+module;
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+export module dgram.dtls;
+
+export import dgram.handshaker;
+export import dgram.dtls.config;
+export import dgram.dtls.engine;
+
+export namespace dgram::dtls {
+
+// A DTLS session with one peer over a borrowed Transport. Every wait is bounded by the caller's deadline and
+// wakes for the engine's retransmission timer, so a lost datagram never blocks forever.
+class DtlsChannel final : public Channel {
+ public:
+  DtlsChannel(Transport& path, Engine engine);
+
+  void send(std::span<const std::byte> message, std::error_code& ec) override;
+  // Errors as Channel::receive; errc::closed after the peer's close_notify.
+  std::size_t receive(std::span<std::byte> buffer, Deadline deadline, std::error_code& ec) override;
+  // Sends close_notify once.
+  void close(std::error_code& ec) override;
+  Endpoint peer() const noexcept override { return engine_.peer(); }
+  std::size_t max_message_size() const noexcept override { return engine_.max_message_size(); }
+  std::uint64_t foreign_datagrams() const noexcept override { return foreign_; }
+
+  bool resumed() const noexcept { return engine_.resumed(); }
+  std::string cipher() const { return engine_.cipher(); }
+  // The session to resume with later (client side).
+  Session session() const { return engine_.session(); }
+  const Engine& engine() const noexcept { return engine_; }
+
+ private:
+  friend class DtlsHandshaker;
+  // Sends what the engine queued, then waits for one datagram from the peer or the engine's timer (whichever
+  // comes first, bounded by `deadline`) and feeds it. False with ec on deadline or failure.
+  bool step(Deadline deadline, std::error_code& ec);
+  void flush(std::error_code& ec);
+
+  Transport& path_;
+  Engine engine_;
+  std::vector<std::byte> datagram_;
+  std::uint64_t foreign_{0};
+};
+
+struct AcceptStats {
+  std::uint64_t failed_handshakes{0};   // failed or stalled past handshake_timeout, then skipped
+  std::string last_failure;             // why the last one failed, with the peer
+};
+
+class DtlsHandshaker final : public Handshaker {
+ public:
+  // A client or server handshaker, as the context's configuration says.
+  explicit DtlsHandshaker(std::shared_ptr<DtlsContext> context);
+
+  // Client: handshake with `peer` (bounded by `deadline` and the configured handshake_timeout), offering
+  // `resume` when it is a saved session. On failure ec is set and `failure()` says why in words.
+  std::unique_ptr<DtlsChannel> connect_dtls(Transport& path, const Endpoint& peer, Deadline deadline,
+                                            std::error_code& ec, const Session* resume = nullptr);
+  // Server: waits until a peer completes a handshake (cookie first) and returns its session. Peers whose
+  // handshake fails or stalls are counted in accept_stats() and skipped. errc::timeout when `deadline` passes.
+  std::unique_ptr<DtlsChannel> accept_dtls(Transport& path, Deadline deadline, std::error_code& ec);
+
+  std::unique_ptr<Channel> connect(Transport& path, const Endpoint& peer, Deadline deadline,
+                                   std::error_code& ec) override;
+  std::unique_ptr<Channel> accept(Transport& path, Deadline deadline, std::error_code& ec) override;
+
+  const std::string& failure() const noexcept { return failure_; }
+  const AcceptStats& accept_stats() const noexcept { return accept_stats_; }
+  // Server: the stateless front door's counters (cookies sent, forged cookies, stray datagrams).
+  ListenerStats listener_stats() const;
+
+ private:
+  std::unique_ptr<DtlsChannel> handshake(Transport& path, Engine engine, Deadline deadline, std::error_code& ec);
+
+  std::shared_ptr<DtlsContext> context_;
+  std::optional<Listener> listener_;
+  std::vector<std::byte> datagram_;
+  std::string failure_;
+  AcceptStats accept_stats_;
+};
+
+}  // namespace dgram::dtls

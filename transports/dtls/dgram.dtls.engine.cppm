@@ -1,0 +1,166 @@
+// dgram.dtls.engine: DTLS 1.2 as a sans-I/O engine over wolfSSL.
+//
+// The engine never touches a socket or a clock. Drivers give it datagrams (on_datagram), timer events
+// (on_timer, when next_timer() has passed) and messages to encrypt (send); they take the datagrams it wants
+// sent (outgoing) and the messages it decrypted (take_message). wolfSSL reaches it only through custom I/O
+// callbacks over in-memory buffers, so the blocking, event-driven and threaded drivers all run this one engine.
+//
+// Ownership: DtlsContext owns the wolfSSL context (shared by every engine made from it, held by shared_ptr);
+// Engine owns one wolfSSL session object; Session owns a resumable wolfSSL session. All move-only.
+// An Engine is used by one thread at a time; a DtlsContext may make engines on several threads.
+module;
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+export module dgram.dtls.engine;
+
+export import dgram.clock;
+export import dgram.endpoint;
+export import dgram.error;
+export import dgram.dtls.config;
+
+export namespace dgram::dtls {
+
+// wolfSSL's error codes (negative numbers) with wolfSSL's own text; the category's name is "wolfssl".
+const std::error_category& wolfssl_category() noexcept;
+
+class DtlsContext {
+ public:
+  // Loads the certificates, key and settings. On failure sets ec and writes one readable line to `reason`
+  // (which file, and what is wrong with it). Returns nullptr on failure.
+  static std::shared_ptr<DtlsContext> create(const DtlsConfig& config, std::error_code& ec,
+                                             std::string* reason = nullptr);
+  ~DtlsContext();
+  DtlsContext(const DtlsContext&) = delete;
+  DtlsContext& operator=(const DtlsContext&) = delete;
+
+  const DtlsConfig& config() const noexcept;
+
+  struct Impl;
+  Impl& impl() noexcept { return *impl_; }
+
+ private:
+  explicit DtlsContext(std::unique_ptr<Impl> impl) noexcept;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A resumable session that a client saved after a handshake (session ID and, when the server gave one, a
+// ticket). Empty when default-constructed.
+class Session {
+ public:
+  Session() noexcept;
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+  ~Session();
+  explicit operator bool() const noexcept { return handle_ != nullptr; }
+  void* handle() const noexcept { return handle_; }   // the WOLFSSL_SESSION, for the engine only
+  static Session adopt(void* handle) noexcept;
+
+ private:
+  void* handle_{nullptr};
+};
+
+enum class EngineState { handshaking, established, closed, failed };
+
+struct EngineStats {
+  std::uint64_t datagrams_in{0};
+  std::uint64_t datagrams_out{0};
+  std::uint64_t dropped_datagrams{0};   // malformed, oversized, or records wolfSSL discarded (replays, bad MACs)
+  std::uint64_t retransmissions{0};     // handshake flights sent again after a timeout
+  std::uint64_t damped_retransmissions{0};   // resends prompted by the peer's resends, held back (no storms)
+};
+
+class Engine {
+ public:
+  // A client engine that will open a session with `peer`, offering `resume` when it is set.
+  static Engine client(std::shared_ptr<DtlsContext> context, const Endpoint& peer, const Session* resume,
+                       std::error_code& ec);
+  Engine(Engine&&) noexcept;
+  Engine& operator=(Engine&&) noexcept;
+  ~Engine();
+
+  // Client: writes the ClientHello into outgoing(). Server engines come from a Listener already started.
+  void start(TimePoint now, std::error_code& ec);
+  // One datagram from the peer. A failure of the handshake sets ec (and state() becomes failed); a malformed
+  // or undecryptable datagram is dropped and counted, never an error. Once established, call take_message()
+  // until it returns nullopt after each datagram: that is also when the engine answers a peer that
+  // retransmits its last handshake flight.
+  void on_datagram(std::span<const std::byte> datagram, TimePoint now, std::error_code& ec);
+  // Call once next_timer() has passed: retransmits the last handshake flight. ec when retransmissions are
+  // exhausted (wolfSSL gives up after its timeout reaches 64 s).
+  void on_timer(TimePoint now, std::error_code& ec);
+  // When the engine needs on_timer(); never() when it does not.
+  Deadline next_timer() const noexcept;
+
+  // Encrypts one message as one record into outgoing(). Needs state() == established; a message larger than
+  // max_message_size() is errc::message_too_large, an empty one errc::empty_message (wolfSSL 5.5.4 writes no
+  // empty records).
+  void send(std::span<const std::byte> message, std::error_code& ec);
+  // Decrypts the next message into `buffer` and returns its size, or nullopt when there is none (yet).
+  // A buffer smaller than the message gets its start and errc::truncated. The peer's close_notify makes
+  // state() closed and returns nullopt.
+  std::optional<std::size_t> take_message(std::span<std::byte> buffer, std::error_code& ec);
+  // Queues close_notify (once) and makes state() closed.
+  void close() noexcept;
+
+  // Datagrams for the peer, oldest first. The driver sends them all, then calls clear_outgoing().
+  std::span<const std::vector<std::byte>> outgoing() const noexcept;
+  void clear_outgoing() noexcept;
+
+  EngineState state() const noexcept;
+  const Endpoint& peer() const noexcept;
+  bool resumed() const noexcept;
+  std::string cipher() const;
+  std::size_t max_message_size() const noexcept;
+  // Client, once established: the session to offer next time for resumption.
+  Session session() const;
+  // Why the handshake failed, in words (wolfSSL's error, the certificate check's verdict); empty otherwise.
+  const std::string& failure() const noexcept;
+  const EngineStats& stats() const noexcept;
+
+  struct Impl;
+
+ private:
+  friend class Listener;
+  explicit Engine(std::unique_ptr<Impl> impl) noexcept;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct ListenerStats {
+  std::uint64_t hello_verify_requests{0};   // stateless cookie challenges sent
+  std::uint64_t bad_cookies{0};             // ClientHellos whose cookie did not verify (forged or stale)
+  std::uint64_t dropped_datagrams{0};       // datagrams from peers without a session that were no ClientHello
+  std::uint64_t sessions_started{0};        // ClientHellos with a valid cookie, handed over as engines
+};
+
+// The stateless front door of a server port (RFC 6347 section 4.2.1). A ClientHello without a valid cookie
+// gets a HelloVerifyRequest and leaves no state behind: the Listener holds one wolfSSL object that it reuses
+// for every peer and gives away only when a cookie verifies. So no memory is spent on a peer before it proved
+// it receives at its address.
+class Listener {
+ public:
+  Listener(std::shared_ptr<DtlsContext> context, std::error_code& ec);
+  Listener(Listener&&) noexcept;
+  Listener& operator=(Listener&&) noexcept;
+  ~Listener();
+
+  // A datagram from `peer`, which has no session. Returns a started server engine for a ClientHello with a
+  // valid cookie (send its outgoing()). Otherwise replies() holds what to send back to `peer` (a
+  // HelloVerifyRequest), possibly nothing (the datagram was dropped and counted).
+  std::optional<Engine> on_datagram(const Endpoint& peer, std::span<const std::byte> datagram, TimePoint now,
+                                    std::error_code& ec);
+  std::span<const std::vector<std::byte>> replies() const noexcept;
+  void clear_replies() noexcept;
+  const ListenerStats& stats() const noexcept;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace dgram::dtls

@@ -1,0 +1,152 @@
+// dgram.dtls: the blocking driver loops over Engine.
+module;
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+module dgram.dtls;
+
+namespace dgram::dtls {
+namespace {
+
+constexpr std::size_t max_datagram = 65536;
+
+// Waiting with a deadline that has just passed reports would_block; for a driver both mean "time is up".
+bool time_is_up(const std::error_code& ec) { return ec == errc::timeout || ec == errc::would_block; }
+
+}  // namespace
+
+DtlsChannel::DtlsChannel(Transport& path, Engine engine)
+    : path_{path}, engine_{std::move(engine)}, datagram_(max_datagram) {}
+
+void DtlsChannel::flush(std::error_code& ec) {
+  ec.clear();
+  for (const auto& datagram : engine_.outgoing()) {
+    path_.send_to(datagram, engine_.peer(), ec);
+    if (ec) break;
+  }
+  engine_.clear_outgoing();
+}
+
+bool DtlsChannel::step(Deadline deadline, std::error_code& ec) {
+  flush(ec);
+  if (ec) return false;
+  const Deadline timer = engine_.next_timer();
+  const Received got = path_.receive_from(datagram_, deadline.min(timer), ec);
+  if (time_is_up(ec)) {
+    if (!timer.passed(Clock::now())) {
+      ec = make_error_code(errc::timeout);
+      return false;
+    }
+    engine_.on_timer(Clock::now(), ec);   // retransmit the last flight
+    return !ec;
+  }
+  if (ec == errc::truncated) {   // larger than any DTLS datagram: not ours to read
+    ec.clear();
+    return true;
+  }
+  if (ec) return false;
+  if (got.peer != engine_.peer()) {
+    ++foreign_;
+    return true;
+  }
+  engine_.on_datagram(std::span(datagram_).first(got.size), Clock::now(), ec);
+  return !ec;
+}
+
+void DtlsChannel::send(std::span<const std::byte> message, std::error_code& ec) {
+  engine_.send(message, ec);
+  if (!ec) flush(ec);
+}
+
+std::size_t DtlsChannel::receive(std::span<std::byte> buffer, Deadline deadline, std::error_code& ec) {
+  for (;;) {
+    if (const auto size = engine_.take_message(buffer, ec)) return *size;
+    if (ec) return 0;
+    if (engine_.state() == EngineState::closed) {
+      ec = make_error_code(errc::closed);
+      return 0;
+    }
+    if (!step(deadline, ec)) return 0;
+  }
+}
+
+void DtlsChannel::close(std::error_code& ec) {
+  engine_.close();
+  flush(ec);
+}
+
+DtlsHandshaker::DtlsHandshaker(std::shared_ptr<DtlsContext> context)
+    : context_{std::move(context)}, datagram_(max_datagram) {}
+
+ListenerStats DtlsHandshaker::listener_stats() const { return listener_ ? listener_->stats() : ListenerStats{}; }
+
+std::unique_ptr<DtlsChannel> DtlsHandshaker::handshake(Transport& path, Engine engine, Deadline deadline,
+                                                       std::error_code& ec) {
+  const Deadline limit = deadline.min(Deadline::after(context_->config().handshake_timeout));
+  auto channel = std::make_unique<DtlsChannel>(path, std::move(engine));
+  while (channel->engine().state() == EngineState::handshaking) {
+    if (!channel->step(limit, ec)) {
+      failure_ = channel->engine().failure();
+      if (failure_.empty()) failure_ = time_is_up(ec) ? "the handshake timed out" : ec.message();
+      return nullptr;
+    }
+  }
+  channel->flush(ec);   // the last flight
+  if (channel->engine().state() != EngineState::established) {
+    failure_ = channel->engine().failure();
+    if (!ec) ec = make_error_code(errc::closed);
+    return nullptr;
+  }
+  return ec ? nullptr : std::move(channel);
+}
+
+std::unique_ptr<DtlsChannel> DtlsHandshaker::connect_dtls(Transport& path, const Endpoint& peer, Deadline deadline,
+                                                          std::error_code& ec, const Session* resume) {
+  failure_.clear();
+  Engine engine = Engine::client(context_, peer, resume, ec);
+  if (!ec) engine.start(Clock::now(), ec);
+  if (ec) {
+    failure_ = engine.failure();
+    return nullptr;
+  }
+  return handshake(path, std::move(engine), deadline, ec);
+}
+
+std::unique_ptr<DtlsChannel> DtlsHandshaker::accept_dtls(Transport& path, Deadline deadline, std::error_code& ec) {
+  if (!listener_) {
+    listener_.emplace(context_, ec);
+    if (ec) return nullptr;
+  }
+  for (;;) {
+    const Received got = path.receive_from(datagram_, deadline, ec);
+    if (ec == errc::truncated) continue;
+    if (ec) return nullptr;
+    std::optional<Engine> engine =
+        listener_->on_datagram(got.peer, std::span(datagram_).first(got.size), Clock::now(), ec);
+    for (const auto& reply : listener_->replies()) path.send_to(reply, got.peer, ec);
+    listener_->clear_replies();
+    if (!engine) continue;
+    auto channel = handshake(path, std::move(*engine), deadline, ec);
+    if (channel) return channel;
+    if (deadline.passed(Clock::now())) return nullptr;
+    ++accept_stats_.failed_handshakes;   // that peer failed or vanished: serve the next one
+    accept_stats_.last_failure = got.peer.to_string() + ": " + failure_;
+  }
+}
+
+std::unique_ptr<Channel> DtlsHandshaker::connect(Transport& path, const Endpoint& peer, Deadline deadline,
+                                                 std::error_code& ec) {
+  return connect_dtls(path, peer, deadline, ec);
+}
+
+std::unique_ptr<Channel> DtlsHandshaker::accept(Transport& path, Deadline deadline, std::error_code& ec) {
+  return accept_dtls(path, deadline, ec);
+}
+
+}  // namespace dgram::dtls

@@ -1,0 +1,337 @@
+// dgram.dtls.engine: Engine, a DTLS session driven purely by calls (datagrams in and out, timer events).
+module;
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+module dgram.dtls.engine;
+
+import dgram.dtls.config;
+import dgram.dtls.record;
+import dgram.sockaddr;
+
+#include "engine_impl.hpp"
+
+namespace dgram::dtls {
+
+Engine::Impl::Impl(std::shared_ptr<DtlsContext> owner, Role side, const Endpoint& remote, std::error_code& ec)
+    : context{std::move(owner)}, role{side}, peer{remote} {
+  ssl.reset(wolfSSL_new(context->impl().ctx.get()));
+  if (!ssl) {
+    fail("wolfSSL could not create a session (out of memory?)", ec);
+    return;
+  }
+  wolfSSL_SetIOReadCtx(ssl.get(), this);
+  wolfSSL_SetIOWriteCtx(ssl.get(), this);
+  wolfSSL_dtls_set_using_nonblock(ssl.get(), 1);   // timeouts are ours: wolfSSL must not wait or retransmit
+  wolfSSL_set_psk_callback_ctx(ssl.get(), &context->impl().config);
+}
+
+int Engine::Impl::receive_callback(WOLFSSL*, char* buffer, int size, void* context) {
+  auto& self = *static_cast<Impl*>(context);
+  while (!self.input.empty()) {
+    std::vector<std::byte> datagram = std::move(self.input.front());
+    self.input.pop_front();
+    if (datagram.size() > static_cast<std::size_t>(size)) {   // wolfSSL's read buffer is smaller: cannot take it
+      ++self.stats.dropped_datagrams;
+      self.spare.push_back(std::move(datagram));
+      continue;
+    }
+    std::memcpy(buffer, datagram.data(), datagram.size());
+    ++self.handed_over;
+    const int got = static_cast<int>(datagram.size());
+    self.spare.push_back(std::move(datagram));
+    return got;
+  }
+  return WOLFSSL_CBIO_ERR_WANT_READ;
+}
+
+// wolfSSL resends its last flight whenever the peer's previous flight arrives again. When the two sides cannot
+// finish (a wrong pre-shared key makes every Finished undecryptable, and DTLS drops those silently), each
+// resend provokes the other's: a retransmission storm with no timer in it. So a resend prompted by input is
+// let through at most once per half retransmission timeout; resends on our own timer always go.
+bool Engine::Impl::damp_retransmission(std::span<const std::byte> datagram) {
+  const record::FlightFacts facts = record::flight_facts(datagram);
+  const bool repeat = (facts.lowest_message_seq && highest_message_seq_sent &&
+                       *facts.lowest_message_seq <= *highest_message_seq_sent) ||
+                      (facts.change_cipher_spec && change_cipher_spec_sent);
+  if (facts.lowest_message_seq)
+    highest_message_seq_sent = std::max(highest_message_seq_sent.value_or(0), *facts.lowest_message_seq);
+  change_cipher_spec_sent = change_cipher_spec_sent || facts.change_cipher_spec;
+  if (!repeat || in_timer) return false;
+  const auto interval = std::chrono::milliseconds(500) * std::max(1, wolfSSL_dtls_get_current_timeout(ssl.get()));
+  if (last_input_retransmission && now - *last_input_retransmission < interval) return true;
+  last_input_retransmission = now;
+  return false;
+}
+
+int Engine::Impl::send_callback(WOLFSSL*, char* buffer, int size, void* context) {
+  auto& self = *static_cast<Impl*>(context);
+  const std::span<const std::byte> sent(reinterpret_cast<const std::byte*>(buffer), static_cast<std::size_t>(size));
+  if (self.damp_retransmission(sent)) {
+    ++self.stats.damped_retransmissions;
+    return size;   // as if lost on the way
+  }
+  std::vector<std::byte> datagram;
+  if (!self.spare.empty()) {
+    datagram = std::move(self.spare.back());
+    self.spare.pop_back();
+  }
+  datagram.assign(sent.begin(), sent.end());
+  self.output.push_back(std::move(datagram));
+  ++self.stats.datagrams_out;
+  if (self.state == EngineState::handshaking) self.flight_sent_at = self.now;
+  return size;
+}
+
+void Engine::Impl::push_input(std::span<const std::byte> datagram) {
+  std::vector<std::byte> copy;
+  if (!spare.empty()) {
+    copy = std::move(spare.back());
+    spare.pop_back();
+  }
+  copy.assign(datagram.begin(), datagram.end());
+  input.push_back(std::move(copy));
+}
+
+void Engine::Impl::answer_repeated_flight(std::span<const std::byte> datagram) {
+  if (final_flight.empty()) return;
+  const record::FlightFacts facts = record::flight_facts(datagram);
+  if (!facts.lowest_message_seq && !facts.change_cipher_spec) return;
+  const auto interval = std::chrono::milliseconds(500);
+  if (last_input_retransmission && now - *last_input_retransmission < interval) {
+    ++stats.damped_retransmissions;
+    return;
+  }
+  last_input_retransmission = now;
+  ++stats.retransmissions;
+  for (const auto& flight_datagram : final_flight) output.push_back(flight_datagram);
+  stats.datagrams_out += final_flight.size();
+}
+
+void Engine::Impl::set_cookie_peer(const Endpoint& remote) {
+  peer = remote;
+  detail::SocketAddress address = detail::to_socket_address(remote);
+  wolfSSL_dtls_set_peer(ssl.get(), address.get(), static_cast<unsigned int>(address.length));
+}
+
+void Engine::Impl::fail(std::string why, std::error_code& ec) {
+  state = EngineState::failed;
+  failure = std::move(why);
+  if (!ec) ec = make_error_code(errc::invalid_argument);
+}
+
+void Engine::Impl::fail(int error, std::error_code& ec) {
+  ec = std::error_code{error, wolfssl_category()};
+  std::string why = ec.message();
+  if (const long verdict = wolfSSL_get_verify_result(ssl.get()); verdict != 0)   // X509_V_OK
+    why += "; certificate check: " + std::string(wolfSSL_X509_verify_cert_error_string(verdict));
+  fail(std::move(why), ec);
+}
+
+// After a client's handshake: the certificate must name the address we dialled when that was an IP (wolfSSL
+// checks DNS names during the handshake, IP addresses only when asked like this).
+bool server_address_matches(WOLFSSL* ssl, const std::string& expected) {
+  WOLFSSL_X509* certificate = wolfSSL_get_peer_certificate(ssl);
+  if (!certificate) return false;
+  const bool matches = wolfSSL_X509_check_ip_asc(certificate, expected.c_str(), 0) == 1;
+  wolfSSL_X509_free(certificate);
+  return matches;
+}
+
+bool is_ip_address(const std::string& name) {
+  std::error_code ec;
+  Endpoint::from_address(name, 0, ec);
+  return !ec;
+}
+
+void Engine::Impl::advance_handshake(std::error_code& ec) {
+  const int result = role == Role::client ? wolfSSL_connect(ssl.get()) : wolfSSL_accept(ssl.get());
+  if (result != WOLFSSL_SUCCESS) {
+    const int error = wolfSSL_get_error(ssl.get(), result);
+    if (error != WOLFSSL_ERROR_WANT_READ && error != WOLFSSL_ERROR_WANT_WRITE) fail(error, ec);
+    return;
+  }
+  state = EngineState::established;
+  flight_sent_at.reset();
+  final_flight = output;
+  const DtlsConfig& config = context->config();
+  if (role == Role::client && config.verify_peer && !config.psk && is_ip_address(config.expected_server_name) &&
+      !server_address_matches(ssl.get(), config.expected_server_name)) {
+    wolfSSL_shutdown(ssl.get());
+    fail("the server's certificate is not valid for " + config.expected_server_name, ec);
+  }
+}
+
+Engine::Engine(std::unique_ptr<Impl> impl) noexcept : impl_{std::move(impl)} {}
+Engine::Engine(Engine&&) noexcept = default;
+Engine& Engine::operator=(Engine&&) noexcept = default;
+Engine::~Engine() = default;
+
+Engine Engine::client(std::shared_ptr<DtlsContext> context, const Endpoint& peer, const Session* resume,
+                      std::error_code& ec) {
+  ec.clear();
+  auto impl = std::make_unique<Impl>(std::move(context), Role::client, peer, ec);
+  if (ec) return Engine{std::move(impl)};
+  const DtlsConfig& config = impl->context->config();
+  const std::string& name = config.expected_server_name;
+  if (!name.empty() && !is_ip_address(name)) {
+    wolfSSL_UseSNI(impl->ssl.get(), WOLFSSL_SNI_HOST_NAME, name.data(), static_cast<word16>(name.size()));
+    if (config.verify_peer && !config.psk) wolfSSL_check_domain_name(impl->ssl.get(), name.c_str());
+  }
+  if (resume && *resume)
+    wolfSSL_set_session(impl->ssl.get(), static_cast<WOLFSSL_SESSION*>(resume->handle()));
+  return Engine{std::move(impl)};
+}
+
+void Engine::start(TimePoint now, std::error_code& ec) {
+  ec.clear();
+  impl_->now = now;
+  if (impl_->state == EngineState::handshaking) impl_->advance_handshake(ec);
+}
+
+void Engine::on_datagram(std::span<const std::byte> datagram, TimePoint now, std::error_code& ec) {
+  ec.clear();
+  Impl& self = *impl_;
+  self.now = now;
+  ++self.stats.datagrams_in;
+  if (!record::well_formed(datagram) || self.state == EngineState::failed || self.state == EngineState::closed) {
+    ++self.stats.dropped_datagrams;
+    return;
+  }
+  if (self.state == EngineState::established) self.answer_repeated_flight(datagram);
+  self.push_input(datagram);
+  if (self.state == EngineState::handshaking) self.advance_handshake(ec);
+}
+
+Deadline Engine::next_timer() const noexcept {
+  if (impl_->state != EngineState::handshaking || !impl_->flight_sent_at) return Deadline::never();
+  const int seconds = wolfSSL_dtls_get_current_timeout(impl_->ssl.get());
+  return Deadline::at(*impl_->flight_sent_at + std::chrono::seconds(seconds));
+}
+
+void Engine::on_timer(TimePoint now, std::error_code& ec) {
+  ec.clear();
+  Impl& self = *impl_;
+  if (!next_timer().passed(now)) return;
+  self.now = now;
+  self.flight_sent_at = now;
+  ++self.stats.retransmissions;
+  self.in_timer = true;
+  const int result = wolfSSL_dtls_got_timeout(self.ssl.get());
+  self.in_timer = false;
+  if (result != WOLFSSL_SUCCESS) {
+    const int error = wolfSSL_get_error(self.ssl.get(), WOLFSSL_FATAL_ERROR);
+    if (error != WOLFSSL_ERROR_WANT_READ && error != WOLFSSL_ERROR_WANT_WRITE) {
+      ec = make_error_code(errc::timeout);
+      self.fail("the peer stopped answering during the handshake (retransmissions exhausted)", ec);
+    }
+  }
+}
+
+void Engine::send(std::span<const std::byte> message, std::error_code& ec) {
+  ec.clear();
+  Impl& self = *impl_;
+  if (self.state != EngineState::established) {
+    ec = make_error_code(self.state == EngineState::closed ? errc::closed : errc::not_connected);
+    return;
+  }
+  if (message.size() > max_message_size()) {
+    ec = make_error_code(errc::message_too_large);
+    return;
+  }
+  if (message.empty()) {   // wolfSSL_write(0) sends nothing at all: say so instead of losing it silently
+    ec = make_error_code(errc::empty_message);
+    return;
+  }
+  const int written = wolfSSL_write(self.ssl.get(), message.data(), static_cast<int>(message.size()));
+  if (written < 0 || static_cast<std::size_t>(written) != message.size())
+    self.fail(wolfSSL_get_error(self.ssl.get(), written), ec);
+}
+
+std::optional<std::size_t> Engine::take_message(std::span<std::byte> buffer, std::error_code& ec) {
+  ec.clear();
+  Impl& self = *impl_;
+  const std::size_t largest = max_message_size();
+  while (self.state == EngineState::established &&
+         (!self.input.empty() || wolfSSL_has_pending(self.ssl.get()) || wolfSSL_pending(self.ssl.get()) > 0)) {
+    const bool direct = buffer.size() >= largest;
+    if (!direct) self.scratch.resize(largest);
+    std::byte* target = direct ? buffer.data() : self.scratch.data();
+    const std::size_t output_before = self.output.size();
+    const std::uint64_t handed_before = self.handed_over;
+    const int got = wolfSSL_read(self.ssl.get(), target, static_cast<int>(direct ? buffer.size() : largest));
+    const std::uint64_t handed = self.handed_over - handed_before;
+    if (got > 0) {
+      std::vector<std::vector<std::byte>>().swap(self.final_flight);   // the peer has our Finished
+      // wolfSSL reads on past datagrams it discards; all but the one that held this message gave nothing.
+      if (handed > 1) self.stats.dropped_datagrams += handed - 1;
+      const auto size = static_cast<std::size_t>(got);
+      if (direct) return size;
+      std::copy_n(self.scratch.begin(), std::min(size, buffer.size()), buffer.begin());
+      if (size > buffer.size()) ec = make_error_code(errc::truncated);
+      return std::min(size, buffer.size());
+    }
+    const int error = wolfSSL_get_error(self.ssl.get(), got);
+    if (error == WOLFSSL_ERROR_ZERO_RETURN) {   // close_notify from the peer
+      self.state = EngineState::closed;
+      return std::nullopt;
+    }
+    if (error != WOLFSSL_ERROR_WANT_READ && error != WOLFSSL_ERROR_WANT_WRITE) {
+      self.fail(error, ec);
+      return std::nullopt;
+    }
+    // Datagrams that gave no message and no answer: replays, bad MACs, stray records. Dropped.
+    if (self.output.size() == output_before) self.stats.dropped_datagrams += handed;
+  }
+  return std::nullopt;
+}
+
+void Engine::close() noexcept {
+  Impl& self = *impl_;
+  if (!self.close_sent && self.state == EngineState::established) wolfSSL_shutdown(self.ssl.get());
+  self.close_sent = true;
+  if (self.state != EngineState::failed) self.state = EngineState::closed;
+}
+
+std::span<const std::vector<std::byte>> Engine::outgoing() const noexcept { return impl_->output; }
+
+void Engine::clear_outgoing() noexcept {
+  Impl& self = *impl_;
+  for (auto& datagram : self.output) self.spare.push_back(std::move(datagram));
+  self.output.clear();
+}
+
+EngineState Engine::state() const noexcept { return impl_->state; }
+const Endpoint& Engine::peer() const noexcept { return impl_->peer; }
+bool Engine::resumed() const noexcept { return wolfSSL_session_reused(impl_->ssl.get()) == 1; }
+const std::string& Engine::failure() const noexcept { return impl_->failure; }
+const EngineStats& Engine::stats() const noexcept { return impl_->stats; }
+
+std::string Engine::cipher() const {
+  const char* name = wolfSSL_get_cipher_name(impl_->ssl.get());
+  return name ? name : "";
+}
+
+std::size_t Engine::max_message_size() const noexcept {
+  const int size = wolfSSL_GetMaxOutputSize(impl_->ssl.get());
+  return size > 0 ? static_cast<std::size_t>(size) : 0;
+}
+
+Session Engine::session() const {
+  if (impl_->role != Role::client || impl_->state == EngineState::handshaking || impl_->state == EngineState::failed)
+    return {};
+  return Session::adopt(wolfSSL_get1_session(impl_->ssl.get()));
+}
+
+}  // namespace dgram::dtls
