@@ -17,36 +17,6 @@ namespace ex = dgram::examples;
 
 namespace {
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// "00 01 f2 03" or "0001f203": pairs of hex digits, white space anywhere between pairs.
-std::vector<std::byte> parse_hex(const std::string& text) {
-  std::vector<std::byte> bytes;
-  int high = -1;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == ' ' || c == '\t' || c == '\n' || c == ':') {
-      if (high >= 0) throw ex::UsageError(fmt::format("--hex: lone hex digit before position {}", i + 1));
-      continue;
-    }
-    const int digit = hex_digit(c);
-    if (digit < 0) throw ex::UsageError(fmt::format("--hex: '{}' at position {} is not a hex digit", c, i + 1));
-    if (high < 0) {
-      high = digit;
-    } else {
-      bytes.push_back(static_cast<std::byte>(high << 4 | digit));
-      high = -1;
-    }
-  }
-  if (high >= 0) throw ex::UsageError("--hex: odd number of hex digits");
-  return bytes;
-}
-
 std::vector<std::byte> read_stdin() {
   std::vector<std::byte> bytes;
   std::byte chunk[4096];
@@ -101,7 +71,7 @@ int main(int argc, char** argv) {
     if (!udp && (command_line.value("src") || command_line.value("dst")))
       throw ex::UsageError("--src and --dst go with --udp");
     const auto hex = command_line.value("hex");
-    const std::vector<std::byte> data = hex ? parse_hex(*hex) : read_stdin();
+    const std::vector<std::byte> data = hex ? ex::parse_hex(*hex, "--hex") : read_stdin();
     const std::uint16_t checksum =
         udp ? udp_checksum(endpoint_option(command_line, "src"), endpoint_option(command_line, "dst"), data)
             : dgram::internet_checksum(data);

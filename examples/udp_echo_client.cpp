@@ -2,6 +2,7 @@
 #include <fmt/core.h>
 
 #include <chrono>
+#include <iostream>
 #include <string>
 
 #include "common/cli.hpp"
@@ -29,6 +30,6 @@ int main(int argc, char** argv) {
     std::error_code ec;
     const auto channel = dgram::PlainHandshaker{}.connect(socket, server, dgram::Deadline::never(), ec);
     dgram::throw_if(ec, "connect");
-    return ex::run_line_client(*channel, settings);
+    return ex::run_line_client(*channel, settings, std::cin);
   });
 }

@@ -81,6 +81,39 @@ std::int64_t CommandLine::integer(std::string_view name, std::int64_t fallback, 
   return number;
 }
 
+namespace {
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::vector<std::byte> parse_hex(std::string_view text, std::string_view option) {
+  std::vector<std::byte> bytes;
+  int high = -1;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == ' ' || c == '\t' || c == '\n' || c == ':') {
+      if (high >= 0) throw UsageError(fmt::format("{}: lone hex digit before position {}", option, i + 1));
+      continue;
+    }
+    const int digit = hex_digit(c);
+    if (digit < 0) throw UsageError(fmt::format("{}: '{}' at position {} is not a hex digit", option, c, i + 1));
+    if (high < 0) {
+      high = digit;
+    } else {
+      bytes.push_back(static_cast<std::byte>(high << 4 | digit));
+      high = -1;
+    }
+  }
+  if (high >= 0) throw UsageError(fmt::format("{}: odd number of hex digits", option));
+  return bytes;
+}
+
 int run_program(CommandLine& command_line, int argc, char** argv, const std::function<int()>& body) {
   const std::string& program = command_line.program();
   try {

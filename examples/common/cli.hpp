@@ -2,6 +2,7 @@
 // (0 success, 1 runtime failure, 2 usage error), each failure as one line on stderr.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -49,6 +50,10 @@ class CommandLine {
   std::map<std::string, std::string, std::less<>> values_;
   bool help_{false};
 };
+
+// "00 01 f2 03" or "0001f203": pairs of hex digits, white space or ':' between pairs. Throws UsageError naming
+// `option` and the position of the first bad character.
+std::vector<std::byte> parse_hex(std::string_view text, std::string_view option);
 
 // Runs `body` with the conventions above: prints help and returns 0 when --help was given; turns a
 // UsageError into "PROGRAM: message" + a --help hint and 2, any other exception into "PROGRAM: message" and 1.

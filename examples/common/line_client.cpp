@@ -27,14 +27,15 @@ enum class Outcome { replied, no_reply, failed };
 class LineClient {
  public:
   LineClient(Channel& channel, const LineClientSettings& settings)
-      : channel_{channel}, settings_{settings}, reply_(channel.max_message_size() + 1) {}
+      : channel_{channel}, settings_{settings}, reply_(65536) {}
 
-  int run() {
+  int run(std::istream& input) {
     std::string line;
-    for (std::size_t number = 1; std::getline(std::cin, line); ++number) {
+    for (std::size_t number = 1; std::getline(input, line); ++number) {
       if (line.size() > channel_.max_message_size())
         return fail(fmt::format("line {} is {} bytes, more than the {} one message can carry", number,
                                 line.size(), channel_.max_message_size()));
+      line_number_ = number;
       if (const int status = exchange(line); status != 0) return status;
     }
     std::error_code ec;
@@ -48,6 +49,11 @@ class LineClient {
     for (int attempt = 0; attempt <= settings_.retries; ++attempt) {
       std::error_code ec;
       channel_.send(bytes_of(line), ec);
+      if (ec == errc::empty_message) {
+        fmt::print(stderr, "{}: line {} is empty and this transport cannot send an empty message: skipped\n",
+                   settings_.program, line_number_);
+        return 0;
+      }
       if (ec) return fail_with(ec, "send");
       const Deadline deadline = Deadline::after(settings_.timeout);
       for (;;) {
@@ -86,12 +92,13 @@ class LineClient {
   const LineClientSettings& settings_;
   std::vector<std::byte> reply_;
   std::string stale_;   // a line that was retried: a second copy of its reply may still come
+  std::size_t line_number_{0};
 };
 
 }  // namespace
 
-int run_line_client(Channel& channel, const LineClientSettings& settings) {
-  return LineClient{channel, settings}.run();
+int run_line_client(Channel& channel, const LineClientSettings& settings, std::istream& input) {
+  return LineClient{channel, settings}.run(input);
 }
 
 }  // namespace dgram::examples

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <istream>
 #include <string>
 
 import dgram;
@@ -15,8 +16,9 @@ struct LineClientSettings {
   int retries{3};                       // attempts after the first, when no reply came in time
 };
 
-// Returns the exit status: 0 at end of input, 1 after printing one error line (no reply after the retries,
-// connection refused, a line too long for one message).
-int run_line_client(Channel& channel, const LineClientSettings& settings);
+// Sends the lines of `input`. Returns the exit status: 0 at end of input, 1 after printing one error line (no
+// reply after the retries, connection refused, a line too long for one message). An empty line on a channel
+// that cannot carry empty messages (DTLS) is skipped with a note on stderr.
+int run_line_client(Channel& channel, const LineClientSettings& settings, std::istream& input);
 
 }  // namespace dgram::examples

@@ -71,12 +71,47 @@ unsigned int psk_server_callback(WOLFSSL* ssl, const char* identity, unsigned ch
   return static_cast<unsigned int>(psk.key.size());
 }
 
+template <auto Free>
+struct Freer {
+  template <typename T>
+  void operator()(T* handle) const noexcept { Free(handle); }
+};
+using BioPtr = std::unique_ptr<WOLFSSL_BIO, Freer<wolfSSL_BIO_free>>;
+using KeyPtr = std::unique_ptr<WOLFSSL_EVP_PKEY, Freer<wolfSSL_EVP_PKEY_free>>;
+using X509Ptr = std::unique_ptr<WOLFSSL_X509, Freer<wolfSSL_X509_free>>;
+using DigestPtr = std::unique_ptr<WOLFSSL_EVP_MD_CTX, Freer<wolfSSL_EVP_MD_CTX_free>>;
+
+// wolfSSL 5.5.4's check_private_key accepts any ECC key of the right type for an ECC certificate, so this
+// proves the match: a signature by the private key must verify with the certificate's public key.
+bool key_matches_certificate(const std::string& certificate_pem, const std::string& key_pem) {
+  const BioPtr key_bio{wolfSSL_BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()))};
+  const KeyPtr key{key_bio ? wolfSSL_PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr) : nullptr};
+  const X509Ptr certificate{wolfSSL_X509_load_certificate_buffer(bytes(certificate_pem), static_cast<int>(certificate_pem.size()),
+                                                                 WOLFSSL_FILETYPE_PEM)};
+  const KeyPtr public_key{certificate ? wolfSSL_X509_get_pubkey(certificate.get()) : nullptr};
+  if (!key || !public_key) return false;
+  static constexpr unsigned char probe[] = "dgram: does this key belong to this certificate?";
+  std::vector<unsigned char> signature(1024);
+  std::size_t signature_size = signature.size();
+  const DigestPtr sign{wolfSSL_EVP_MD_CTX_new()};
+  const DigestPtr verify{wolfSSL_EVP_MD_CTX_new()};
+  return sign && verify &&
+         wolfSSL_EVP_DigestSignInit(sign.get(), nullptr, wolfSSL_EVP_sha256(), nullptr, key.get()) == 1 &&
+         wolfSSL_EVP_DigestSignUpdate(sign.get(), probe, sizeof probe) == 1 &&
+         wolfSSL_EVP_DigestSignFinal(sign.get(), signature.data(), &signature_size) == 1 &&
+         wolfSSL_EVP_DigestVerifyInit(verify.get(), nullptr, wolfSSL_EVP_sha256(), nullptr, public_key.get()) == 1 &&
+         wolfSSL_EVP_DigestVerifyUpdate(verify.get(), probe, sizeof probe) == 1 &&
+         wolfSSL_EVP_DigestVerifyFinal(verify.get(), signature.data(), signature_size) == 1;
+}
+
 // Applies `config` to `ctx`; false with a reason on the first problem.
 bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) {
   const auto wolf_reason = [](int code) { return wolfssl_category().message(code); };
+  std::string certificate_text;
   if (config.certificate_chain) {
     const auto pem = read_pem(*config.certificate_chain, "certificate chain", reason);
     if (!pem) return false;
+    certificate_text = *pem;
     if (const int r = wolfSSL_CTX_use_certificate_chain_buffer(ctx, bytes(*pem), size_of(*pem)); r != WOLFSSL_SUCCESS) {
       reason = "certificate chain " + config.certificate_chain->describe() + " is not a usable PEM certificate: " + wolf_reason(r);
       return false;
@@ -88,6 +123,11 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
     if (const int r = wolfSSL_CTX_use_PrivateKey_buffer(ctx, bytes(*pem), size_of(*pem), WOLFSSL_FILETYPE_PEM);
         r != WOLFSSL_SUCCESS) {
       reason = "private key " + config.private_key->describe() + " is not a usable PEM private key: " + wolf_reason(r);
+      return false;
+    }
+    if (config.certificate_chain && !key_matches_certificate(certificate_text, *pem)) {
+      reason = "private key " + config.private_key->describe() + " does not match certificate " +
+               config.certificate_chain->describe();
       return false;
     }
   }

@@ -70,7 +70,9 @@ class DtlsHandshaker final : public Handshaker {
   std::unique_ptr<DtlsChannel> connect_dtls(Transport& path, const Endpoint& peer, Deadline deadline,
                                             std::error_code& ec, const Session* resume = nullptr);
   // Server: waits until a peer completes a handshake (cookie first) and returns its session. Peers whose
-  // handshake fails or stalls are counted in accept_stats() and skipped. errc::timeout when `deadline` passes.
+  // handshake fails or stalls are counted in accept_stats() and skipped. errc::timeout when `deadline` passes
+  // with no handshake under way; a handshake that started runs up to handshake_timeout even past `deadline`.
+  // errc::interrupted when a signal arrives.
   std::unique_ptr<DtlsChannel> accept_dtls(Transport& path, Deadline deadline, std::error_code& ec);
 
   std::unique_ptr<Channel> connect(Transport& path, const Endpoint& peer, Deadline deadline,
@@ -78,6 +80,8 @@ class DtlsHandshaker final : public Handshaker {
   std::unique_ptr<Channel> accept(Transport& path, Deadline deadline, std::error_code& ec) override;
 
   const std::string& failure() const noexcept { return failure_; }
+  // The engine counters of the last handshake attempt, successful or not.
+  const EngineStats& last_handshake_stats() const noexcept { return last_handshake_stats_; }
   const AcceptStats& accept_stats() const noexcept { return accept_stats_; }
   // Server: the stateless front door's counters (cookies sent, forged cookies, stray datagrams).
   ListenerStats listener_stats() const;
@@ -89,6 +93,7 @@ class DtlsHandshaker final : public Handshaker {
   std::optional<Listener> listener_;
   std::vector<std::byte> datagram_;
   std::string failure_;
+  EngineStats last_handshake_stats_;
   AcceptStats accept_stats_;
 };
 

@@ -90,8 +90,15 @@ std::unique_ptr<DtlsChannel> DtlsHandshaker::handshake(Transport& path, Engine e
                                                        std::error_code& ec) {
   const Deadline limit = deadline.min(Deadline::after(context_->config().handshake_timeout));
   auto channel = std::make_unique<DtlsChannel>(path, std::move(engine));
+  struct RecordStats {   // records the counters on every return below
+    const DtlsChannel& channel;
+    EngineStats& into;
+    ~RecordStats() { into = channel.engine().stats(); }
+  } record_stats{*channel, last_handshake_stats_};
   while (channel->engine().state() == EngineState::handshaking) {
     if (!channel->step(limit, ec)) {
+      std::error_code ignored;
+      channel->flush(ignored);   // the fatal alert wolfSSL queued, so the peer stops at once too
       failure_ = channel->engine().failure();
       if (failure_.empty()) failure_ = time_is_up(ec) ? "the handshake timed out" : ec.message();
       return nullptr;
@@ -132,9 +139,10 @@ std::unique_ptr<DtlsChannel> DtlsHandshaker::accept_dtls(Transport& path, Deadli
     for (const auto& reply : listener_->replies()) path.send_to(reply, got.peer, ec);
     listener_->clear_replies();
     if (!engine) continue;
-    auto channel = handshake(path, std::move(*engine), deadline, ec);
+    // Once a peer proved its address, its handshake may run its full handshake_timeout, past `deadline`.
+    auto channel = handshake(path, std::move(*engine), Deadline::never(), ec);
     if (channel) return channel;
-    if (deadline.passed(Clock::now())) return nullptr;
+    if (ec == errc::interrupted) return nullptr;
     ++accept_stats_.failed_handshakes;   // that peer failed or vanished: serve the next one
     accept_stats_.last_failure = got.peer.to_string() + ": " + failure_;
   }

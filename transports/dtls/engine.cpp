@@ -132,8 +132,18 @@ void Engine::Impl::fail(std::string why, std::error_code& ec) {
 }
 
 void Engine::Impl::fail(int error, std::error_code& ec) {
+  // wolfSSL does not send an alert for every fatal error (a missing client certificate, for one); without one
+  // the peer would wait out its whole handshake timeout. A close_notify tells it at once.
+  const std::size_t queued = output.size();
+  wolfSSL_shutdown(ssl.get());
+  if (output.size() > queued) close_sent = true;
   ec = std::error_code{error, wolfssl_category()};
-  std::string why = ec.message();
+  std::string why = error == WOLFSSL_ERROR_ZERO_RETURN ? "the peer closed the session during the handshake"
+                                                       : ec.message();
+  WOLFSSL_ALERT_HISTORY alerts{};
+  if (wolfSSL_get_alert_history(ssl.get(), &alerts) == WOLFSSL_SUCCESS && alerts.last_rx.code > 0 &&
+      alerts.last_rx.level == alert_fatal)
+    why += std::string("; the peer's alert: ") + wolfSSL_alert_desc_string_long(alerts.last_rx.code);
   if (const long verdict = wolfSSL_get_verify_result(ssl.get()); verdict != 0)   // X509_V_OK
     why += "; certificate check: " + std::string(wolfSSL_X509_verify_cert_error_string(verdict));
   fail(std::move(why), ec);
@@ -141,10 +151,26 @@ void Engine::Impl::fail(int error, std::error_code& ec) {
 
 // After a client's handshake: the certificate must name the address we dialled when that was an IP (wolfSSL
 // checks DNS names during the handshake, IP addresses only when asked like this).
+// wolfSSL 5.5.4 keeps an IPv6 SAN as eight uncompressed groups ("0000:...:0001"); IPv4 as dotted quad.
+std::string wolfssl_ip_text(const Endpoint& address) {
+  if (address.family() == Family::ipv4) return address.address_string();
+  std::string text;
+  const auto bytes = address.address_bytes();
+  constexpr char digits[] = "0123456789ABCDEF";
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    if (i > 0 && i % 2 == 0) text += ':';
+    text += digits[bytes[i] >> 4];
+    text += digits[bytes[i] & 0xf];
+  }
+  return text;
+}
+
 bool server_address_matches(WOLFSSL* ssl, const std::string& expected) {
+  std::error_code ec;
+  const Endpoint address = Endpoint::from_address(expected, 0, ec);
   WOLFSSL_X509* certificate = wolfSSL_get_peer_certificate(ssl);
-  if (!certificate) return false;
-  const bool matches = wolfSSL_X509_check_ip_asc(certificate, expected.c_str(), 0) == 1;
+  if (!certificate || ec) return false;
+  const bool matches = wolfSSL_X509_check_ip_asc(certificate, wolfssl_ip_text(address).c_str(), 0) == 1;
   wolfSSL_X509_free(certificate);
   return matches;
 }

@@ -1,0 +1,79 @@
+// dtls-echo-client: sends each stdin line as one DTLS record and prints each reply on its own line. With
+// --resume it connects a second time resuming the first session and sends the lines again.
+#include <fmt/core.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <system_error>
+
+#include "common/cli.hpp"
+#include "common/dtls_options.hpp"
+#include "common/line_client.hpp"
+#include "common/peer.hpp"
+
+import dgram;
+
+namespace ex = dgram::examples;
+
+namespace {
+
+struct Connection {
+  dgram::UdpSocket socket;
+  std::unique_ptr<dgram::dtls::DtlsChannel> channel;
+};
+
+Connection connect(dgram::dtls::DtlsHandshaker& handshaker, const dgram::Endpoint& server,
+                   const dgram::dtls::Session* resume) {
+  Connection connection{dgram::UdpSocket::connect(server), nullptr};
+  std::error_code ec;
+  connection.channel = handshaker.connect_dtls(connection.socket, server, dgram::Deadline::never(), ec, resume);
+  if (ec == std::errc::connection_refused)
+    throw std::runtime_error(fmt::format("no server at {} (connection refused)", server.to_string()));
+  if (!connection.channel)
+    throw std::runtime_error(fmt::format("DTLS handshake with {} failed: {}", server.to_string(),
+                                         handshaker.failure().empty() ? ec.message() : handshaker.failure()));
+  return connection;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<ex::Option> options{
+      {"host", "H", "server host name or address (default 127.0.0.1)"},
+      {"port", "N", "server UDP port (default 11111)"},
+      {"timeout-ms", "T", "wait for each reply this long before retrying (default 1000)"},
+      {"retries", "R", "send a line again this many times when no reply comes (default 3)"},
+      {"resume", "", "after the first session, connect again resuming it and send the lines again"}};
+  const auto dtls = ex::dtls_options(dgram::dtls::Role::client);
+  options.insert(options.end(), dtls.begin(), dtls.end());
+  ex::CommandLine command_line{"dtls-echo-client", "--ca FILE [options] < lines", options};
+  return ex::run_program(command_line, argc, argv, [&] {
+    const dgram::Endpoint server = ex::resolve_peer(command_line);
+    const ex::LineClientSettings settings{
+        command_line.program(),
+        std::chrono::milliseconds{command_line.integer("timeout-ms", 1000, 1, 3'600'000)},
+        static_cast<int>(command_line.integer("retries", 3, 0, 1000))};
+    dgram::dtls::DtlsConfig config = ex::dtls_config_from(command_line, dgram::dtls::Role::client);
+    config.handshake_timeout = settings.timeout * (settings.retries + 1);
+    dgram::dtls::DtlsHandshaker handshaker(ex::make_dtls_context(config));
+
+    const bool resume = command_line.flag("resume");
+    const std::string lines = resume ? std::string(std::istreambuf_iterator<char>(std::cin), {}) : std::string{};
+    std::istringstream first_input(lines);
+    Connection first = connect(handshaker, server, nullptr);
+    if (const int status = ex::run_line_client(*first.channel, settings, resume ? first_input : std::cin); status != 0)
+      return status;
+    if (!resume) return 0;
+
+    const dgram::dtls::Session saved = first.channel->session();
+    Connection second = connect(handshaker, server, &saved);
+    fmt::print(stderr, "session resumed: {}\n", second.channel->resumed() ? "yes" : "no");
+    std::istringstream again(lines);
+    return ex::run_line_client(*second.channel, settings, again);
+  });
+}

@@ -1,0 +1,58 @@
+#include "dtls_fixtures.hpp"
+
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <system_error>
+
+#include "process.hpp"
+
+import dgram;
+
+namespace dgram::testing {
+
+std::string cert_file(const std::string& name) {
+  const char* dir = std::getenv("DGRAM_CERTS");
+  return std::string(dir ? dir : "certs") + "/" + name;
+}
+
+std::string bad_cert_file(const std::string& name) {
+  static const std::string dir = [] {
+    const char* build = std::getenv("MESON_BUILD_ROOT");
+    const std::string out = std::string(build ? build : ".") + "/bad-certs-" + std::to_string(::getpid());
+    Process make({"/bin/bash", program_path("MAKE_BAD_CERTS"), cert_file(""), out});
+    const Finished done = make.wait(std::chrono::seconds(60));
+    INFO(done.err);
+    REQUIRE(done.exit_code == 0);
+    static const std::string to_remove = out;
+    std::atexit([] {
+      std::error_code ignored;
+      std::filesystem::remove_all(to_remove, ignored);
+    });
+    return out;
+  }();
+  return dir + "/" + name;
+}
+
+dtls::DtlsConfig test_client_config(const std::string& server_name) {
+  return dtls::client_config(dtls::Pem::file(cert_file("ca.pem")), server_name);
+}
+
+dtls::DtlsConfig test_server_config() {
+  return dtls::server_config(dtls::Pem::file(cert_file("server-ecdsa.pem")), dtls::Pem::file(cert_file("server-ecdsa.key")));
+}
+
+std::shared_ptr<dtls::DtlsContext> context_for(const dtls::DtlsConfig& config) {
+  std::error_code ec;
+  std::string reason;
+  auto context = dtls::DtlsContext::create(config, ec, &reason);
+  INFO(reason);
+  REQUIRE(context);
+  return context;
+}
+
+}  // namespace dgram::testing

@@ -1,0 +1,332 @@
+// The blocking DTLS driver over real loopback sockets (IPv4 and IPv6): echo, resumption, back-to-back
+// clients, a client that vanishes mid-handshake, bad configurations and hostile datagrams.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <span>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "support/dtls_fixtures.hpp"
+
+import dgram;
+
+using namespace std::chrono_literals;
+using dgram::testing::bad_cert_file;
+using dgram::testing::cert_file;
+using dgram::testing::context_for;
+using dgram::testing::test_client_config;
+using dgram::testing::test_server_config;
+namespace dtls = dgram::dtls;
+
+namespace {
+
+std::span<const std::byte> bytes(const std::string& text) { return std::as_bytes(std::span(text)); }
+
+// A DTLS echo server on a thread: accepts sessions one after another and echoes each message, until stopped.
+class ThreadServer {
+ public:
+  explicit ThreadServer(const dtls::DtlsConfig& config, dgram::Family family = dgram::Family::ipv4)
+      : socket_{dgram::UdpSocket::bind(dgram::Endpoint::loopback(family, 0))},
+        handshaker_{context_for(config)},
+        thread_{[this] { run(); }} {
+    std::error_code ec;
+    endpoint_ = socket_.local_endpoint(ec);
+  }
+  ~ThreadServer() { stop(); }
+
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  const dgram::Endpoint& endpoint() const { return endpoint_; }
+  int sessions() const { return sessions_; }
+  int resumed_sessions() const { return resumed_; }
+  // Read after stop().
+  const dtls::DtlsHandshaker& handshaker() const { return handshaker_; }
+
+ private:
+  void run() {
+    std::vector<std::byte> buffer(65536);
+    while (!stop_) {
+      std::error_code ec;
+      auto channel = handshaker_.accept_dtls(socket_, dgram::Deadline::after(20ms), ec);
+      if (!channel) continue;
+      ++sessions_;
+      if (channel->resumed()) ++resumed_;
+      while (!stop_) {
+        const std::size_t size = channel->receive(buffer, dgram::Deadline::after(20ms), ec);
+        if (ec == dgram::errc::timeout) continue;
+        if (ec) break;
+        channel->send(std::span(buffer).first(size), ec);
+      }
+    }
+  }
+
+  dgram::UdpSocket socket_;
+  dtls::DtlsHandshaker handshaker_;
+  dgram::Endpoint endpoint_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> sessions_{0};
+  std::atomic<int> resumed_{0};
+  std::thread thread_;
+};
+
+struct Client {
+  dgram::UdpSocket socket;
+  dtls::DtlsHandshaker handshaker;
+  std::unique_ptr<dtls::DtlsChannel> channel;
+  std::error_code error;
+
+  Client(const dtls::DtlsConfig& config, const dgram::Endpoint& server, const dtls::Session* resume = nullptr)
+      : socket{dgram::UdpSocket::connect(server)}, handshaker{context_for(config)} {
+    channel = handshaker.connect_dtls(socket, server, dgram::Deadline::after(10s), error, resume);
+  }
+
+  std::string echo(const std::string& message) {
+    std::error_code ec;
+    channel->send(bytes(message), ec);
+    REQUIRE(!ec);
+    std::vector<std::byte> buffer(65536);
+    const std::size_t size = channel->receive(buffer, dgram::Deadline::after(5s), ec);
+    REQUIRE(!ec);
+    return std::string(reinterpret_cast<const char*>(buffer.data()), size);
+  }
+
+  void close() {
+    std::error_code ec;
+    channel->close(ec);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("dtls sockets: echo from 1 byte to the largest record, IPv4 and IPv6", "[dtls]") {
+  for (const auto family : {dgram::Family::ipv4, dgram::Family::ipv6}) {
+    ThreadServer server(test_server_config(), family);
+    Client client(test_client_config(family == dgram::Family::ipv4 ? "127.0.0.1" : "::1"), server.endpoint());
+    INFO(client.handshaker.failure());
+    REQUIRE(client.channel);
+    const std::size_t largest = client.channel->max_message_size();
+    CHECK(largest >= 1200);
+    for (std::size_t size : {std::size_t{1}, std::size_t{100}, std::size_t{1200}, largest}) {
+      std::string message(size, 'a');
+      for (std::size_t i = 0; i < size; ++i) message[i] = static_cast<char>('a' + (i * 7 + size) % 26);
+      CHECK(client.echo(message) == message);
+    }
+    std::error_code ec;
+    client.channel->send({}, ec);
+    CHECK(ec == dgram::errc::empty_message);
+    client.channel->send(bytes(std::string(largest + 1, 'x')), ec);
+    CHECK(ec == dgram::errc::message_too_large);
+    client.close();
+  }
+}
+
+TEST_CASE("dtls sockets: resumption by session ticket and by session ID", "[dtls][resumption]") {
+  for (const bool tickets : {true, false}) {
+    INFO("tickets " << tickets);
+    ThreadServer server(test_server_config());
+    dtls::DtlsConfig config = test_client_config();
+    config.session_tickets = tickets;
+    dtls::Session saved;
+    {
+      Client first(config, server.endpoint());
+      REQUIRE(first.channel);
+      CHECK(!first.channel->resumed());
+      CHECK(first.echo("first") == "first");
+      saved = first.channel->session();
+      first.close();
+    }
+    REQUIRE(saved);
+    Client second(config, server.endpoint(), &saved);
+    REQUIRE(second.channel);
+    CHECK(second.channel->resumed());
+    CHECK(second.echo("second") == "second");
+    second.close();
+    server.stop();
+    CHECK(server.resumed_sessions() == 1);
+  }
+}
+
+TEST_CASE("dtls sockets: 20 back-to-back clients all succeed", "[dtls]") {
+  ThreadServer server(test_server_config());
+  for (int i = 0; i < 20; ++i) {
+    Client client(test_client_config(), server.endpoint());
+    INFO("client " << i << ": " << client.handshaker.failure());
+    REQUIRE(client.channel);
+    CHECK(client.echo("client " + std::to_string(i)) == "client " + std::to_string(i));
+    client.close();
+  }
+  server.stop();
+  CHECK(server.sessions() == 20);
+}
+
+namespace {
+
+// A transport that stops sending after `sends` datagrams, as a client that vanishes mid-handshake would.
+class VanishingTransport final : public dgram::Transport {
+ public:
+  VanishingTransport(dgram::Transport& inner, int sends) : inner_{inner}, sends_left_{sends} {}
+  void send_to(std::span<const std::byte> d, const dgram::Endpoint& peer, std::error_code& ec) override {
+    ec.clear();
+    if (sends_left_-- > 0) inner_.send_to(d, peer, ec);
+  }
+  dgram::Received receive_from(std::span<std::byte> b, dgram::Deadline d, std::error_code& ec) override {
+    return inner_.receive_from(b, d, ec);
+  }
+  std::size_t receive_batch(std::span<dgram::ReceiveSlot> s, dgram::Deadline d, std::error_code& ec) override {
+    return inner_.receive_batch(s, d, ec);
+  }
+  std::size_t send_batch(std::span<const dgram::SendSlot> s, std::error_code& ec) override {
+    return inner_.send_batch(s, ec);
+  }
+  dgram::Endpoint local_endpoint(std::error_code& ec) const override { return inner_.local_endpoint(ec); }
+  std::size_t max_datagram_size() const noexcept override { return inner_.max_datagram_size(); }
+
+ private:
+  dgram::Transport& inner_;
+  int sends_left_;
+};
+
+}  // namespace
+
+TEST_CASE("dtls sockets: a client that vanishes mid-handshake does not stop the next one", "[dtls]") {
+  dtls::DtlsConfig server_config = test_server_config();
+  server_config.handshake_timeout = 1500ms;
+  ThreadServer server(server_config);
+  {
+    // Sends ClientHello and the ClientHello with the cookie, so the server starts a session, then goes silent.
+    auto socket = dgram::UdpSocket::connect(server.endpoint());
+    VanishingTransport vanishing(socket, 2);
+    dtls::DtlsConfig config = test_client_config();
+    config.handshake_timeout = 500ms;
+    dtls::DtlsHandshaker handshaker(context_for(config));
+    std::error_code ec;
+    CHECK(!handshaker.connect_dtls(vanishing, server.endpoint(), dgram::Deadline::after(5s), ec));
+  }
+  Client next(test_client_config(), server.endpoint());
+  INFO(next.handshaker.failure());
+  REQUIRE(next.channel);
+  CHECK(next.echo("next") == "next");
+  next.close();
+  server.stop();
+  CHECK(server.handshaker().accept_stats().failed_handshakes == 1);
+  CHECK(server.sessions() == 1);
+}
+
+TEST_CASE("dtls: bad configurations are one readable reason", "[dtls][negative]") {
+  auto reason_for = [](const dtls::DtlsConfig& config) {
+    std::error_code ec;
+    std::string reason;
+    CHECK(!dtls::DtlsContext::create(config, ec, &reason));
+    CHECK(ec);
+    CHECK(reason.find('\n') == std::string::npos);
+    return reason;
+  };
+  auto missing = test_server_config();
+  missing.certificate_chain = dtls::Pem::file("/nonexistent/server.pem");
+  CHECK(reason_for(missing) == "cannot read certificate chain '/nonexistent/server.pem': No such file or directory");
+  auto unreadable = test_server_config();
+  unreadable.private_key = dtls::Pem::file(cert_file(""));   // a directory
+  CHECK(reason_for(unreadable).find("private key") != std::string::npos);
+  auto mismatched = test_server_config();
+  mismatched.private_key = dtls::Pem::file(bad_cert_file("other.key"));
+  CHECK(reason_for(mismatched) == "private key '" + bad_cert_file("other.key") +
+                                      "' does not match certificate '" + cert_file("server-ecdsa.pem") + "'");
+  auto not_pem = test_client_config();
+  not_pem.trusted_authorities = {dtls::Pem::memory("not a certificate")};
+  CHECK(reason_for(not_pem).find("trusted CA file in-memory PEM holds no usable PEM certificate") == 0);
+  auto no_ca = test_client_config();
+  no_ca.trusted_authorities.clear();
+  CHECK(reason_for(no_ca) == "a DTLS client that verifies its server needs a trusted CA (or a pre-shared key)");
+}
+
+TEST_CASE("dtls sockets: handshakes that must fail do, with a reason", "[dtls][negative]") {
+  ThreadServer server(test_server_config());
+  auto failure_with = [&](const dtls::DtlsConfig& config) {
+    Client client(config, server.endpoint());
+    CHECK(!client.channel);
+    CHECK(client.error);
+    return client.handshaker.failure();
+  };
+  auto wrong_ca = test_client_config();
+  wrong_ca.trusted_authorities = {dtls::Pem::file(bad_cert_file("other-ca.pem"))};
+  CHECK(!failure_with(wrong_ca).empty());
+  CHECK(!failure_with(test_client_config("wrong.example")).empty());
+  CHECK(failure_with(test_client_config("10.9.8.7")) == "the server's certificate is not valid for 10.9.8.7");
+  server.stop();
+
+  auto expired_config = dtls::server_config(dtls::Pem::file(bad_cert_file("expired.pem")),
+                                            dtls::Pem::file(bad_cert_file("expired.key")));
+  ThreadServer expired(expired_config);
+  Client client(test_client_config(), expired.endpoint());
+  CHECK(!client.channel);
+  CHECK(client.handshaker.failure().find("date") != std::string::npos);
+}
+
+TEST_CASE("dtls sockets: client certificates, required and checked", "[dtls][client-cert]") {
+  dtls::DtlsConfig server_config = test_server_config();
+  server_config.trusted_authorities = {dtls::Pem::file(cert_file("ca.pem"))};
+  server_config.verify_peer = true;
+  server_config.require_peer_certificate = true;
+  ThreadServer server(server_config);
+  {
+    Client without(test_client_config(), server.endpoint());
+    CHECK(!without.channel);
+    CHECK(without.handshaker.failure() == "the peer closed the session during the handshake");
+  }
+  dtls::DtlsConfig with = test_client_config();
+  with.certificate_chain = dtls::Pem::file(cert_file("client.pem"));
+  with.private_key = dtls::Pem::file(cert_file("client.key"));
+  Client client(with, server.endpoint());
+  INFO(client.handshaker.failure());
+  REQUIRE(client.channel);
+  CHECK(client.echo("with a certificate") == "with a certificate");
+  client.close();
+}
+
+TEST_CASE("dtls sockets: a wrong pre-shared key cannot complete the handshake", "[dtls][psk][negative]") {
+  const std::vector<std::byte> key(16, std::byte{0x42});
+  dtls::DtlsConfig server_config;
+  server_config.role = dtls::Role::server;
+  server_config.verify_peer = false;
+  server_config.psk = dtls::PreSharedKey{"id", key};
+  server_config.handshake_timeout = 1500ms;
+  ThreadServer server(server_config);
+  dtls::DtlsConfig client_config;
+  client_config.psk = dtls::PreSharedKey{"id", key};
+  {
+    Client right(client_config, server.endpoint());
+    REQUIRE(right.channel);
+    CHECK(right.echo("psk") == "psk");
+    right.close();
+  }
+  client_config.psk->key[0] = std::byte{0};
+  client_config.handshake_timeout = 1500ms;
+  Client wrong(client_config, server.endpoint());
+  CHECK(!wrong.channel);
+  // Both sides resend on each other's resends; damping keeps that to a few datagrams, not a storm.
+  const dtls::EngineStats& stats = wrong.handshaker.last_handshake_stats();
+  CHECK(stats.datagrams_out > 1);
+  CHECK(stats.datagrams_out < 20);
+}
+
+TEST_CASE("dtls sockets: hostile datagrams at the server are dropped and counted; serving continues", "[dtls][negative]") {
+  ThreadServer server(test_server_config());
+  auto attacker = dgram::UdpSocket::connect(server.endpoint());
+  std::error_code ec;
+  const std::vector<std::byte> garbage(40, std::byte{0x17});
+  attacker.send_to(garbage, {}, ec);
+  attacker.send_to(std::vector<std::byte>(3, std::byte{22}), {}, ec);   // truncated record header
+  Client client(test_client_config(), server.endpoint());
+  REQUIRE(client.channel);
+  CHECK(client.echo("still serving") == "still serving");
+  client.close();
+  server.stop();
+  CHECK(server.handshaker().listener_stats().dropped_datagrams >= 2);
+}
