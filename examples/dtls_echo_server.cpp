@@ -78,8 +78,13 @@ int main(int argc, char** argv) {
     fmt::print("listening on {}\n", socket.local_endpoint(ec).to_string());
     std::fflush(stdout);
     Totals totals;
+    std::uint64_t failures_reported = 0;
     while (!ex::stop_requested()) {
       auto channel = handshaker.accept_dtls(socket, dgram::Deadline::after(ex::stop_check_interval), ec);
+      if (const auto& stats = handshaker.accept_stats(); stats.failed_handshakes > failures_reported) {
+        failures_reported = stats.failed_handshakes;
+        fmt::print(stderr, "dtls-echo-server: handshake failed with {}\n", stats.last_failure);
+      }
       if (!channel) continue;   // no peer yet, or a stop was requested
       std::uint64_t messages = 0;
       const char* ended = serve(*channel, reply ? &*reply : nullptr, idle_timeout, messages);

@@ -23,27 +23,10 @@ using dgram::testing::program_path;
 
 namespace {
 
-// A running udp-echo-server; the destructor stops it if a test did not.
-struct EchoServer {
-  Process process;
-  std::string address;
-  std::string port;
-
+// A running udp-echo-server; the Process destructor stops it if a test did not.
+struct EchoServer : dgram::testing::ListeningServer {
   explicit EchoServer(const std::string& bind = "127.0.0.1")
-      : process({program_path("UDP_ECHO_SERVER"), "--bind", bind, "--port", "0"}) {
-    const auto line = process.read_line(10s);
-    REQUIRE(line);
-    std::smatch match;
-    REQUIRE(std::regex_match(*line, match, std::regex(R"(listening on (.*):(\d+))")));
-    address = match[1];
-    port = match[2];
-    REQUIRE(port != "0");
-  }
-
-  Finished stop() {
-    process.send_signal(SIGTERM);
-    return process.wait(1s);   // the contract: exit within a second
-  }
+      : ListeningServer{dgram::testing::start_listening({program_path("UDP_ECHO_SERVER"), "--bind", bind, "--port", "0"})} {}
 };
 
 Process client(const std::string& host, const std::string& port, std::vector<std::string> extra = {}) {

@@ -7,7 +7,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
+
 #include <cerrno>
+#include <csignal>
+#include <regex>
 #include <cstdlib>
 #include <stdexcept>
 #include <utility>
@@ -91,23 +95,41 @@ std::optional<std::string> Process::read_line(std::chrono::milliseconds timeout)
       out_buffer_.erase(0, newline + 1);
       return line;
     }
-    pollfd entry{out_, POLLIN, 0};
-    const int ready = ::poll(&entry, 1, remaining_ms(deadline));
-    if (ready == 0) return std::nullopt;
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready < 0 || !drain(out_, out_buffer_)) return std::nullopt;
+    if (!fill(deadline)) return std::nullopt;
   }
 }
 
-void Process::feed(const std::string& input) {
+void Process::write(const std::string& input) {
   std::size_t written = 0;
-  while (written < input.size()) {
+  while (written < input.size() && in_ >= 0) {
     const ssize_t put = ::write(in_, input.data() + written, input.size() - written);
     if (put < 0 && errno == EINTR) continue;
     if (put <= 0) break;
     written += static_cast<std::size_t>(put);
   }
-  close_fd(in_);
+}
+
+void Process::close_stdin() { close_fd(in_); }
+
+void Process::feed(const std::string& input) {
+  write(input);
+  close_stdin();
+}
+
+bool Process::fill(Clock::time_point deadline) {
+  for (;;) {
+    pollfd entry{out_, POLLIN, 0};
+    const int ready = ::poll(&entry, 1, remaining_ms(deadline));
+    if (ready < 0 && errno == EINTR) continue;
+    return ready > 0 && drain(out_, out_buffer_);
+  }
+}
+
+std::optional<std::string> Process::read_until(const std::string& needle, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (out_buffer_.find(needle) == std::string::npos)
+    if (!fill(deadline)) return std::nullopt;
+  return out_buffer_;
 }
 
 void Process::send_signal(int signal) {
@@ -147,6 +169,31 @@ Finished Process::communicate(const std::string& input, std::chrono::millisecond
   if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
   return result;
+}
+
+ListeningServer start_listening(const std::vector<std::string>& argv) {
+  Process process(argv);
+  const auto line = process.read_line(std::chrono::seconds(10));
+  INFO(argv[0] << " printed no 'listening on' line");
+  REQUIRE(line);
+  std::smatch match;
+  REQUIRE(std::regex_match(*line, match, std::regex(R"(listening on (.*):(\d+))")));
+  REQUIRE(match[2] != "0");
+  return ListeningServer{std::move(process), match[1], match[2]};
+}
+
+std::optional<std::string> Process::read_until_match(const std::string& pattern, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  const std::regex expression(pattern);
+  std::smatch match;
+  while (!std::regex_search(out_buffer_, match, expression))
+    if (!fill(deadline)) return std::nullopt;
+  return match.size() > 1 ? match[1].str() : match[0].str();
+}
+
+Finished ListeningServer::stop() {
+  process.send_signal(SIGTERM);
+  return process.wait(std::chrono::seconds(1));
 }
 
 std::string program_path(const char* environment_variable) {

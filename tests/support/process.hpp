@@ -29,6 +29,14 @@ class Process {
   void send_signal(int signal);
   // Writes all of `input` to stdin (it must fit the pipe, 64 KiB) and closes stdin.
   void feed(const std::string& input);
+  // Writes `input` to stdin and keeps it open.
+  void write(const std::string& input);
+  void close_stdin();
+  // Reads stdout until what was read contains `needle`; returns everything read up to then (and keeps it for
+  // communicate/wait), or nullopt when stdout closed or `timeout` passed first.
+  std::optional<std::string> read_until(const std::string& needle, std::chrono::milliseconds timeout);
+  // The same, until `pattern` matches somewhere in what was read; returns its first capture group.
+  std::optional<std::string> read_until_match(const std::string& pattern, std::chrono::milliseconds timeout);
   // Writes `input` to stdin, closes it, and collects stdout/stderr until the child exits or `timeout` passes;
   // in the latter case the child is killed and the result's signal says so.
   Finished communicate(const std::string& input, std::chrono::milliseconds timeout);
@@ -40,8 +48,22 @@ class Process {
   int in_{-1};
   int out_{-1};
   int err_{-1};
+  bool fill(std::chrono::steady_clock::time_point deadline);   // reads more stdout; false at EOF or deadline
   std::string out_buffer_;   // stdout read ahead of read_line's newline
 };
+
+// A server program started with "--port 0" that printed "listening on ADDR:PORT" as its first line.
+struct ListeningServer {
+  Process process;
+  std::string address;   // "127.0.0.1" or "[::1]"
+  std::string port;
+
+  // Sends SIGTERM and waits up to a second: the examples' contract for a clean stop.
+  Finished stop();
+};
+
+// Starts `argv` and reads its first line; fails the test when it does not say where it listens in 10 s.
+ListeningServer start_listening(const std::vector<std::string>& argv);
 
 // The path of a program given to the test through the environment (meson sets these); fails the test with a
 // clear message when missing.

@@ -2,6 +2,7 @@
 // before any wolfSSL state is touched: is it a well-formed sequence of records, is it a ClientHello (and does
 // it carry a cookie), is it a HelloVerifyRequest. Pure and constexpr; it decrypts nothing.
 module;
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -75,6 +76,7 @@ constexpr std::optional<ClientHelloFacts> client_hello(std::span<const std::byte
 struct FlightFacts {
   std::optional<std::uint32_t> lowest_message_seq;
   bool change_cipher_spec{false};
+  std::optional<std::uint64_t> highest_epoch0_sequence;   // record sequence number, 48 bits
 };
 
 constexpr FlightFacts flight_facts(std::span<const std::byte> datagram) noexcept {
@@ -84,6 +86,12 @@ constexpr FlightFacts flight_facts(std::span<const std::byte> datagram) noexcept
     const std::size_t length = read16(datagram.subspan(11));
     const auto type = static_cast<ContentType>(datagram[0]);
     if (type == ContentType::change_cipher_spec) facts.change_cipher_spec = true;
+    if (read16(datagram.subspan(3)) == 0) {
+      std::uint64_t sequence = 0;
+      for (std::size_t i = 5; i < 11; ++i) sequence = sequence << 8 | static_cast<std::uint64_t>(datagram[i]);
+      if (!facts.highest_epoch0_sequence || sequence > *facts.highest_epoch0_sequence)
+        facts.highest_epoch0_sequence = sequence;
+    }
     if (type == ContentType::handshake && read16(datagram.subspan(3)) == 0 && length >= handshake_header_size) {
       const std::uint32_t sequence = read16(datagram.subspan(header_size + 4));
       if (!facts.lowest_message_seq || sequence < *facts.lowest_message_seq) facts.lowest_message_seq = sequence;
@@ -91,6 +99,22 @@ constexpr FlightFacts flight_facts(std::span<const std::byte> datagram) noexcept
     datagram = datagram.subspan(header_size + length);
   }
   return facts;
+}
+
+// A plaintext (epoch 0) fatal alert record with the given record sequence number: what a side that has not
+// yet switched ciphers sends to abort a handshake.
+enum class AlertDescription : std::uint8_t { handshake_failure = 40 };
+
+constexpr std::array<std::byte, header_size + 2> fatal_alert(std::uint64_t sequence, AlertDescription description) noexcept {
+  std::array<std::byte, header_size + 2> out{};
+  out[0] = std::byte{21};
+  out[1] = std::byte{0xfe};
+  out[2] = std::byte{0xfd};
+  for (std::size_t i = 0; i < 6; ++i) out[10 - i] = static_cast<std::byte>((sequence >> (8 * i)) & 0xff);
+  out[12] = std::byte{2};
+  out[13] = std::byte{2};   // level: fatal
+  out[14] = static_cast<std::byte>(description);
+  return out;
 }
 
 }  // namespace dgram::dtls::record

@@ -67,6 +67,8 @@ bool Engine::Impl::damp_retransmission(std::span<const std::byte> datagram) {
                       (facts.change_cipher_spec && change_cipher_spec_sent);
   if (facts.lowest_message_seq)
     highest_message_seq_sent = std::max(highest_message_seq_sent.value_or(0), *facts.lowest_message_seq);
+  if (facts.highest_epoch0_sequence)
+    highest_epoch0_sequence_sent = std::max(highest_epoch0_sequence_sent.value_or(0), *facts.highest_epoch0_sequence);
   change_cipher_spec_sent = change_cipher_spec_sent || facts.change_cipher_spec;
   if (!repeat || in_timer) return false;
   const auto interval = std::chrono::milliseconds(500) * std::max(1, wolfSSL_dtls_get_current_timeout(ssl.get()));
@@ -131,12 +133,26 @@ void Engine::Impl::fail(std::string why, std::error_code& ec) {
   if (!ec) ec = make_error_code(errc::invalid_argument);
 }
 
+// wolfSSL sends no alert for some fatal errors (a missing client certificate, for one), and the peer would then
+// retransmit until its own timeout. Before our ChangeCipherSpec the peer reads epoch 0, so a plaintext fatal
+// alert with our next record number stops it at once; after it, only wolfSSL can encrypt: a close_notify.
+void Engine::Impl::tell_peer_we_failed() {
+  WOLFSSL_ALERT_HISTORY alerts{};
+  const bool alert_sent = wolfSSL_get_alert_history(ssl.get(), &alerts) == WOLFSSL_SUCCESS && alerts.last_tx.code > 0;
+  if (alert_sent || close_sent) return;
+  close_sent = true;
+  if (change_cipher_spec_sent) {
+    wolfSSL_shutdown(ssl.get());
+    return;
+  }
+  const auto alert = record::fatal_alert(highest_epoch0_sequence_sent.value_or(0) + 1,
+                                         record::AlertDescription::handshake_failure);
+  output.emplace_back(alert.begin(), alert.end());
+  ++stats.datagrams_out;
+}
+
 void Engine::Impl::fail(int error, std::error_code& ec) {
-  // wolfSSL does not send an alert for every fatal error (a missing client certificate, for one); without one
-  // the peer would wait out its whole handshake timeout. A close_notify tells it at once.
-  const std::size_t queued = output.size();
-  wolfSSL_shutdown(ssl.get());
-  if (output.size() > queued) close_sent = true;
+  tell_peer_we_failed();
   ec = std::error_code{error, wolfssl_category()};
   std::string why = error == WOLFSSL_ERROR_ZERO_RETURN ? "the peer closed the session during the handshake"
                                                        : ec.message();

@@ -31,6 +31,8 @@ struct Engine::Impl {
   void advance_handshake(std::error_code& ec);
   void fail(int error, std::error_code& ec);
   void fail(std::string why, std::error_code& ec);
+  // Makes sure the peer hears that the handshake failed: wolfSSL does not send an alert for every fatal error.
+  void tell_peer_we_failed();
   // Tells wolfSSL the peer's address: its stateless cookie is computed over it.
   void set_cookie_peer(const Endpoint& remote);
   void push_input(std::span<const std::byte> datagram);
@@ -57,6 +59,7 @@ struct Engine::Impl {
   // Retransmission damping (see send_callback): what we sent so far, and when we last resent on input.
   std::optional<std::uint32_t> highest_message_seq_sent;
   bool change_cipher_spec_sent{false};
+  std::optional<std::uint64_t> highest_epoch0_sequence_sent;
   bool in_timer{false};
   std::optional<TimePoint> last_input_retransmission;
   // The flight that completed our side of the handshake (the server's Finished in a full handshake, the

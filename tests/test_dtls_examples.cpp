@@ -1,0 +1,224 @@
+// The DTLS example programs end to end, and against real foreign peers: openssl s_client / s_server
+// (-dtls1_2) and gnutls-cli --udp. Everything on loopback; every wait bounded.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "support/dtls_fixtures.hpp"
+#include "support/process.hpp"
+
+import dgram;
+
+using namespace std::chrono_literals;
+using dgram::testing::cert_file;
+using dgram::testing::Finished;
+using dgram::testing::ListeningServer;
+using dgram::testing::Process;
+using dgram::testing::program_path;
+using dgram::testing::start_listening;
+
+namespace {
+
+ListeningServer dtls_server(std::vector<std::string> extra = {}, const std::string& bind = "127.0.0.1") {
+  std::vector<std::string> argv{program_path("DTLS_ECHO_SERVER"), "--bind", bind, "--port", "0",
+                                "--cert", cert_file("server-ecdsa.pem"), "--key", cert_file("server-ecdsa.key")};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return start_listening(argv);
+}
+
+Process dtls_client(const std::string& host, const std::string& port, std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv{program_path("DTLS_ECHO_CLIENT"), "--host", host, "--port", port,
+                                "--ca", cert_file("ca.pem")};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return Process(argv);
+}
+
+std::size_t count(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+// openssl s_client -dtls1_2 sends `line`, waits for it to come back, then ends its input (close_notify).
+Finished s_client(const std::string& port, const std::string& line, std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv{"/usr/bin/openssl", "s_client", "-dtls1_2", "-connect", "127.0.0.1:" + port,
+                                "-CAfile", cert_file("ca.pem"), "-verify_return_error"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  Process client(argv);
+  client.write(line + "\n");
+  client.read_until(line, 10s);   // s_client prints only what it receives: this is the echo
+  client.close_stdin();
+  return client.wait(10s);
+}
+
+}  // namespace
+
+TEST_CASE("dtls echo: lines come back, --resume resumes, SIGTERM stops the server with exit 0", "[dtls][examples]") {
+  auto server = dtls_server();
+  auto client = dtls_client("127.0.0.1", server.port, {"--resume"});
+  const std::string input = "hello\nthe tutorial's client\n" + std::string(1200, 'x') + "\n";
+  const Finished done = client.communicate(input, 20s);
+  INFO(done.err);
+  CHECK(done.exit_code == 0);
+  CHECK(done.out == input + input);   // once per session
+  CHECK(done.err == "session resumed: yes\n");
+  const Finished stopped = server.stop();
+  CHECK(stopped.exit_code == 0);
+  CHECK(count(stopped.err, "ended (closed by the peer): resumed no, cipher ECDHE-ECDSA-CHACHA20-POLY1305") == 1);
+  CHECK(count(stopped.err, "ended (closed by the peer): resumed yes") == 1);
+  CHECK(stopped.err.find("served 2 sessions, 6 messages; 0 failed handshakes; 2 cookie challenges") != std::string::npos);
+}
+
+TEST_CASE("dtls echo: --reply gives the tutorial's acknowledgement; IPv6; --no-tickets resumes by ID", "[dtls][examples]") {
+  auto server = dtls_server({"--reply", "I hear you fashizzle!"}, "::1");
+  CHECK(server.address == "[::1]");
+  auto client = dtls_client("::1", server.port, {"--resume", "--no-tickets"});
+  const Finished done = client.communicate("one\ntwo\n", 20s);
+  INFO(done.err);
+  CHECK(done.exit_code == 0);
+  CHECK(done.out == "I hear you fashizzle!\nI hear you fashizzle!\n"
+                                                                    "I hear you fashizzle!\nI hear you fashizzle!\n");
+  CHECK(done.err == "session resumed: yes\n");
+  CHECK(server.stop().exit_code == 0);
+}
+
+TEST_CASE("dtls examples: bad certificates and peers are one readable line and exit 1", "[dtls][examples][negative]") {
+  Process missing({program_path("DTLS_ECHO_SERVER"), "--port", "0", "--cert", "/nonexistent/server.pem", "--key",
+                   cert_file("server-ecdsa.key")});
+  const Finished refused = missing.wait(10s);
+  CHECK(refused.exit_code == 1);
+  CHECK(refused.err == "dtls-echo-server: cannot read certificate chain '/nonexistent/server.pem': No such file or directory\n");
+  CHECK(refused.out.empty());
+
+  Process mismatched({program_path("DTLS_ECHO_SERVER"), "--port", "0", "--cert", cert_file("server-ecdsa.pem"),
+                      "--key", cert_file("client.key")});
+  const Finished mismatch = mismatched.wait(10s);
+  CHECK(mismatch.exit_code == 1);
+  CHECK(mismatch.err == "dtls-echo-server: private key '" + cert_file("client.key") +
+                            "' does not match certificate '" + cert_file("server-ecdsa.pem") + "'\n");
+
+  auto server = dtls_server();
+  auto wrong_ca = Process({program_path("DTLS_ECHO_CLIENT"), "--port", server.port, "--ca", cert_file("client.pem")});
+  const Finished untrusted = wrong_ca.communicate("hi\n", 20s);
+  CHECK(untrusted.exit_code == 1);
+  CHECK(count(untrusted.err, "\n") == 1);
+  CHECK(untrusted.err.starts_with("dtls-echo-client: DTLS handshake with 127.0.0.1:" + server.port + " failed: "));
+
+  auto wrong_name = dtls_client("127.0.0.1", server.port, {"--server-name", "elsewhere.example"});
+  const Finished misnamed = wrong_name.communicate("hi\n", 20s);
+  CHECK(misnamed.exit_code == 1);
+  CHECK(count(misnamed.err, "\n") == 1);
+
+  Process usage({program_path("DTLS_ECHO_CLIENT"), "--port", server.port});
+  const Finished no_ca = usage.communicate("hi\n", 10s);
+  CHECK(no_ca.exit_code == 2);
+  CHECK(no_ca.err.starts_with("dtls-echo-client: a client needs --ca to verify the server"));
+  CHECK(server.stop().exit_code == 0);
+}
+
+TEST_CASE("dtls examples: hostile datagrams are dropped and counted while serving continues", "[dtls][examples][negative]") {
+  auto server = dtls_server();
+  auto attacker = dgram::UdpSocket::connect(dgram::Endpoint::parse("127.0.0.1:" + server.port));
+  std::error_code ec;
+  attacker.send_to(std::vector<std::byte>(100, std::byte{0x16}), {}, ec);   // a "handshake" full of junk
+  attacker.send_to(std::vector<std::byte>{std::byte{0x17}, std::byte{0xfe}}, {}, ec);   // truncated
+  auto client = dtls_client("127.0.0.1", server.port);
+  const Finished done = client.communicate("after the junk\n", 20s);
+  CHECK(done.exit_code == 0);
+  CHECK(done.out == "after the junk\n");
+  const Finished stopped = server.stop();
+  CHECK(stopped.exit_code == 0);
+  CHECK(stopped.err.find("2 stray datagrams dropped") != std::string::npos);
+}
+
+TEST_CASE("interop: openssl s_client against our server, echo and resumption", "[dtls][interop][openssl]") {
+  auto server = dtls_server();
+  const std::string session = std::string(std::getenv("MESON_BUILD_ROOT") ? std::getenv("MESON_BUILD_ROOT") : ".") +
+                              "/s_client-session-" + std::to_string(server.process.pid()) + ".pem";
+  for (const bool tickets : {true, false}) {
+    INFO("tickets " << tickets);
+    std::vector<std::string> ticket_flag = tickets ? std::vector<std::string>{} : std::vector<std::string>{"-no_ticket"};
+    std::vector<std::string> first_flags{"-sess_out", session};
+    first_flags.insert(first_flags.end(), ticket_flag.begin(), ticket_flag.end());
+    const Finished first = s_client(server.port, "from openssl", first_flags);
+    CHECK(first.exit_code == 0);
+    CHECK(count(first.out, "from openssl") == 1);   // the reply (s_client does not print what it sends)
+    CHECK(first.out.find("New, TLSv1.2, Cipher is ECDHE-ECDSA-CHACHA20-POLY1305") != std::string::npos);
+    CHECK(first.out.find("Verify return code: 0 (ok)") != std::string::npos);
+    std::vector<std::string> second_flags{"-sess_in", session};
+    second_flags.insert(second_flags.end(), ticket_flag.begin(), ticket_flag.end());
+    const Finished second = s_client(server.port, "resumed openssl", second_flags);
+    CHECK(second.exit_code == 0);
+    CHECK(second.out.find("Reused, TLSv1.2") != std::string::npos);
+    CHECK(count(second.out, "resumed openssl") == 1);
+  }
+  std::remove(session.c_str());
+  const Finished stopped = server.stop();
+  CHECK(count(stopped.err, "resumed yes") == 2);
+}
+
+TEST_CASE("interop: our client against openssl s_server -dtls1_2 -mtu 1400", "[dtls][interop][openssl]") {
+  Process s_server({"/usr/bin/openssl", "s_server", "-dtls1_2", "-accept", "127.0.0.1:0", "-mtu", "1400", "-naccept",
+                    "1", "-cert", cert_file("server-ecdsa.pem"), "-key", cert_file("server-ecdsa.key")});
+  const auto port = s_server.read_until_match(R"(ACCEPT 127\.0\.0\.1:(\d+)\n)", 10s);
+  REQUIRE(port);
+  auto client = dtls_client("127.0.0.1", *port, {"--timeout-ms", "5000", "--retries", "0"});
+  client.write("hello openssl\n");
+  REQUIRE(s_server.read_until("hello openssl", 10s));   // s_server prints what it receives
+  s_server.write("hello dgram\n");                        // and sends its stdin lines
+  REQUIRE(client.read_line(10s) == "hello dgram");
+  client.close_stdin();
+  const Finished done = client.wait(10s);
+  CHECK(done.exit_code == 0);
+  const Finished server_done = s_server.wait(10s);
+  CHECK(server_done.out.find("CIPHER is ECDHE-ECDSA-CHACHA20-POLY1305") != std::string::npos);
+  CHECK(server_done.out.find("Shared groups: x25519:secp256r1") != std::string::npos);   // never P-521 first
+}
+
+TEST_CASE("interop: gnutls-cli --udp against our server", "[dtls][interop][gnutls]") {
+  auto server = dtls_server();
+  Process gnutls({"/usr/bin/gnutls-cli", "--udp", "--port", server.port, "--x509cafile", cert_file("ca.pem"),
+                  "localhost"});
+  REQUIRE(gnutls.read_until("Simple Client Mode", 10s));
+  gnutls.write("from gnutls\n");
+  REQUIRE(gnutls.read_until("from gnutls", 10s));
+  gnutls.close_stdin();
+  CHECK(gnutls.wait(10s).exit_code == 0);
+  const Finished stopped = server.stop();
+  CHECK(stopped.err.find("ended (closed by the peer): resumed no") != std::string::npos);
+}
+
+TEST_CASE("interop: client certificates both ways", "[dtls][interop][client-cert]") {
+  auto server = dtls_server({"--ca", cert_file("ca.pem"), "--require-client-cert"});
+  const Finished with_cert = s_client(server.port, "with cert", {"-cert", cert_file("client.pem"), "-key", cert_file("client.key")});
+  CHECK(with_cert.exit_code == 0);
+  CHECK(count(with_cert.out, "with cert") == 1);
+  Process without({"/usr/bin/openssl", "s_client", "-dtls1_2", "-connect", "127.0.0.1:" + server.port, "-CAfile",
+                   cert_file("ca.pem")});
+  without.close_stdin();
+  const Finished refused = without.wait(20s);
+  CHECK(refused.exit_code != 0);
+  CHECK(refused.err.find("alert handshake failure") != std::string::npos);   // at once, not after its timeout
+  CHECK(server.stop().exit_code == 0);
+
+  Process s_server({"/usr/bin/openssl", "s_server", "-dtls1_2", "-accept", "127.0.0.1:0", "-mtu", "1400", "-naccept",
+                    "1", "-cert", cert_file("server-ecdsa.pem"), "-key", cert_file("server-ecdsa.key"), "-Verify", "1",
+                    "-CAfile", cert_file("ca.pem"), "-verify_return_error"});
+  const auto port = s_server.read_until_match(R"(ACCEPT 127\.0\.0\.1:(\d+)\n)", 10s);
+  REQUIRE(port);
+  auto client = dtls_client("127.0.0.1", *port,
+                            {"--cert", cert_file("client.pem"), "--key", cert_file("client.key"), "--retries", "0",
+                             "--timeout-ms", "5000"});
+  client.write("mutual\n");
+  REQUIRE(s_server.read_until("mutual", 10s));
+  s_server.write("authenticated\n");
+  CHECK(client.read_line(10s) == "authenticated");
+  client.close_stdin();
+  CHECK(client.wait(10s).exit_code == 0);
+  const Finished server_done = s_server.wait(10s);
+  CHECK(server_done.out.find("dgram test client") != std::string::npos);   // s_server saw our certificate
+}
