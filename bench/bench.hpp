@@ -15,7 +15,7 @@ struct Row {
   double ours;             // median rate of dgram
   double baseline;         // median rate of the baseline
   std::string baseline_name;
-  double target;           // the ratio ours / baseline must reach
+  double target;           // the ratio ours / baseline must reach; 0 for a row shown for reference only
 };
 
 // Runs each of the two measurements `repetitions` times, alternating which goes first, and returns medians.
@@ -24,5 +24,14 @@ Row compare(std::string name, std::string unit, std::string baseline_name, doubl
             const std::function<double()>& ours, const std::function<double()>& baseline);
 
 std::vector<Row> udp_benchmarks(int repetitions);
+
+// Where the DTLS benchmark finds the servers it measures and the test certificates.
+struct DtlsBenchSetup {
+  std::string dtls_server;    // dgram's dtls-echo-server
+  std::string plain_server;   // bench/wolfssl_plain_server.c, built as wolfssl-plain-server
+  std::string openssl;        // the openssl CLI, for s_server
+  std::string certs;          // certs/
+};
+std::vector<Row> dtls_benchmarks(int repetitions, const DtlsBenchSetup& setup);
 
 }  // namespace dgram::bench

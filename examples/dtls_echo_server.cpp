@@ -26,9 +26,8 @@ struct Totals {
 };
 
 // Serves one session until the peer closes it, goes idle, or a stop is requested. Returns why it ended.
-const char* serve(dgram::dtls::DtlsChannel& channel, const std::string* fixed_reply,
+const char* serve(dgram::dtls::DtlsChannel& channel, std::span<std::byte> buffer, const std::string* fixed_reply,
                   std::chrono::milliseconds idle_timeout, std::uint64_t& messages) {
-  std::vector<std::byte> buffer(65536);
   dgram::Deadline idle = dgram::Deadline::after(idle_timeout);
   while (!ex::stop_requested()) {
     std::error_code ec;
@@ -79,6 +78,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     Totals totals;
     std::uint64_t failures_reported = 0;
+    std::vector<std::byte> buffer(65536);   // one for all sessions
     while (!ex::stop_requested()) {
       auto channel = handshaker.accept_dtls(socket, dgram::Deadline::after(ex::stop_check_interval), ec);
       if (const auto& stats = handshaker.accept_stats(); stats.failed_handshakes > failures_reported) {
@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
       }
       if (!channel) continue;   // no peer yet, or a stop was requested
       std::uint64_t messages = 0;
-      const char* ended = serve(*channel, reply ? &*reply : nullptr, idle_timeout, messages);
+      const char* ended = serve(*channel, buffer, reply ? &*reply : nullptr, idle_timeout, messages);
       ++totals.sessions;
       totals.messages += messages;
       fmt::print(stderr, "dtls-echo-server: session {} ended ({}): resumed {}, cipher {}, {} messages\n",

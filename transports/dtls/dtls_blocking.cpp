@@ -14,7 +14,11 @@ module dgram.dtls;
 namespace dgram::dtls {
 namespace {
 
-constexpr std::size_t max_datagram = 65536;
+// The largest DTLS datagram worth reading: a full 16 KiB record plus headers and padding. Anything larger is
+// no DTLS record wolfSSL could take; it arrives truncated and is dropped.
+constexpr std::size_t max_datagram = 16384 + 2048;
+
+std::span<std::byte> buffer_of(const std::unique_ptr<std::byte[]>& storage) { return {storage.get(), max_datagram}; }
 
 // Waiting with a deadline that has just passed reports would_block; for a driver both mean "time is up".
 bool time_is_up(const std::error_code& ec) { return ec == errc::timeout || ec == errc::would_block; }
@@ -22,7 +26,7 @@ bool time_is_up(const std::error_code& ec) { return ec == errc::timeout || ec ==
 }  // namespace
 
 DtlsChannel::DtlsChannel(Transport& path, Engine engine)
-    : path_{path}, engine_{std::move(engine)}, datagram_(max_datagram) {}
+    : path_{path}, engine_{std::move(engine)}, datagram_{std::make_unique_for_overwrite<std::byte[]>(max_datagram)} {}
 
 void DtlsChannel::flush(std::error_code& ec) {
   ec.clear();
@@ -37,7 +41,7 @@ bool DtlsChannel::step(Deadline deadline, std::error_code& ec) {
   flush(ec);
   if (ec) return false;
   const Deadline timer = engine_.next_timer();
-  const Received got = path_.receive_from(datagram_, deadline.min(timer), ec);
+  const Received got = path_.receive_from(buffer_of(datagram_), deadline.min(timer), ec);
   if (time_is_up(ec)) {
     if (!timer.passed(Clock::now())) {
       ec = make_error_code(errc::timeout);
@@ -55,7 +59,7 @@ bool DtlsChannel::step(Deadline deadline, std::error_code& ec) {
     ++foreign_;
     return true;
   }
-  engine_.on_datagram(std::span(datagram_).first(got.size), Clock::now(), ec);
+  engine_.on_datagram(buffer_of(datagram_).first(got.size), Clock::now(), ec);
   return !ec;
 }
 
@@ -82,7 +86,7 @@ void DtlsChannel::close(std::error_code& ec) {
 }
 
 DtlsHandshaker::DtlsHandshaker(std::shared_ptr<DtlsContext> context)
-    : context_{std::move(context)}, datagram_(max_datagram) {}
+    : context_{std::move(context)}, datagram_{std::make_unique_for_overwrite<std::byte[]>(max_datagram)} {}
 
 ListenerStats DtlsHandshaker::listener_stats() const { return listener_ ? listener_->stats() : ListenerStats{}; }
 
@@ -131,11 +135,11 @@ std::unique_ptr<DtlsChannel> DtlsHandshaker::accept_dtls(Transport& path, Deadli
     if (ec) return nullptr;
   }
   for (;;) {
-    const Received got = path.receive_from(datagram_, deadline, ec);
+    const Received got = path.receive_from(buffer_of(datagram_), deadline, ec);
     if (ec == errc::truncated) continue;
     if (ec) return nullptr;
     std::optional<Engine> engine =
-        listener_->on_datagram(got.peer, std::span(datagram_).first(got.size), Clock::now(), ec);
+        listener_->on_datagram(got.peer, buffer_of(datagram_).first(got.size), Clock::now(), ec);
     for (const auto& reply : listener_->replies()) path.send_to(reply, got.peer, ec);
     listener_->clear_replies();
     if (!engine) continue;
