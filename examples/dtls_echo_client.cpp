@@ -54,10 +54,7 @@ int main(int argc, char** argv) {
   ex::CommandLine command_line{"dtls-echo-client", "--ca FILE [options] < lines", options};
   return ex::run_program(command_line, argc, argv, [&] {
     const dgram::Endpoint server = ex::resolve_peer(command_line);
-    const ex::LineClientSettings settings{
-        command_line.program(),
-        std::chrono::milliseconds{command_line.integer("timeout-ms", 1000, 1, 3'600'000)},
-        static_cast<int>(command_line.integer("retries", 3, 0, 1000))};
+    const ex::LineClientSettings settings = ex::line_client_settings(command_line);
     dgram::dtls::DtlsConfig config = ex::dtls_config_from(command_line, dgram::dtls::Role::client);
     config.handshake_timeout = settings.timeout * (settings.retries + 1);
     dgram::dtls::DtlsHandshaker handshaker(ex::make_dtls_context(config));

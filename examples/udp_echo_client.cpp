@@ -22,10 +22,7 @@ int main(int argc, char** argv) {
        {"retries", "R", "send a line again this many times when no reply comes (default 3)"}}};
   return ex::run_program(command_line, argc, argv, [&] {
     const dgram::Endpoint server = ex::resolve_peer(command_line);
-    const ex::LineClientSettings settings{
-        command_line.program(),
-        std::chrono::milliseconds{command_line.integer("timeout-ms", 1000, 1, 3'600'000)},
-        static_cast<int>(command_line.integer("retries", 3, 0, 1000))};
+    const ex::LineClientSettings settings = ex::line_client_settings(command_line);
     dgram::UdpSocket socket = dgram::UdpSocket::connect(server);
     std::error_code ec;
     const auto channel = dgram::PlainHandshaker{}.connect(socket, server, dgram::Deadline::never(), ec);

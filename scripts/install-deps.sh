@@ -2,7 +2,8 @@
 # Installs what dgram needs to build, test and run its demos on Debian 12 (bookworm). Safe to run again.
 set -euo pipefail
 packages=(
-  clang-19 libclang-rt-19-dev meson ninja-build pkg-config   # toolchain (clang-19: C++20 modules)
+  clang-19 libclang-rt-19-dev llvm-19 meson ninja-build pkg-config   # toolchain (clang-19: C++20 modules;
+                                                                    # llvm-19 symbolizes sanitizer reports)
   libwolfssl-dev libmsgsl-dev catch2 libfmt-dev              # libraries
   openssl gnutls-bin tshark                                   # foreign peers and checkers for the tests
 )

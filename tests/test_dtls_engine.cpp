@@ -13,6 +13,8 @@
 #include <system_error>
 #include <vector>
 
+#include "support/dtls_fixtures.hpp"
+
 import dgram;
 
 using namespace std::chrono_literals;
@@ -26,24 +28,10 @@ using Datagram = std::vector<std::byte>;
 
 namespace {
 
-std::string certs(const std::string& name) {
-  const char* dir = std::getenv("DGRAM_CERTS");
-  return std::string(dir ? dir : "certs") + "/" + name;
-}
-
-std::shared_ptr<DtlsContext> make_context(const DtlsConfig& config) {
-  std::error_code ec;
-  std::string reason;
-  auto context = DtlsContext::create(config, ec, &reason);
-  INFO(reason);
-  REQUIRE(context);
-  return context;
-}
-
-DtlsConfig client_config() { return dgram::dtls::client_config(Pem::file(certs("ca.pem")), "localhost"); }
-DtlsConfig server_config() {
-  return dgram::dtls::server_config(Pem::file(certs("server-ecdsa.pem")), Pem::file(certs("server-ecdsa.key")));
-}
+std::shared_ptr<DtlsContext> make_context(const DtlsConfig& config) { return dgram::testing::context_for(config); }
+DtlsConfig client_config() { return dgram::testing::test_client_config(); }
+DtlsConfig server_config() { return dgram::testing::test_server_config(); }
+std::string certs(const std::string& name) { return dgram::testing::cert_file(name); }
 
 std::span<const std::byte> bytes(const std::string& text) { return std::as_bytes(std::span(text)); }
 

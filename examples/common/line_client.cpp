@@ -1,5 +1,7 @@
 #include "line_client.hpp"
 
+#include "cli.hpp"
+
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -96,6 +98,11 @@ class LineClient {
 };
 
 }  // namespace
+
+LineClientSettings line_client_settings(const CommandLine& command_line) {
+  return {command_line.program(), std::chrono::milliseconds{command_line.integer("timeout-ms", 1000, 1, 3'600'000)},
+          static_cast<int>(command_line.integer("retries", 3, 0, 1000))};
+}
 
 int run_line_client(Channel& channel, const LineClientSettings& settings, std::istream& input) {
   return LineClient{channel, settings}.run(input);

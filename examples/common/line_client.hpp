@@ -16,6 +16,11 @@ struct LineClientSettings {
   int retries{3};                       // attempts after the first, when no reply came in time
 };
 
+class CommandLine;
+
+// The settings from --timeout-ms and --retries (the options every line client takes).
+LineClientSettings line_client_settings(const CommandLine& command_line);
+
 // Sends the lines of `input`. Returns the exit status: 0 at end of input, 1 after printing one error line (no
 // reply after the retries, connection refused, a line too long for one message). An empty line on a channel
 // that cannot carry empty messages (DTLS) is skipped with a note on stderr.
