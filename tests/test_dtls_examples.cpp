@@ -2,10 +2,14 @@
 // (-dtls1_2) and gnutls-cli --udp. Everything on loopback; every wait bounded.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <span>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "support/dtls_fixtures.hpp"
@@ -221,4 +225,51 @@ TEST_CASE("interop: client certificates both ways", "[dtls][interop][client-cert
   CHECK(client.wait(10s).exit_code == 0);
   const Finished server_done = s_server.wait(10s);
   CHECK(server_done.out.find("dgram test client") != std::string::npos);   // s_server saw our certificate
+}
+
+TEST_CASE("dtls echo server: an idle peer is dropped, and SIGTERM sends close_notify", "[dtls][examples]") {
+  auto server = dtls_server({"--idle-timeout-ms", "300"});
+  const auto endpoint = dgram::Endpoint::parse("127.0.0.1:" + server.port);
+  auto context = dgram::testing::context_for(dgram::testing::test_client_config());
+  std::error_code ec;
+  {
+    // A peer that completes its handshake, then vanishes without close_notify.
+    auto socket = dgram::UdpSocket::connect(endpoint);
+    dgram::dtls::DtlsHandshaker handshaker(context);
+    REQUIRE(handshaker.connect_dtls(socket, endpoint, dgram::Deadline::after(10s), ec));
+  }
+  auto socket = dgram::UdpSocket::connect(endpoint);
+  dgram::dtls::DtlsHandshaker handshaker(context);
+  auto channel = handshaker.connect_dtls(socket, endpoint, dgram::Deadline::after(10s), ec);   // waits out the idle one
+  INFO(handshaker.failure());
+  REQUIRE(channel);
+  const std::string ping = "ping";
+  channel->send(std::as_bytes(std::span(ping)), ec);
+  std::vector<std::byte> buffer(2048);
+  CHECK(channel->receive(buffer, dgram::Deadline::after(5s), ec) == 4);
+  server.process.send_signal(SIGTERM);
+  channel->receive(buffer, dgram::Deadline::after(5s), ec);
+  CHECK(ec == dgram::errc::closed);   // the server's close_notify, not a timeout
+  const Finished stopped = server.process.wait(1s);
+  CHECK(stopped.exit_code == 0);
+  CHECK(stopped.err.find("ended (idle, dropped)") != std::string::npos);
+  CHECK(stopped.err.find("ended (server stopping)") != std::string::npos);
+}
+
+TEST_CASE("dtls echo with a pre-shared key; a wrong key is one line and exit 1", "[dtls][examples][psk]") {
+  auto server = start_listening({program_path("DTLS_ECHO_SERVER"), "--port", "0", "--psk-identity", "dgram-demo",
+                                 "--psk-hex", "00112233445566778899aabbccddeeff", "--handshake-timeout-ms", "1000"});
+  Process right({program_path("DTLS_ECHO_CLIENT"), "--port", server.port, "--psk-identity", "dgram-demo",
+                 "--psk-hex", "00112233445566778899aabbccddeeff"});
+  const Finished done = right.communicate("shared secret\n", 20s);
+  INFO(done.err);
+  CHECK(done.exit_code == 0);
+  CHECK(done.out == "shared secret\n");
+  Process wrong({program_path("DTLS_ECHO_CLIENT"), "--port", server.port, "--psk-identity", "dgram-demo", "--psk-hex",
+                 "ffffffffffffffffffffffffffffffff", "--timeout-ms", "300", "--retries", "2"});
+  const Finished refused = wrong.communicate("wrong secret\n", 20s);
+  CHECK(refused.exit_code == 1);
+  CHECK(count(refused.err, "\n") == 1);
+  CHECK(refused.err.starts_with("dtls-echo-client: DTLS handshake with 127.0.0.1:" + server.port + " failed: "));
+  CHECK(server.stop().exit_code == 0);
 }
