@@ -3,6 +3,7 @@ module;
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -71,14 +72,8 @@ unsigned int psk_server_callback(WOLFSSL* ssl, const char* identity, unsigned ch
   return static_cast<unsigned int>(psk.key.size());
 }
 
-template <auto Free>
-struct Freer {
-  template <typename T>
-  void operator()(T* handle) const noexcept { Free(handle); }
-};
 using BioPtr = std::unique_ptr<WOLFSSL_BIO, Freer<wolfSSL_BIO_free>>;
 using KeyPtr = std::unique_ptr<WOLFSSL_EVP_PKEY, Freer<wolfSSL_EVP_PKEY_free>>;
-using X509Ptr = std::unique_ptr<WOLFSSL_X509, Freer<wolfSSL_X509_free>>;
 using DigestPtr = std::unique_ptr<WOLFSSL_EVP_MD_CTX, Freer<wolfSSL_EVP_MD_CTX_free>>;
 
 // wolfSSL 5.5.4's check_private_key accepts any ECC key of the right type for an ECC certificate, so this
@@ -125,16 +120,13 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
       reason = "private key " + config.private_key->describe() + " is not a usable PEM private key: " + wolf_reason(r);
       return false;
     }
-    if (config.certificate_chain && !key_matches_certificate(certificate_text, *pem)) {
+    // wolfSSL's own check is cheap but lets a mismatched ECC key through; the signature probe proves the match.
+    if (config.certificate_chain && (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS ||
+                                     !key_matches_certificate(certificate_text, *pem))) {
       reason = "private key " + config.private_key->describe() + " does not match certificate " +
                config.certificate_chain->describe();
       return false;
     }
-  }
-  if (config.certificate_chain && config.private_key && wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
-    reason = "private key " + config.private_key->describe() + " does not match certificate " +
-             config.certificate_chain->describe();
-    return false;
   }
   if (config.certificate_chain.has_value() != config.private_key.has_value()) {
     reason = "a certificate chain needs its private key, and a private key its certificate chain";
@@ -222,7 +214,8 @@ std::shared_ptr<DtlsContext> DtlsContext::create(const DtlsConfig& config, std::
   if (!impl->ctx) {
     why = "wolfSSL could not create a DTLS 1.2 context";
   } else if (configure(impl->ctx.get(), impl->config, why)) {
-    // The PSK callbacks find the configuration through this pointer; Impl does not move.
+    // The PSK callbacks find the configuration through this pointer (wolfSSL_new copies it into every
+    // session); Impl does not move.
     wolfSSL_CTX_set_psk_callback_ctx(impl->ctx.get(), &impl->config);
     return std::shared_ptr<DtlsContext>(new DtlsContext(std::move(impl)));
   }

@@ -85,14 +85,15 @@ constexpr FlightFacts flight_facts(std::span<const std::byte> datagram) noexcept
   while (!datagram.empty()) {
     const std::size_t length = read16(datagram.subspan(11));
     const auto type = static_cast<ContentType>(datagram[0]);
+    const bool epoch0 = read16(datagram.subspan(3)) == 0;   // not encrypted
     if (type == ContentType::change_cipher_spec) facts.change_cipher_spec = true;
-    if (read16(datagram.subspan(3)) == 0) {
+    if (epoch0) {
       std::uint64_t sequence = 0;
       for (std::size_t i = 5; i < 11; ++i) sequence = sequence << 8 | static_cast<std::uint64_t>(datagram[i]);
       if (!facts.highest_epoch0_sequence || sequence > *facts.highest_epoch0_sequence)
         facts.highest_epoch0_sequence = sequence;
     }
-    if (type == ContentType::handshake && read16(datagram.subspan(3)) == 0 && length >= handshake_header_size) {
+    if (type == ContentType::handshake && epoch0 && length >= handshake_header_size) {
       const std::uint32_t sequence = read16(datagram.subspan(header_size + 4));
       if (!facts.lowest_message_seq || sequence < *facts.lowest_message_seq) facts.lowest_message_seq = sequence;
     }

@@ -49,7 +49,6 @@ Engine::Impl::Impl(std::shared_ptr<DtlsContext> owner, Role side, const Endpoint
   wolfSSL_SetIOReadCtx(ssl.get(), this);
   wolfSSL_SetIOWriteCtx(ssl.get(), this);
   wolfSSL_dtls_set_using_nonblock(ssl.get(), 1);   // timeouts are ours: wolfSSL must not wait or retransmit
-  wolfSSL_set_psk_callback_ctx(ssl.get(), &context->impl().config);
 }
 
 int Engine::Impl::receive_callback(WOLFSSL*, char* buffer, int size, void* context) {
@@ -86,10 +85,24 @@ bool Engine::Impl::damp_retransmission(std::span<const std::byte> datagram) {
     highest_epoch0_sequence_sent = std::max(highest_epoch0_sequence_sent.value_or(0), *facts.highest_epoch0_sequence);
   change_cipher_spec_sent = change_cipher_spec_sent || facts.change_cipher_spec;
   if (!repeat || in_timer) return false;
-  const auto interval = std::chrono::milliseconds(500) * std::max(1, wolfSSL_dtls_get_current_timeout(ssl.get()));
-  if (last_input_retransmission && now - *last_input_retransmission < interval) return true;
+  const int timeout_seconds = std::max(1, wolfSSL_dtls_get_current_timeout(ssl.get()));
+  return !input_resend_allowed(std::chrono::milliseconds(500) * timeout_seconds);
+}
+
+bool Engine::Impl::input_resend_allowed(std::chrono::milliseconds interval) {
+  if (last_input_retransmission && now - *last_input_retransmission < interval) return false;
   last_input_retransmission = now;
-  return false;
+  return true;
+}
+
+std::vector<std::byte> Engine::Impl::recycled_copy(std::span<const std::byte> bytes) {
+  std::vector<std::byte> copy;
+  if (!spare.empty()) {
+    copy = std::move(spare.back());
+    spare.pop_back();
+  }
+  copy.assign(bytes.begin(), bytes.end());
+  return copy;
 }
 
 int Engine::Impl::send_callback(WOLFSSL*, char* buffer, int size, void* context) {
@@ -99,38 +112,22 @@ int Engine::Impl::send_callback(WOLFSSL*, char* buffer, int size, void* context)
     ++self.stats.damped_retransmissions;
     return size;   // as if lost on the way
   }
-  std::vector<std::byte> datagram;
-  if (!self.spare.empty()) {
-    datagram = std::move(self.spare.back());
-    self.spare.pop_back();
-  }
-  datagram.assign(sent.begin(), sent.end());
-  self.output.push_back(std::move(datagram));
+  self.output.push_back(self.recycled_copy(sent));
   ++self.stats.datagrams_out;
   if (self.state == EngineState::handshaking) self.flight_sent_at = self.now;
   return size;
 }
 
-void Engine::Impl::push_input(std::span<const std::byte> datagram) {
-  std::vector<std::byte> copy;
-  if (!spare.empty()) {
-    copy = std::move(spare.back());
-    spare.pop_back();
-  }
-  copy.assign(datagram.begin(), datagram.end());
-  input.push_back(std::move(copy));
-}
+void Engine::Impl::push_input(std::span<const std::byte> datagram) { input.push_back(recycled_copy(datagram)); }
 
 void Engine::Impl::answer_repeated_flight(std::span<const std::byte> datagram) {
   if (final_flight.empty()) return;
   const record::FlightFacts facts = record::flight_facts(datagram);
   if (!facts.lowest_message_seq && !facts.change_cipher_spec) return;
-  const auto interval = std::chrono::milliseconds(500);
-  if (last_input_retransmission && now - *last_input_retransmission < interval) {
+  if (!input_resend_allowed(std::chrono::milliseconds(500))) {
     ++stats.damped_retransmissions;
     return;
   }
-  last_input_retransmission = now;
   ++stats.retransmissions;
   for (const auto& flight_datagram : final_flight) output.push_back(flight_datagram);
   stats.datagrams_out += final_flight.size();
@@ -196,20 +193,16 @@ std::string wolfssl_ip_text(const Endpoint& address) {
   return text;
 }
 
-bool server_address_matches(WOLFSSL* ssl, const std::string& expected) {
-  std::error_code ec;
-  const Endpoint address = Endpoint::from_address(expected, 0, ec);
-  WOLFSSL_X509* certificate = wolfSSL_get_peer_certificate(ssl);
-  if (!certificate || ec) return false;
-  const bool matches = wolfSSL_X509_check_ip_asc(certificate, wolfssl_ip_text(address).c_str(), 0) == 1;
-  wolfSSL_X509_free(certificate);
-  return matches;
+bool server_address_matches(WOLFSSL* ssl, const Endpoint& expected) {
+  const X509Ptr certificate{wolfSSL_get_peer_certificate(ssl)};
+  return certificate && wolfSSL_X509_check_ip_asc(certificate.get(), wolfssl_ip_text(expected).c_str(), 0) == 1;
 }
 
-bool is_ip_address(const std::string& name) {
+// The expected server name as an IP address, or nullopt when it is a DNS name.
+std::optional<Endpoint> ip_address(const std::string& name) {
   std::error_code ec;
-  Endpoint::from_address(name, 0, ec);
-  return !ec;
+  const Endpoint address = Endpoint::from_address(name, 0, ec);
+  return ec ? std::nullopt : std::optional<Endpoint>(address);
 }
 
 void Engine::Impl::advance_handshake(std::error_code& ec) {
@@ -223,8 +216,9 @@ void Engine::Impl::advance_handshake(std::error_code& ec) {
   flight_sent_at.reset();
   final_flight = output;
   const DtlsConfig& config = context->config();
-  if (role == Role::client && config.verify_peer && !config.psk && is_ip_address(config.expected_server_name) &&
-      !server_address_matches(ssl.get(), config.expected_server_name)) {
+  if (role != Role::client || !config.verify_peer || config.psk) return;
+  if (const auto address = ip_address(config.expected_server_name);
+      address && !server_address_matches(ssl.get(), *address)) {
     wolfSSL_shutdown(ssl.get());
     fail("the server's certificate is not valid for " + config.expected_server_name, ec);
   }
@@ -242,7 +236,7 @@ Engine Engine::client(std::shared_ptr<DtlsContext> context, const Endpoint& peer
   if (ec) return Engine{std::move(impl)};
   const DtlsConfig& config = impl->context->config();
   const std::string& name = config.expected_server_name;
-  if (!name.empty() && !is_ip_address(name)) {
+  if (!name.empty() && !ip_address(name)) {
     wolfSSL_UseSNI(impl->ssl.get(), WOLFSSL_SNI_HOST_NAME, name.data(), static_cast<word16>(name.size()));
     if (config.verify_peer && !config.psk) wolfSSL_check_domain_name(impl->ssl.get(), name.c_str());
   }

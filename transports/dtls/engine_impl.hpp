@@ -6,16 +6,18 @@
 
 namespace dgram::dtls {
 
-struct SslDeleter {
-  inline void operator()(WOLFSSL* ssl) const noexcept { wolfSSL_free(ssl); }
+// The one owner of a wolfSSL handle: unique_ptr with the handle's free function.
+template <auto Free>
+struct Freer {
+  template <typename T>
+  inline void operator()(T* handle) const noexcept { Free(handle); }
 };
-using SslPtr = std::unique_ptr<WOLFSSL, SslDeleter>;
+using CtxPtr = std::unique_ptr<WOLFSSL_CTX, Freer<wolfSSL_CTX_free>>;
+using SslPtr = std::unique_ptr<WOLFSSL, Freer<wolfSSL_free>>;
+using X509Ptr = std::unique_ptr<WOLFSSL_X509, Freer<wolfSSL_X509_free>>;
 
 struct DtlsContext::Impl {
-  struct CtxDeleter {
-    inline void operator()(WOLFSSL_CTX* ctx) const noexcept { wolfSSL_CTX_free(ctx); }
-  };
-  std::unique_ptr<WOLFSSL_CTX, CtxDeleter> ctx;
+  CtxPtr ctx;
   DtlsConfig config;
 };
 
@@ -39,6 +41,11 @@ struct Engine::Impl {
   // True for a datagram that repeats an earlier flight and was prompted by input, not by our timer, when we
   // resent one too recently: see send_callback.
   bool damp_retransmission(std::span<const std::byte> datagram);
+  // Whether a resend prompted by the peer's input may go now: at most one per `interval`, counted from the last
+  // one allowed (damp_retransmission and answer_repeated_flight share that clock).
+  bool input_resend_allowed(std::chrono::milliseconds interval);
+  // `bytes` in a buffer taken from spare when there is one (no allocation per datagram in steady state).
+  std::vector<std::byte> recycled_copy(std::span<const std::byte> bytes);
   // Once established: resend final_flight when the peer's datagram repeats its handshake flight.
   void answer_repeated_flight(std::span<const std::byte> datagram);
 
