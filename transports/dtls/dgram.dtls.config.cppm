@@ -68,10 +68,9 @@ struct DtlsConfig {
   bool session_cache = true;
   bool session_tickets = true;
 
-  // A handshake that has not completed after this long fails with errc::timeout.
+  // A handshake that has not completed after this long fails with errc::timeout. (How long an established
+  // session may stay idle is the serving program's choice: it bounds its receive deadlines.)
   std::chrono::milliseconds handshake_timeout{10'000};
-  // Server: a session whose peer sent nothing for this long is dropped.
-  std::chrono::milliseconds idle_timeout{60'000};
 };
 
 // A DtlsConfig for a client with default choices; `ca` verifies the server, named `server_name`.
