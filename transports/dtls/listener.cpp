@@ -3,6 +3,7 @@ module;
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include <chrono>
 #include <array>
 #include <deque>
 #include <memory>
@@ -30,14 +31,13 @@ struct Listener::State {
   std::vector<std::vector<std::byte>> replies;
   ListenerStats stats;
 
+  // A fresh probe; on failure (wolfSSL out of memory) none at all, and the next ClientHello tries again.
   bool renew_probe(std::error_code& ec) {
     probe = std::make_unique<Engine::Impl>(context, Role::server, Endpoint{}, ec);
-    if (ec) return false;
-    if (wolfSSL_DTLS_SetCookieSecret(probe->ssl.get(), secret.data(), secret.size()) != 0) {
+    if (!ec && wolfSSL_DTLS_SetCookieSecret(probe->ssl.get(), secret.data(), secret.size()) != 0)
       ec = make_error_code(errc::invalid_argument);
-      return false;
-    }
-    return true;
+    if (ec) probe.reset();
+    return !ec;
   }
 
   void take_probe_output_as_replies() {
@@ -63,7 +63,7 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
   ec.clear();
   State& self = *state_;
   const auto hello = record::client_hello(datagram);
-  if (!hello || !self.probe) {   // only a ClientHello may open a session
+  if (!hello || (!self.probe && !self.renew_probe(ec))) {   // only a ClientHello may open a session
     ++self.stats.dropped_datagrams;
     return std::nullopt;
   }
