@@ -12,6 +12,8 @@
 
 #include "common/cli.hpp"
 #include "common/dtls_options.hpp"
+#include "common/peer.hpp"
+#include "common/rate_limited_log.hpp"
 #include "common/stop_signal.hpp"
 
 import dgram;
@@ -53,7 +55,7 @@ const char* serve(dgram::dtls::DtlsChannel& channel, std::span<std::byte> buffer
 
 int main(int argc, char** argv) {
   std::vector<ex::Option> options{
-      {"bind", "ADDR", "address to listen on (default 127.0.0.1; :: for IPv6)"},
+      {"bind", "ADDR", "address or host name to listen on (default 127.0.0.1; :: for IPv6 and IPv4)"},
       {"port", "N", "UDP port (default 11111; 0 picks a free port)"},
       {"reply", "TEXT", "answer every message with TEXT instead of echoing it"},
       {"idle-timeout-ms", "T", "drop a session whose peer sends nothing for T ms (default 60000)"},
@@ -62,43 +64,42 @@ int main(int argc, char** argv) {
   options.insert(options.end(), dtls.begin(), dtls.end());
   ex::CommandLine command_line{"dtls-echo-server", "--cert FILE --key FILE [options]", options};
   return ex::run_program(command_line, argc, argv, [&] {
-    const auto port = static_cast<std::uint16_t>(command_line.integer("port", 11111, 0, 65535));
-    std::error_code ec;
-    const auto local = dgram::Endpoint::from_address(command_line.value_or("bind", "127.0.0.1"), port, ec);
-    if (ec) throw ex::UsageError("--bind needs a numeric IPv4 or IPv6 address");
+    const ex::ListenAddress address = ex::listen_address(command_line);
     const auto idle_timeout = std::chrono::milliseconds{command_line.integer("idle-timeout-ms", 60000, 1, 86'400'000)};
     dgram::dtls::DtlsConfig config = ex::dtls_config_from(command_line, dgram::dtls::Role::server);
     config.handshake_timeout = std::chrono::milliseconds{command_line.integer("handshake-timeout-ms", 10000, 1, 600'000)};
     const auto reply = command_line.value("reply");
     dgram::dtls::DtlsHandshaker handshaker(ex::make_dtls_context(config));
+    ex::RateLimitedLog failures{"dtls-echo-server", "handshake failure"};
+    handshaker.on_handshake_failure([&failures](const dgram::Endpoint& peer, dgram::dtls::FailureKind, const std::string& why) {
+      failures.line(fmt::format("handshake failed with {}: {}", peer.to_string(), why));
+    });
 
     ex::install_stop_handlers();
-    dgram::UdpSocket socket = dgram::UdpSocket::bind(local);
+    dgram::UdpSocket socket = dgram::UdpSocket::bind(address.local, address.options);
+    std::error_code ec;
     fmt::print("listening on {}\n", socket.local_endpoint(ec).to_string());
     std::fflush(stdout);
     Totals totals;
-    std::uint64_t failures_reported = 0;
     std::vector<std::byte> buffer(65536);   // one for all sessions
     while (!ex::stop_requested()) {
       auto channel = handshaker.accept_dtls(socket, dgram::Deadline::after(ex::stop_check_interval), ec);
-      if (const auto& stats = handshaker.accept_stats(); stats.failed_handshakes > failures_reported) {
-        failures_reported = stats.failed_handshakes;
-        fmt::print(stderr, "dtls-echo-server: handshake failed with {}\n", stats.last_failure);
-      }
+      failures.flush();
       if (!channel) continue;   // no peer yet, or a stop was requested
       std::uint64_t messages = 0;
       const char* ended = serve(*channel, buffer, reply ? &*reply : nullptr, idle_timeout, messages);
       ++totals.sessions;
       totals.messages += messages;
-      fmt::print(stderr, "dtls-echo-server: session {} ended ({}): resumed {}, cipher {}, {} messages\n",
-                 channel->peer().to_string(), ended, channel->resumed() ? "yes" : "no", channel->cipher(), messages);
+      fmt::print(stderr, "dtls-echo-server: session {} ended ({}): resumed {}, cipher {}, {}\n",
+                 channel->peer().to_string(), ended, channel->resumed() ? "yes" : "no", channel->cipher(),
+                 ex::plural(messages, "message"));
     }
+    failures.flush(true);
     const auto cookies = handshaker.listener_stats();
-    fmt::print(stderr,
-               "dtls-echo-server: served {} sessions, {} messages; {} failed handshakes; {} cookie challenges, "
-               "{} bad cookies, {} stray datagrams dropped\n",
-               totals.sessions, totals.messages, handshaker.accept_stats().failed_handshakes,
-               cookies.hello_verify_requests, cookies.bad_cookies, cookies.dropped_datagrams);
+    fmt::print(stderr, "dtls-echo-server: served {}, {}; {}; {}, {}, {} dropped\n", ex::plural(totals.sessions, "session"),
+               ex::plural(totals.messages, "message"), ex::plural(handshaker.accept_stats().failed_handshakes, "failed handshake"),
+               ex::plural(cookies.hello_verify_requests, "cookie challenge"), ex::plural(cookies.bad_cookies, "bad cookie"),
+               ex::plural(cookies.dropped_datagrams, "stray datagram"));
     return 0;
   });
 }

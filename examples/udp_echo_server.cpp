@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/cli.hpp"
+#include "common/peer.hpp"
 #include "common/stop_signal.hpp"
 
 import dgram;
@@ -56,20 +57,18 @@ Served serve(dgram::UdpSocket& socket) {
 
 int main(int argc, char** argv) {
   ex::CommandLine command_line{"udp-echo-server", "[--bind ADDR] [--port N]",
-                               {{"bind", "ADDR", "address to listen on (default 127.0.0.1; :: for IPv6)"},
+                               {{"bind", "ADDR", "address or host name to listen on (default 127.0.0.1; :: for IPv6 and IPv4)"},
                                 {"port", "N", "UDP port (default 11111; 0 picks a free port)"}}};
   return ex::run_program(command_line, argc, argv, [&] {
-    const auto port = static_cast<std::uint16_t>(command_line.integer("port", 11111, 0, 65535));
-    std::error_code ec;
-    const auto local = dgram::Endpoint::from_address(command_line.value_or("bind", "127.0.0.1"), port, ec);
-    if (ec) throw ex::UsageError("--bind needs a numeric IPv4 or IPv6 address");
+    const ex::ListenAddress address = ex::listen_address(command_line);
     ex::install_stop_handlers();
-    dgram::UdpSocket socket = dgram::UdpSocket::bind(local);
+    dgram::UdpSocket socket = dgram::UdpSocket::bind(address.local, address.options);
+    std::error_code ec;
     fmt::print("listening on {}\n", socket.local_endpoint(ec).to_string());
     std::fflush(stdout);
     const Served served = serve(socket);
-    fmt::print(stderr, "udp-echo-server: served {} datagrams ({} bytes), {} send failures\n", served.datagrams,
-               served.bytes, served.send_failures);
+    fmt::print(stderr, "udp-echo-server: served {} ({}), {}\n", ex::plural(served.datagrams, "datagram"),
+               ex::plural(served.bytes, "byte"), ex::plural(served.send_failures, "send failure"));
     return 0;
   });
 }

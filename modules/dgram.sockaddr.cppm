@@ -24,7 +24,16 @@ struct SocketAddress {
 
 inline int address_family(Family family) noexcept { return family == Family::ipv4 ? AF_INET : AF_INET6; }
 
-inline SocketAddress to_socket_address(const Endpoint& endpoint) noexcept {
+// `socket_family` is the family of the socket the address is for: an IPv4 endpoint for an IPv6 (dual-stack)
+// socket becomes its IPv4-mapped IPv6 form, ::ffff:a.b.c.d.
+inline SocketAddress to_socket_address(const Endpoint& endpoint, Family socket_family) noexcept {
+  if (endpoint.family() == Family::ipv4 && socket_family == Family::ipv6) {
+    Endpoint::Ipv6Bytes mapped{};
+    mapped[10] = 0xff;
+    mapped[11] = 0xff;
+    std::memcpy(mapped.data() + 12, endpoint.address_bytes().data(), 4);
+    return to_socket_address(Endpoint::ipv6(mapped, endpoint.port()), Family::ipv6);
+  }
   SocketAddress out;
   if (endpoint.family() == Family::ipv4) {
     sockaddr_in in{};
@@ -45,7 +54,13 @@ inline SocketAddress to_socket_address(const Endpoint& endpoint) noexcept {
   return out;
 }
 
-// An address of another family (or too short) gives the default Endpoint, 0.0.0.0:0.
+inline SocketAddress to_socket_address(const Endpoint& endpoint) noexcept {
+  return to_socket_address(endpoint, endpoint.family());
+}
+
+// An address of another family (or too short) gives the default Endpoint, 0.0.0.0:0. An IPv4-mapped IPv6
+// address (an IPv4 peer of a dual-stack socket) gives the IPv4 endpoint, so a peer has one name whichever
+// socket it reached.
 inline Endpoint from_socket_address(const sockaddr* address, socklen_t length) noexcept {
   if (address->sa_family == AF_INET && length >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
     sockaddr_in in;
@@ -59,6 +74,12 @@ inline Endpoint from_socket_address(const sockaddr* address, socklen_t length) n
     std::memcpy(&in6, address, sizeof in6);
     Endpoint::Ipv6Bytes bytes;
     std::memcpy(bytes.data(), &in6.sin6_addr, 16);
+    constexpr std::uint8_t v4_mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (std::memcmp(bytes.data(), v4_mapped_prefix, sizeof v4_mapped_prefix) == 0) {
+      Endpoint::Ipv4Bytes v4;
+      std::memcpy(v4.data(), bytes.data() + 12, 4);
+      return Endpoint::ipv4(v4, ntohs(in6.sin6_port));
+    }
     return Endpoint::ipv6(bytes, ntohs(in6.sin6_port), in6.sin6_scope_id);
   }
   return Endpoint{};

@@ -4,9 +4,17 @@
 # the server logged, and stops the server. Build dir: build/ (reused when present).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "${SKIP_INSTALL:-0}" = 1 ] || bash scripts/install-deps.sh
-[ -d build/meson-private ] || meson setup build --native-file clang.ini > /dev/null
-ninja -C build > /dev/null
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+  echo "== installing the Debian packages dgram needs (about 30 s the first time)"
+  bash scripts/install-deps.sh
+fi
+if [ ! -d build/meson-private ]; then
+  echo "== configuring build/ (meson, clang-19)"
+  meson setup build --native-file clang.ini > /dev/null
+fi
+echo "== building dgram (about a minute on 2 cores the first time; ninja counts the steps)"
+ninja -C build | grep -v '^ninja: Entering directory' || { echo "demo: the build failed" >&2; exit 1; }
+echo "== the demo"
 
 server_out=$(mktemp)
 server_err=$(mktemp)

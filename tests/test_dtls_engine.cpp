@@ -250,14 +250,30 @@ TEST_CASE("engine: pre-shared key handshake; a wrong key fails", "[dtls][engine]
     CHECK(pump.client->cipher().find("PSK") != std::string::npos);
     CHECK(Pump::relay(*pump.client, *pump.server, "psk") == "psk");
   }
-  // A wrong key makes the Finished messages undecryptable, and DTLS drops those silently: the handshake
-  // cannot complete, and the driver's handshake timeout ends it.
-  client.psk->key.back() = std::byte{9};
-  Pump pump(make_context(client), make_context(server));
+  // A wrong key makes the client's Finished undecryptable, and DTLS drops such records silently; the server
+  // notices the second one (the client's retransmission) and fails with an alert that says why.
+  {
+    auto wrong_key = client;
+    wrong_key.psk->key.back() = std::byte{9};
+    Pump pump(make_context(wrong_key), make_context(server));
+    pump.start_client();
+    pump.handshake(std::chrono::seconds(10));
+    CHECK(pump.client->state() == EngineState::failed);
+    CHECK(pump.client->failure_kind() == dgram::dtls::FailureKind::psk_mismatch);
+    REQUIRE(pump.server);
+    CHECK(pump.server->state() == EngineState::failed);
+    CHECK(pump.server->failure_kind() == dgram::dtls::FailureKind::psk_mismatch);
+  }
+  // An identity the server does not know: wolfSSL's alert (which it has no text for) is explained.
+  auto stranger = client;
+  stranger.psk->identity = "stranger";
+  Pump pump(make_context(stranger), make_context(server));
   pump.start_client();
   pump.handshake(std::chrono::seconds(10));
-  CHECK(pump.client->state() != EngineState::established);
-  CHECK((!pump.server || pump.server->state() != EngineState::established));
+  CHECK(pump.client->failure_kind() == dgram::dtls::FailureKind::unknown_psk_identity);
+  CHECK(pump.client->failure() == "the server does not know the pre-shared key identity 'stranger'");
+  REQUIRE(pump.server);
+  CHECK(pump.server->failure() == "the client's pre-shared key identity 'stranger' is unknown here");
 }
 
 TEST_CASE("engine: lost and reordered handshake datagrams are retransmitted on the timer", "[dtls][engine]") {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <regex>
 #include <span>
 #include <string>
 #include <system_error>
@@ -106,16 +107,23 @@ TEST_CASE("dtls examples: bad certificates and peers are one readable line and e
                             "' does not match certificate '" + cert_file("server-ecdsa.pem") + "'\n");
 
   auto server = dtls_server();
+  const std::string failed = "dtls-echo-client: DTLS handshake with 127.0.0.1:" + server.port + " failed: ";
   auto wrong_ca = Process({program_path("DTLS_ECHO_CLIENT"), "--port", server.port, "--ca", cert_file("client.pem")});
   const Finished untrusted = wrong_ca.communicate("hi\n", 20s);
   CHECK(untrusted.exit_code == 1);
-  CHECK(count(untrusted.err, "\n") == 1);
-  CHECK(untrusted.err.starts_with("dtls-echo-client: DTLS handshake with 127.0.0.1:" + server.port + " failed: "));
+  CHECK(untrusted.err == failed + "the server's certificate (subject O=dgram test, CN=localhost, issuer O=dgram test, "
+                                  "CN=dgram test CA) is not signed by a trusted CA (--ca must name the CA that signed it)\n");
 
   auto wrong_name = dtls_client("127.0.0.1", server.port, {"--server-name", "elsewhere.example"});
   const Finished misnamed = wrong_name.communicate("hi\n", 20s);
   CHECK(misnamed.exit_code == 1);
-  CHECK(count(misnamed.err, "\n") == 1);
+  CHECK(misnamed.err == failed + "the server's certificate is not valid for 'elsewhere.example': it names ::1, "
+                                 "127.0.0.1, localhost (connect with --host or --server-name set to one of those)\n");
+
+  auto wrong_address = dtls_client("127.0.0.1", server.port, {"--server-name", "127.0.0.2"});
+  const Finished misaddressed = wrong_address.communicate("hi\n", 20s);
+  CHECK(misaddressed.exit_code == 1);
+  CHECK(misaddressed.err.starts_with(failed + "the server's certificate is not valid for '127.0.0.2': it names "));
 
   Process usage({program_path("DTLS_ECHO_CLIENT"), "--port", server.port});
   const Finished no_ca = usage.communicate("hi\n", 10s);
@@ -256,20 +264,144 @@ TEST_CASE("dtls echo server: an idle peer is dropped, and SIGTERM sends close_no
   CHECK(stopped.err.find("ended (server stopping)") != std::string::npos);
 }
 
-TEST_CASE("dtls echo with a pre-shared key; a wrong key is one line and exit 1", "[dtls][examples][psk]") {
+TEST_CASE("dtls echo with a pre-shared key; each mistake is named on both sides", "[dtls][examples][psk][negative]") {
+  const std::string key = "00112233445566778899aabbccddeeff";
   auto server = start_listening({program_path("DTLS_ECHO_SERVER"), "--port", "0", "--psk-identity", "dgram-demo",
-                                 "--psk-hex", "00112233445566778899aabbccddeeff", "--handshake-timeout-ms", "1000"});
-  Process right({program_path("DTLS_ECHO_CLIENT"), "--port", server.port, "--psk-identity", "dgram-demo",
-                 "--psk-hex", "00112233445566778899aabbccddeeff"});
-  const Finished done = right.communicate("shared secret\n", 20s);
+                                 "--psk-hex", key, "--handshake-timeout-ms", "5000"});
+  const std::string failed = "dtls-echo-client: DTLS handshake with 127.0.0.1:" + server.port + " failed: ";
+  const auto client = [&](std::vector<std::string> credentials) {
+    std::vector<std::string> argv{program_path("DTLS_ECHO_CLIENT"), "--port", server.port};
+    argv.insert(argv.end(), credentials.begin(), credentials.end());
+    return Process(argv).communicate("shared secret\n", 20s);
+  };
+  const Finished done = client({"--psk-identity", "dgram-demo", "--psk-hex", key});
   INFO(done.err);
   CHECK(done.exit_code == 0);
   CHECK(done.out == "shared secret\n");
-  Process wrong({program_path("DTLS_ECHO_CLIENT"), "--port", server.port, "--psk-identity", "dgram-demo", "--psk-hex",
-                 "ffffffffffffffffffffffffffffffff", "--timeout-ms", "300", "--retries", "2"});
-  const Finished refused = wrong.communicate("wrong secret\n", 20s);
+
+  const Finished unknown = client({"--psk-identity", "someone-else", "--psk-hex", key});
+  CHECK(unknown.signal == 0);   // this used to crash on the alert wolfSSL has no name for
+  CHECK(unknown.exit_code == 1);
+  CHECK(unknown.err == failed + "the server does not know the pre-shared key identity 'someone-else' (check --psk-identity)\n");
+
+  const Finished wrong_key = client({"--psk-identity", "dgram-demo", "--psk-hex", "ffffffffffffffffffffffffffffffff"});
+  CHECK(wrong_key.exit_code == 1);
+  CHECK(wrong_key.err == failed + "the peers' pre-shared keys differ: the server could not decrypt our Finished "
+                                  "message (check --psk-hex on both sides)\n");
+
+  const Finished certificate_client = client({"--ca", cert_file("ca.pem")});
+  CHECK(certificate_client.exit_code == 1);
+  CHECK(certificate_client.err == failed + "the server accepts none of our cipher suites or key-exchange groups: it "
+                                           "may offer only pre-shared key cipher suites (for a pre-shared key server, "
+                                           "use --psk-identity and --psk-hex)\n");
+
+  const Finished stopped = server.stop();
+  CHECK(stopped.exit_code == 0);
+  CHECK(count(stopped.err, "handshake failed with 127.0.0.1:") == 3);   // each failure, not only the last
+  CHECK(count(stopped.err, ": the client's pre-shared key identity 'someone-else' is unknown here\n") == 1);
+  CHECK(count(stopped.err, ": the peers' pre-shared keys differ: the client's Finished message does not decrypt\n") == 1);
+  CHECK(count(stopped.err, ": the client offers none of the cipher suites this server accepts (PSK-") == 1);
+  CHECK(stopped.err.find("served 1 session, 1 message; 3 failed handshakes;") != std::string::npos);
+
+  auto certificate_server = dtls_server();
+  const Finished psk_client = Process({program_path("DTLS_ECHO_CLIENT"), "--port", certificate_server.port,
+                                       "--psk-identity", "dgram-demo", "--psk-hex", key})
+                                  .communicate("hi\n", 20s);
+  CHECK(psk_client.exit_code == 1);
+  CHECK(psk_client.err == "dtls-echo-client: DTLS handshake with 127.0.0.1:" + certificate_server.port +
+                              " failed: the server accepts none of our pre-shared key cipher suites: it may accept "
+                              "certificates only (for a server with a certificate, use --ca instead)\n");
+  CHECK(certificate_server.stop().exit_code == 0);
+}
+
+TEST_CASE("dtls examples: a required client certificate that is missing is named on both sides", "[dtls][examples][client-cert][negative]") {
+  auto server = dtls_server({"--ca", cert_file("ca.pem"), "--require-client-cert"});
+  const Finished refused = dtls_client("127.0.0.1", server.port).communicate("hi\n", 20s);
   CHECK(refused.exit_code == 1);
-  CHECK(count(refused.err, "\n") == 1);
-  CHECK(refused.err.starts_with("dtls-echo-client: DTLS handshake with 127.0.0.1:" + server.port + " failed: "));
-  CHECK(server.stop().exit_code == 0);
+  CHECK(refused.err == "dtls-echo-client: DTLS handshake with 127.0.0.1:" + server.port +
+                           " failed: the server requires a client certificate, and we sent none (give one with --cert and --key)\n");
+  const Finished accepted = dtls_client("127.0.0.1", server.port, {"--cert", cert_file("client.pem"), "--key", cert_file("client.key")})
+                                .communicate("with a certificate\n", 20s);
+  CHECK(accepted.exit_code == 0);
+  CHECK(accepted.out == "with a certificate\n");
+  const Finished stopped = server.stop();
+  CHECK(count(stopped.err, ": the client sent no certificate, and this server requires one\n") == 1);
+}
+
+TEST_CASE("dtls echo server: a flood of failed handshakes is logged each, up to a rate, with a count of the rest", "[dtls][examples][negative]") {
+  auto server = start_listening({program_path("DTLS_ECHO_SERVER"), "--port", "0", "--psk-identity", "dgram-demo",
+                                 "--psk-hex", "00112233445566778899aabbccddeeff"});
+  const auto endpoint = dgram::Endpoint::parse("127.0.0.1:" + server.port);
+  dgram::dtls::DtlsConfig config;
+  config.verify_peer = false;
+  config.psk = dgram::dtls::PreSharedKey{"intruder", std::vector<std::byte>(16, std::byte{1})};
+  auto context = dgram::testing::context_for(config);
+  constexpr int attempts = 60;
+  for (int i = 0; i < attempts; ++i) {
+    auto socket = dgram::UdpSocket::connect(endpoint);
+    dgram::dtls::DtlsHandshaker handshaker(context);
+    std::error_code ec;
+    CHECK_FALSE(handshaker.connect_dtls(socket, endpoint, dgram::Deadline::after(5s), ec));
+    CHECK(handshaker.failure_kind() == dgram::dtls::FailureKind::unknown_psk_identity);
+  }
+  const Finished stopped = server.stop();
+  CHECK(stopped.exit_code == 0);
+  const std::size_t shown = count(stopped.err, ": the client's pre-shared key identity 'intruder' is unknown here\n");
+  CHECK(shown >= 20);   // the burst
+  CHECK(shown < attempts);
+  std::size_t held_back = 0;
+  const std::regex not_shown(R"(\((\d+) more handshake failures not shown: too many at once\))");
+  for (std::sregex_iterator match(stopped.err.begin(), stopped.err.end(), not_shown), end; match != end; ++match)
+    held_back += std::stoul((*match)[1]);
+  CHECK(shown + held_back == attempts);
+  CHECK(stopped.err.find("60 failed handshakes") != std::string::npos);
+}
+
+TEST_CASE("dtls echo client: a session the server closed or dropped is reported as such", "[dtls][examples]") {
+  auto server = dtls_server({"--idle-timeout-ms", "300"});
+  auto client = dtls_client("127.0.0.1", server.port, {"--timeout-ms", "100", "--retries", "1"});
+  client.write("first\n");
+  REQUIRE(client.read_line(10s) == "first");
+  REQUIRE(server.process.read_stderr_until("ended (idle, dropped)", 10s));
+  client.write("second\n");
+  client.close_stdin();
+  const Finished dropped = client.wait(10s);
+  CHECK(dropped.exit_code == 1);
+  CHECK(dropped.err == "dtls-echo-client: no reply from 127.0.0.1:" + server.port +
+                           " after 1 retry (100 ms each): the server may have dropped the session (idle too long?)\n");
+
+  auto second = dtls_client("127.0.0.1", server.port);
+  second.write("one\n");
+  REQUIRE(second.read_line(10s) == "one");
+  const Finished stopped = server.stop();   // SIGTERM: close_notify to the client
+  CHECK(stopped.exit_code == 0);
+  CHECK(stopped.err.find("served 2 sessions, 2 messages; 0 failed handshakes;") != std::string::npos);
+  second.write("two\n");
+  second.close_stdin();
+  const Finished closed = second.wait(10s);
+  CHECK(closed.exit_code == 1);
+  CHECK(closed.err == "dtls-echo-client: the server at 127.0.0.1:" + server.port + " closed the session\n");
+}
+
+TEST_CASE("dtls echo server: --bind takes host names, and :: serves IPv4 clients too", "[dtls][examples]") {
+  auto dual = dtls_server({}, "::");
+  CHECK(dual.address == "[::]");
+  const Finished v4 = dtls_client("127.0.0.1", dual.port).communicate("over IPv4\n", 20s);
+  CHECK(v4.exit_code == 0);
+  CHECK(v4.out == "over IPv4\n");
+  const Finished v6 = dtls_client("::1", dual.port).communicate("over IPv6\n", 20s);
+  CHECK(v6.exit_code == 0);
+  const Finished stopped = dual.stop();
+  CHECK(stopped.err.find("session 127.0.0.1:") != std::string::npos);   // an IPv4 peer keeps its IPv4 name
+  CHECK(stopped.err.find("session [::1]:") != std::string::npos);
+
+  auto named = dtls_server({}, "localhost");
+  CHECK((named.address == "127.0.0.1" || named.address == "[::1]"));
+  CHECK(named.stop().exit_code == 0);
+
+  Process unknown({program_path("DTLS_ECHO_SERVER"), "--bind", "no-such-host.invalid", "--port", "0", "--cert",
+                   cert_file("server-ecdsa.pem"), "--key", cert_file("server-ecdsa.key")});
+  const Finished refused = unknown.wait(10s);
+  CHECK(refused.exit_code == 2);
+  CHECK(refused.err.starts_with("dtls-echo-server: --bind 'no-such-host.invalid' is no address this machine can listen on: "));
 }

@@ -233,3 +233,24 @@ TEST_CASE("plain handshaker: accept takes the first datagram's peer; others are 
   channel->send(pattern(4), ec);
   CHECK(ec == dgram::errc::closed);
 }
+
+TEST_CASE("a dual-stack IPv6 socket names IPv4 peers as IPv4 and answers them", "[udp]") {
+  dgram::UdpOptions options;
+  options.dual_stack = true;
+  auto server = dgram::UdpSocket::bind(dgram::Endpoint::any(dgram::Family::ipv6, 0), options);
+  std::error_code ec;
+  const auto port = server.local_endpoint(ec).port();
+  auto client = dgram::UdpSocket::connect(dgram::Endpoint::loopback(dgram::Family::ipv4, port));
+  const std::vector<std::byte> ping{std::byte{1}, std::byte{2}};
+  client.send_to(ping, {}, ec);
+  REQUIRE(!ec);
+  std::vector<std::byte> buffer(16);
+  const auto got = server.receive_from(buffer, dgram::Deadline::after(5s), ec);
+  REQUIRE(!ec);
+  CHECK(got.peer == client.local_endpoint(ec));   // 127.0.0.1:port, not ::ffff:127.0.0.1
+  CHECK(got.peer.family() == dgram::Family::ipv4);
+  server.send_to(std::span(buffer).first(got.size), got.peer, ec);
+  REQUIRE(!ec);
+  CHECK(client.receive_from(buffer, dgram::Deadline::after(5s), ec).size == 2);
+  CHECK(!ec);
+}

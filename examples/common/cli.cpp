@@ -114,6 +114,12 @@ std::vector<std::byte> parse_hex(std::string_view text, std::string_view option)
   return bytes;
 }
 
+std::string plural(std::uint64_t count, std::string_view singular, std::string_view plural_form) {
+  if (count == 1) return fmt::format("1 {}", singular);
+  if (plural_form.empty()) return fmt::format("{} {}s", count, singular);
+  return fmt::format("{} {}", count, plural_form);
+}
+
 int run_program(CommandLine& command_line, int argc, char** argv, const std::function<int()>& body) {
   const std::string& program = command_line.program();
   try {

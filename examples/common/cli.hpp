@@ -55,6 +55,9 @@ class CommandLine {
 // `option` and the position of the first bad character.
 std::vector<std::byte> parse_hex(std::string_view text, std::string_view option);
 
+// "1 message", "2 messages": the count with the noun in the right number.
+std::string plural(std::uint64_t count, std::string_view singular, std::string_view plural_form = {});
+
 // Runs `body` with the conventions above: prints help and returns 0 when --help was given; turns a
 // UsageError into "PROGRAM: message" + a --help hint and 2, any other exception into "PROGRAM: message" and 1.
 int run_program(CommandLine& command_line, int argc, char** argv, const std::function<int()>& body);

@@ -38,6 +38,7 @@ class LineClient {
         return fail(fmt::format("line {} is {} bytes, more than the {} one message can carry", number,
                                 line.size(), channel_.max_message_size()));
       line_number_ = number;
+      if (const int status = take_arrivals(); status != 0) return status;
       if (const int status = exchange(line); status != 0) return status;
     }
     std::error_code ec;
@@ -46,6 +47,18 @@ class LineClient {
   }
 
  private:
+  // Takes what arrived while we waited for input, without waiting: late copies of earlier replies are
+  // dropped; a close_notify ends the run with the reason.
+  int take_arrivals() {
+    for (;;) {
+      std::error_code ec;
+      channel_.receive(reply_, Deadline::now_or_never(), ec);
+      if (ec == errc::timeout || ec == errc::would_block) return 0;
+      if (ec) return fail_with(ec, "receive");
+      stale_.clear();
+    }
+  }
+
   // Sends `line` and prints its reply, retrying when none comes in time.
   int exchange(const std::string& line) {
     for (int attempt = 0; attempt <= settings_.retries; ++attempt) {
@@ -75,13 +88,15 @@ class LineClient {
         return 0;
       }
     }
-    return fail(fmt::format("no reply from {} after {} retries ({} ms each)", channel_.peer().to_string(),
-                            settings_.retries, settings_.timeout.count()));
+    return fail(fmt::format("no reply from {} after {} ({} ms each){}", channel_.peer().to_string(),
+                            plural(settings_.retries, "retry", "retries"), settings_.timeout.count(),
+                            settings_.session ? ": the server may have dropped the session (idle too long?)" : ""));
   }
 
   int fail_with(const std::error_code& ec, const char* what) {
     if (ec == std::errc::connection_refused)
       return fail(fmt::format("no server at {} (connection refused)", channel_.peer().to_string()));
+    if (ec == errc::closed) return fail(fmt::format("the server at {} closed the session", channel_.peer().to_string()));
     return fail(fmt::format("{} to {} failed: {}", what, channel_.peer().to_string(), ec.message()));
   }
 

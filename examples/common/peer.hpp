@@ -1,5 +1,7 @@
-// The server endpoint a client program talks to, from its --host and --port options.
+// The endpoints the example programs talk to or listen on, from their --host/--bind and --port options.
 #pragma once
+
+#include <cstdint>
 
 import dgram;
 
@@ -10,5 +12,14 @@ class CommandLine;
 // Resolves --host (default 127.0.0.1) and --port (default 11111); the first address found wins.
 // Throws std::runtime_error naming the host when it does not resolve, UsageError for a bad port.
 Endpoint resolve_peer(const CommandLine& command_line);
+
+// Where a server listens: --bind (default 127.0.0.1; a numeric address or a host name, the first address found
+// wins) and --port (default 11111; 0 picks a free port). `::` listens dual-stack, for IPv6 and IPv4 clients.
+struct ListenAddress {
+  Endpoint local;
+  UdpOptions options;
+};
+// Throws UsageError naming the value given when it does not resolve.
+ListenAddress listen_address(const CommandLine& command_line);
 
 }  // namespace dgram::examples

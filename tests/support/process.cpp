@@ -75,7 +75,8 @@ Process::Process(Process&& other) noexcept
       in_{std::exchange(other.in_, -1)},
       out_{std::exchange(other.out_, -1)},
       err_{std::exchange(other.err_, -1)},
-      out_buffer_{std::move(other.out_buffer_)} {}
+      out_buffer_{std::move(other.out_buffer_)},
+      err_buffer_{std::move(other.err_buffer_)} {}
 
 Process::~Process() {
   if (pid_ > 0) {
@@ -116,13 +117,20 @@ void Process::feed(const std::string& input) {
   close_stdin();
 }
 
-bool Process::fill(Clock::time_point deadline) {
+bool Process::fill(int fd, std::string& buffer, Clock::time_point deadline) {
   for (;;) {
-    pollfd entry{out_, POLLIN, 0};
+    pollfd entry{fd, POLLIN, 0};
     const int ready = ::poll(&entry, 1, remaining_ms(deadline));
     if (ready < 0 && errno == EINTR) continue;
-    return ready > 0 && drain(out_, out_buffer_);
+    return ready > 0 && drain(fd, buffer);
   }
+}
+
+std::optional<std::string> Process::read_stderr_until(const std::string& needle, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (err_buffer_.find(needle) == std::string::npos)
+    if (!fill(err_, err_buffer_, deadline)) return std::nullopt;
+  return err_buffer_;
 }
 
 std::optional<std::string> Process::read_until(const std::string& needle, std::chrono::milliseconds timeout) {
@@ -138,8 +146,9 @@ void Process::send_signal(int signal) {
 
 Finished Process::communicate(const std::string& input, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
-  Finished result{-1, 0, std::move(out_buffer_), {}};
+  Finished result{-1, 0, std::move(out_buffer_), std::move(err_buffer_)};
   out_buffer_.clear();
+  err_buffer_.clear();
   std::size_t written = 0;
   if (input.empty()) close_fd(in_);
   while ((out_ >= 0 || err_ >= 0) && remaining_ms(deadline) > 0) {

@@ -35,6 +35,8 @@ class Process {
   // Reads stdout until what was read contains `needle`; returns everything read up to then (and keeps it for
   // communicate/wait), or nullopt when stdout closed or `timeout` passed first.
   std::optional<std::string> read_until(const std::string& needle, std::chrono::milliseconds timeout);
+  // The same for stderr (what was read is kept for communicate/wait's `err`).
+  std::optional<std::string> read_stderr_until(const std::string& needle, std::chrono::milliseconds timeout);
   // The same, until `pattern` matches somewhere in what was read; returns its first capture group.
   std::optional<std::string> read_until_match(const std::string& pattern, std::chrono::milliseconds timeout);
   // Writes `input` to stdin, closes it, and collects stdout/stderr until the child exits or `timeout` passes;
@@ -48,8 +50,11 @@ class Process {
   int in_{-1};
   int out_{-1};
   int err_{-1};
-  bool fill(std::chrono::steady_clock::time_point deadline);   // reads more stdout; false at EOF or deadline
+  bool fill(std::chrono::steady_clock::time_point deadline) { return fill(out_, out_buffer_, deadline); }
+  // Reads more of `fd` into `buffer`; false at EOF or deadline.
+  static bool fill(int fd, std::string& buffer, std::chrono::steady_clock::time_point deadline);
   std::string out_buffer_;   // stdout read ahead of read_line's newline
+  std::string err_buffer_;   // stderr read by read_stderr_until
 };
 
 // A server program started with "--port 0" that printed "listening on ADDR:PORT" as its first line.

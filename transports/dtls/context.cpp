@@ -65,7 +65,11 @@ unsigned int psk_client_callback(WOLFSSL* ssl, const char*, char* identity, unsi
 
 unsigned int psk_server_callback(WOLFSSL* ssl, const char* identity, unsigned char* key, unsigned int key_size) {
   const auto* config = static_cast<const DtlsConfig*>(wolfSSL_get_psk_callback_ctx(ssl));
-  if (!config || !config->psk || !identity || config->psk->identity != identity) return 0;   // unknown identity
+  if (!config || !config->psk || !identity || config->psk->identity != identity) {   // unknown identity
+    if (auto* engine = static_cast<Engine::Impl*>(wolfSSL_GetIOReadCtx(ssl)); engine && identity)
+      engine->unknown_psk_identity = std::string(identity);
+    return 0;
+  }
   const PreSharedKey& psk = *config->psk;
   if (psk.key.size() > key_size) return 0;
   std::memcpy(key, psk.key.data(), psk.key.size());
@@ -156,7 +160,7 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
     verify = WOLFSSL_VERIFY_PEER;
     if (config.require_peer_certificate) verify |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
   }
-  wolfSSL_CTX_set_verify(ctx, verify, nullptr);
+  wolfSSL_CTX_set_verify(ctx, verify, record_certificate_problem);   // keeps the refused certificate's names
 
   const std::string ciphers =
       !config.cipher_list.empty() ? config.cipher_list : config.psk ? default_psk_cipher_list : default_cipher_list;

@@ -7,6 +7,7 @@
 module;
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -60,6 +61,9 @@ struct AcceptStats {
   std::string last_failure;             // why the last one failed, with the peer
 };
 
+// Called for every peer whose handshake failed or stalled (after it proved its address with a cookie).
+using HandshakeFailureHandler = std::function<void(const Endpoint& peer, FailureKind kind, const std::string& why)>;
+
 class DtlsHandshaker final : public Handshaker {
  public:
   // A client or server handshaker, as the context's configuration says.
@@ -79,7 +83,11 @@ class DtlsHandshaker final : public Handshaker {
                                    std::error_code& ec) override;
   std::unique_ptr<Channel> accept(Transport& path, Deadline deadline, std::error_code& ec) override;
 
+  // Server: `handler` hears of every failed handshake as it happens (accept_stats() keeps only the last).
+  void on_handshake_failure(HandshakeFailureHandler handler) { failure_handler_ = std::move(handler); }
+
   const std::string& failure() const noexcept { return failure_; }
+  FailureKind failure_kind() const noexcept { return failure_kind_; }
   // The engine counters of the last handshake attempt, successful or not.
   const EngineStats& last_handshake_stats() const noexcept { return last_handshake_stats_; }
   const AcceptStats& accept_stats() const noexcept { return accept_stats_; }
@@ -88,11 +96,14 @@ class DtlsHandshaker final : public Handshaker {
 
  private:
   std::unique_ptr<DtlsChannel> handshake(Transport& path, Engine engine, Deadline deadline, std::error_code& ec);
+  void record_failure(const Endpoint& peer, FailureKind kind, const std::string& why);
 
   std::shared_ptr<DtlsContext> context_;
   std::optional<Listener> listener_;
   std::unique_ptr<std::byte[]> datagram_;
   std::string failure_;
+  FailureKind failure_kind_{FailureKind::none};
+  HandshakeFailureHandler failure_handler_;
   EngineStats last_handshake_stats_;
   AcceptStats accept_stats_;
 };

@@ -67,6 +67,21 @@ class Session {
 
 enum class EngineState { handshaking, established, closed, failed };
 
+// Why a handshake failed, as a kind a program can explain in its own words (with its own option names);
+// Engine::failure() has the details in words.
+enum class FailureKind {
+  none,
+  untrusted_certificate,       // the peer's certificate does not verify against the trusted CAs (or expired)
+  certificate_name_mismatch,   // the server's certificate does not carry the expected name or address
+  certificate_required,        // a client certificate is required and none was sent
+  unknown_psk_identity,        // the server does not know the client's pre-shared key identity
+  psk_mismatch,                // both sides use the same identity but their pre-shared keys differ
+  no_shared_cipher,            // no cipher suite or group in common (e.g. a certificate client, PSK-only server)
+  peer_closed,                 // the peer closed or aborted the session during the handshake
+  timed_out,                   // the peer stopped answering
+  other,
+};
+
 struct EngineStats {
   std::uint64_t datagrams_in{0};
   std::uint64_t datagrams_out{0};
@@ -119,8 +134,10 @@ class Engine {
   std::size_t max_message_size() const noexcept;
   // Client, once established: the session to offer next time for resumption.
   Session session() const;
-  // Why the handshake failed, in words (wolfSSL's error, the certificate check's verdict); empty otherwise.
+  // Why the handshake failed, in words (what went wrong, with the certificate's subject and issuer or the
+  // names it holds where that is the cause); empty otherwise.
   const std::string& failure() const noexcept;
+  FailureKind failure_kind() const noexcept;
   const EngineStats& stats() const noexcept;
 
   struct Impl;
@@ -136,6 +153,7 @@ struct ListenerStats {
   std::uint64_t bad_cookies{0};             // ClientHellos whose cookie did not verify (forged or stale)
   std::uint64_t dropped_datagrams{0};       // datagrams from peers without a session that were no ClientHello
   std::uint64_t sessions_started{0};        // ClientHellos with a valid cookie, handed over as engines
+  std::uint64_t failed_handshakes{0};       // ClientHellos with a valid cookie that cannot be served
 };
 
 // The stateless front door of a server port (RFC 6347 section 4.2.1). A ClientHello without a valid cookie
@@ -151,12 +169,16 @@ class Listener {
 
   // A datagram from `peer`, which has no session. Returns a started server engine for a ClientHello with a
   // valid cookie (send its outgoing()). Otherwise replies() holds what to send back to `peer` (a
-  // HelloVerifyRequest), possibly nothing (the datagram was dropped and counted).
+  // HelloVerifyRequest or a fatal alert), possibly nothing (the datagram was dropped and counted). ec is set
+  // when a ClientHello with a valid cookie cannot be served (no cipher suite in common): failure() and
+  // failure_kind() say why, until the next such failure.
   std::optional<Engine> on_datagram(const Endpoint& peer, std::span<const std::byte> datagram, TimePoint now,
                                     std::error_code& ec);
   std::span<const std::vector<std::byte>> replies() const noexcept;
   void clear_replies() noexcept;
   const ListenerStats& stats() const noexcept;
+  const std::string& failure() const noexcept;
+  FailureKind failure_kind() const noexcept;
 
  private:
   struct State;

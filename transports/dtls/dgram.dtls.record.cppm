@@ -15,7 +15,17 @@ inline constexpr std::size_t header_size = 13;             // type, version, epo
 inline constexpr std::size_t handshake_header_size = 12;   // type, length, message_seq, offset, fragment len
 
 enum class ContentType : std::uint8_t { change_cipher_spec = 20, alert = 21, handshake = 22, application_data = 23 };
-enum class HandshakeType : std::uint8_t { client_hello = 1, server_hello = 2, hello_verify_request = 3 };
+enum class HandshakeType : std::uint8_t {
+  client_hello = 1,
+  server_hello = 2,
+  hello_verify_request = 3,
+  certificate = 11,
+  server_key_exchange = 12,
+  certificate_request = 13,
+  server_hello_done = 14,
+  client_key_exchange = 16,
+  finished = 20,
+};
 
 constexpr std::uint32_t read16(std::span<const std::byte> at) noexcept {
   return static_cast<std::uint32_t>(at[0]) << 8 | static_cast<std::uint32_t>(at[1]);
@@ -71,12 +81,20 @@ constexpr std::optional<ClientHelloFacts> client_hello(std::span<const std::byte
   return ClientHelloFacts{body[cookie_at] != std::byte{0}};
 }
 
-// What a datagram we send carries, to tell a retransmitted flight from a new one: the lowest message_seq of
-// its unencrypted (epoch 0) handshake records, and whether it has a ChangeCipherSpec.
+// What a handshake datagram carries, read from its record headers alone. For one we send: whether it
+// repeats an earlier flight (lowest message_seq, ChangeCipherSpec). For one we receive: which handshake
+// messages the peer sent in the clear, and whether it sent an encrypted handshake record (its Finished).
 struct FlightFacts {
-  std::optional<std::uint32_t> lowest_message_seq;
+  std::optional<std::uint32_t> lowest_message_seq;   // of the unencrypted (epoch 0) handshake records
   bool change_cipher_spec{false};
   std::optional<std::uint64_t> highest_epoch0_sequence;   // record sequence number, 48 bits
+  std::uint32_t handshake_types{0};      // bit t set: an epoch-0 handshake fragment of message type t (< 32)
+  bool encrypted_handshake{false};       // a handshake record of epoch 1 or later: a Finished
+  bool alert{false};                     // an alert record (any epoch)
+
+  constexpr bool has(HandshakeType type) const noexcept {
+    return static_cast<std::uint8_t>(type) < 32 && (handshake_types >> static_cast<std::uint8_t>(type) & 1u) != 0;
+  }
 };
 
 constexpr FlightFacts flight_facts(std::span<const std::byte> datagram) noexcept {
@@ -87,6 +105,8 @@ constexpr FlightFacts flight_facts(std::span<const std::byte> datagram) noexcept
     const auto type = static_cast<ContentType>(datagram[0]);
     const bool epoch0 = read16(datagram.subspan(3)) == 0;   // not encrypted
     if (type == ContentType::change_cipher_spec) facts.change_cipher_spec = true;
+    if (type == ContentType::alert) facts.alert = true;
+    if (type == ContentType::handshake && !epoch0) facts.encrypted_handshake = true;
     if (epoch0) {
       std::uint64_t sequence = 0;
       for (std::size_t i = 5; i < 11; ++i) sequence = sequence << 8 | static_cast<std::uint64_t>(datagram[i]);
@@ -96,15 +116,32 @@ constexpr FlightFacts flight_facts(std::span<const std::byte> datagram) noexcept
     if (type == ContentType::handshake && epoch0 && length >= handshake_header_size) {
       const std::uint32_t sequence = read16(datagram.subspan(header_size + 4));
       if (!facts.lowest_message_seq || sequence < *facts.lowest_message_seq) facts.lowest_message_seq = sequence;
+      if (const auto message_type = static_cast<std::uint8_t>(datagram[header_size]); message_type < 32)
+        facts.handshake_types |= 1u << message_type;
     }
     datagram = datagram.subspan(header_size + length);
   }
   return facts;
 }
 
+// Alert descriptions (RFC 5246 section 7.2, RFC 4279 for PSK): those the engine sends or explains.
+enum class AlertDescription : std::uint8_t {
+  close_notify = 0,
+  bad_record_mac = 20,
+  handshake_failure = 40,
+  bad_certificate = 42,
+  certificate_expired = 45,
+  unknown_ca = 48,
+  decrypt_error = 51,
+  protocol_version = 70,
+  insufficient_security = 71,
+  internal_error = 80,
+  unknown_psk_identity = 115,
+  certificate_required = 116,
+};
+
 // A plaintext (epoch 0) fatal alert record with the given record sequence number: what a side that has not
 // yet switched ciphers sends to abort a handshake.
-enum class AlertDescription : std::uint8_t { handshake_failure = 40 };
 
 constexpr std::array<std::byte, header_size + 2> fatal_alert(std::uint64_t sequence, AlertDescription description) noexcept {
   std::array<std::byte, header_size + 2> out{};

@@ -3,6 +3,7 @@ module;
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -104,13 +105,18 @@ std::unique_ptr<DtlsChannel> DtlsHandshaker::handshake(Transport& path, Engine e
       std::error_code ignored;
       channel->flush(ignored);   // the fatal alert wolfSSL queued, so the peer stops at once too
       failure_ = channel->engine().failure();
-      if (failure_.empty()) failure_ = time_is_up(ec) ? "the handshake timed out" : ec.message();
+      failure_kind_ = channel->engine().failure_kind();
+      if (failure_.empty()) {
+        failure_ = time_is_up(ec) ? "the handshake timed out" : ec.message();
+        failure_kind_ = time_is_up(ec) ? FailureKind::timed_out : FailureKind::other;
+      }
       return nullptr;
     }
   }
   channel->flush(ec);   // the last flight
   if (channel->engine().state() != EngineState::established) {
     failure_ = channel->engine().failure();
+    failure_kind_ = channel->engine().failure_kind();
     if (!ec) ec = make_error_code(errc::closed);
     return nullptr;
   }
@@ -120,10 +126,12 @@ std::unique_ptr<DtlsChannel> DtlsHandshaker::handshake(Transport& path, Engine e
 std::unique_ptr<DtlsChannel> DtlsHandshaker::connect_dtls(Transport& path, const Endpoint& peer, Deadline deadline,
                                                           std::error_code& ec, const Session* resume) {
   failure_.clear();
+  failure_kind_ = FailureKind::none;
   Engine engine = Engine::client(context_, peer, resume, ec);
   if (!ec) engine.start(Clock::now(), ec);
   if (ec) {
     failure_ = engine.failure();
+    failure_kind_ = engine.failure_kind();
     return nullptr;
   }
   return handshake(path, std::move(engine), deadline, ec);
@@ -138,18 +146,27 @@ std::unique_ptr<DtlsChannel> DtlsHandshaker::accept_dtls(Transport& path, Deadli
     const Received got = path.receive_from(buffer_of(datagram_), deadline, ec);
     if (ec == errc::truncated) continue;
     if (ec) return nullptr;
+    std::error_code hello_error;
     std::optional<Engine> engine =
-        listener_->on_datagram(got.peer, buffer_of(datagram_).first(got.size), Clock::now(), ec);
-    for (const auto& reply : listener_->replies()) path.send_to(reply, got.peer, ec);
+        listener_->on_datagram(got.peer, buffer_of(datagram_).first(got.size), Clock::now(), hello_error);
+    std::error_code ignored;   // a reply that cannot be sent is a lost datagram; the peer retransmits
+    for (const auto& reply : listener_->replies()) path.send_to(reply, got.peer, ignored);
     listener_->clear_replies();
+    if (hello_error && !listener_->failure().empty())
+      record_failure(got.peer, listener_->failure_kind(), listener_->failure());
     if (!engine) continue;
     // Once a peer proved its address, its handshake may run its full handshake_timeout, past `deadline`.
     auto channel = handshake(path, std::move(*engine), Deadline::never(), ec);
     if (channel) return channel;
     if (ec == errc::interrupted) return nullptr;
-    ++accept_stats_.failed_handshakes;   // that peer failed or vanished: serve the next one
-    accept_stats_.last_failure = got.peer.to_string() + ": " + failure_;
+    record_failure(got.peer, failure_kind_, failure_);   // that peer failed or vanished: serve the next one
   }
+}
+
+void DtlsHandshaker::record_failure(const Endpoint& peer, FailureKind kind, const std::string& why) {
+  ++accept_stats_.failed_handshakes;
+  accept_stats_.last_failure = peer.to_string() + ": " + why;
+  if (failure_handler_) failure_handler_(peer, kind, why);
 }
 
 std::unique_ptr<Channel> DtlsHandshaker::connect(Transport& path, const Endpoint& peer, Deadline deadline,

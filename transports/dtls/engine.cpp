@@ -43,7 +43,7 @@ Engine::Impl::Impl(std::shared_ptr<DtlsContext> owner, Role side, const Endpoint
   free_ecc_cache_at_thread_exit();
   ssl.reset(wolfSSL_new(context->impl().ctx.get()));
   if (!ssl) {
-    fail("wolfSSL could not create a session (out of memory?)", ec);
+    fail(FailureKind::other, "wolfSSL could not create a session (out of memory?)", ec);
     return;
   }
   wolfSSL_SetIOReadCtx(ssl.get(), this);
@@ -139,8 +139,9 @@ void Engine::Impl::set_cookie_peer(const Endpoint& remote) {
   wolfSSL_dtls_set_peer(ssl.get(), address.get(), static_cast<unsigned int>(address.length));
 }
 
-void Engine::Impl::fail(std::string why, std::error_code& ec) {
+void Engine::Impl::fail(FailureKind kind, std::string why, std::error_code& ec) {
   state = EngineState::failed;
+  failure_kind = kind;
   failure = std::move(why);
   if (!ec) ec = make_error_code(errc::invalid_argument);
 }
@@ -148,7 +149,7 @@ void Engine::Impl::fail(std::string why, std::error_code& ec) {
 // wolfSSL sends no alert for some fatal errors (a missing client certificate, for one), and the peer would then
 // retransmit until its own timeout. Before our ChangeCipherSpec the peer reads epoch 0, so a plaintext fatal
 // alert with our next record number stops it at once; after it, only wolfSSL can encrypt: a close_notify.
-void Engine::Impl::tell_peer_we_failed() {
+void Engine::Impl::tell_peer_we_failed(std::uint8_t alert_description) {
   WOLFSSL_ALERT_HISTORY alerts{};
   const bool alert_sent = wolfSSL_get_alert_history(ssl.get(), &alerts) == WOLFSSL_SUCCESS && alerts.last_tx.code > 0;
   if (alert_sent || close_sent) return;
@@ -158,23 +159,39 @@ void Engine::Impl::tell_peer_we_failed() {
     return;
   }
   const auto alert = record::fatal_alert(highest_epoch0_sequence_sent.value_or(0) + 1,
-                                         record::AlertDescription::handshake_failure);
+                                         static_cast<record::AlertDescription>(alert_description));
   output.emplace_back(alert.begin(), alert.end());
   ++stats.datagrams_out;
 }
 
 void Engine::Impl::fail(int error, std::error_code& ec) {
-  tell_peer_we_failed();
+  tell_peer_we_failed(static_cast<std::uint8_t>(record::AlertDescription::handshake_failure));
   ec = std::error_code{error, wolfssl_category()};
-  std::string why = error == WOLFSSL_ERROR_ZERO_RETURN ? "the peer closed the session during the handshake"
-                                                       : ec.message();
-  WOLFSSL_ALERT_HISTORY alerts{};
-  if (wolfSSL_get_alert_history(ssl.get(), &alerts) == WOLFSSL_SUCCESS && alerts.last_rx.code > 0 &&
-      alerts.last_rx.level == alert_fatal)
-    why += std::string("; the peer's alert: ") + wolfSSL_alert_desc_string_long(alerts.last_rx.code);
-  if (const long verdict = wolfSSL_get_verify_result(ssl.get()); verdict != 0)   // X509_V_OK
-    why += "; certificate check: " + std::string(wolfSSL_X509_verify_cert_error_string(verdict));
-  fail(std::move(why), ec);
+  FailureExplanation explanation = explain_failure(*this, error);
+  fail(explanation.kind, std::move(explanation.why), ec);
+}
+
+// wolfSSL drops a record that does not decrypt, as DTLS must (RFC 6347 4.1.2.7), so a peer with other keys (a
+// different pre-shared key) would only ever see a timeout. Once the peer's ChangeCipherSpec has arrived, its
+// Finished is readable unless the keys differ; after two unreadable Finished messages (a single corrupted
+// datagram is not enough) the handshake fails and a bad_record_mac alert tells the peer why.
+void Engine::Impl::note_peer_flight(std::span<const std::byte> datagram, std::uint64_t handed_before,
+                                    std::error_code& ec) {
+  const record::FlightFacts facts = record::flight_facts(datagram);
+  peer_handshake_types |= facts.handshake_types;
+  peer_change_cipher_spec = peer_change_cipher_spec || facts.change_cipher_spec;
+  if (state != EngineState::handshaking || !peer_change_cipher_spec || !facts.encrypted_handshake ||
+      handed_over == handed_before)
+    return;
+  if (++undecryptable_finished < 2) return;
+  tell_peer_we_failed(static_cast<std::uint8_t>(record::AlertDescription::bad_record_mac));
+  const std::string peer_side = role == Role::client ? "server" : "client";
+  ec = make_error_code(errc::invalid_argument);
+  if (context->config().psk) {
+    fail(FailureKind::psk_mismatch, "the peers' pre-shared keys differ: the " + peer_side + "'s Finished message does not decrypt", ec);
+  } else {
+    fail(FailureKind::other, "the " + peer_side + "'s Finished message does not decrypt (corrupted on the way?)", ec);
+  }
 }
 
 // After a client's handshake: the certificate must name the address we dialled when that was an IP (wolfSSL
@@ -220,7 +237,8 @@ void Engine::Impl::advance_handshake(std::error_code& ec) {
   if (const auto address = ip_address(config.expected_server_name);
       address && !server_address_matches(ssl.get(), *address)) {
     wolfSSL_shutdown(ssl.get());
-    fail("the server's certificate is not valid for " + config.expected_server_name, ec);
+    fail(FailureKind::certificate_name_mismatch, "the server's certificate is not valid for '" +
+         config.expected_server_name + "': it names " + peer_certificate_names(ssl.get()), ec);
   }
 }
 
@@ -262,7 +280,10 @@ void Engine::on_datagram(std::span<const std::byte> datagram, TimePoint now, std
   }
   if (self.state == EngineState::established) self.answer_repeated_flight(datagram);
   self.push_input(datagram);
-  if (self.state == EngineState::handshaking) self.advance_handshake(ec);
+  if (self.state != EngineState::handshaking) return;
+  const std::uint64_t handed_before = self.handed_over;
+  self.advance_handshake(ec);
+  if (!ec) self.note_peer_flight(datagram, handed_before, ec);
 }
 
 Deadline Engine::next_timer() const noexcept {
@@ -285,7 +306,7 @@ void Engine::on_timer(TimePoint now, std::error_code& ec) {
     const int error = wolfSSL_get_error(self.ssl.get(), WOLFSSL_FATAL_ERROR);
     if (error != WOLFSSL_ERROR_WANT_READ && error != WOLFSSL_ERROR_WANT_WRITE) {
       ec = make_error_code(errc::timeout);
-      self.fail("the peer stopped answering during the handshake (retransmissions exhausted)", ec);
+      self.fail(FailureKind::timed_out, "the peer stopped answering during the handshake (retransmissions exhausted)", ec);
     }
   }
 }
@@ -367,6 +388,7 @@ EngineState Engine::state() const noexcept { return impl_->state; }
 const Endpoint& Engine::peer() const noexcept { return impl_->peer; }
 bool Engine::resumed() const noexcept { return wolfSSL_session_reused(impl_->ssl.get()) == 1; }
 const std::string& Engine::failure() const noexcept { return impl_->failure; }
+FailureKind Engine::failure_kind() const noexcept { return impl_->failure_kind; }
 const EngineStats& Engine::stats() const noexcept { return impl_->stats; }
 
 std::string Engine::cipher() const {

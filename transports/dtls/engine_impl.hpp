@@ -21,6 +21,21 @@ struct DtlsContext::Impl {
   DtlsConfig config;
 };
 
+// A certificate that failed verification, as the verify callback saw it.
+struct CertificateProblem {
+  long verify_error{0};   // X509_V_ERR_* (or a wolfSSL error code)
+  int depth{0};           // 0: the peer's own certificate
+  std::string subject;
+  std::string issuer;
+  std::string names;      // the names it is valid for (CN and DNS/IP subject alternative names), comma-separated
+};
+
+// What a failed handshake comes down to: a kind, the words, and the alert that tells the peer.
+struct FailureExplanation {
+  FailureKind kind{FailureKind::other};
+  std::string why;
+};
+
 // One DTLS session object and the in-memory datagram queues its I/O callbacks read and write.
 struct Engine::Impl {
   Impl(std::shared_ptr<DtlsContext> owner, Role side, const Endpoint& remote, std::error_code& ec);
@@ -31,10 +46,14 @@ struct Engine::Impl {
 
   // Runs wolfSSL_connect / wolfSSL_accept as far as the queued input allows.
   void advance_handshake(std::error_code& ec);
+  // A wolfSSL error ends the handshake: explained (handshake_failure.cpp), the peer told, ec set.
   void fail(int error, std::error_code& ec);
-  void fail(std::string why, std::error_code& ec);
+  void fail(FailureKind kind, std::string why, std::error_code& ec);
   // Makes sure the peer hears that the handshake failed: wolfSSL does not send an alert for every fatal error.
-  void tell_peer_we_failed();
+  void tell_peer_we_failed(std::uint8_t alert_description);
+  // Notes what a peer's handshake datagram carries (for explaining failures); during the handshake, fails it
+  // when the peer's Finished keeps arriving undecryptable after its ChangeCipherSpec (the keys differ).
+  void note_peer_flight(std::span<const std::byte> datagram, std::uint64_t handed_before, std::error_code& ec);
   // Tells wolfSSL the peer's address: its stateless cookie is computed over it.
   void set_cookie_peer(const Endpoint& remote);
   void push_input(std::span<const std::byte> datagram);
@@ -61,6 +80,7 @@ struct Engine::Impl {
   TimePoint now{};
   std::optional<TimePoint> flight_sent_at;     // when the last handshake flight went out
   std::string failure;
+  FailureKind failure_kind{FailureKind::none};
   EngineStats stats;
   std::uint64_t handed_over{0};                // datagrams given to wolfSSL by receive_callback
   // Retransmission damping (see send_callback): what we sent so far, and when we last resent on input.
@@ -74,6 +94,21 @@ struct Engine::Impl {
   // answer once its handshake is done: the engine answers with this copy until the peer's first message.
   std::vector<std::vector<std::byte>> final_flight;
   bool close_sent{false};
+  // For explaining a failed handshake: what the peer sent in the clear, and what went wrong locally.
+  std::uint32_t peer_handshake_types{0};   // bit t: the peer sent a handshake message of type t
+  bool peer_change_cipher_spec{false};
+  int undecryptable_finished{0};           // the peer's Finished arrived after its ChangeCipherSpec, unreadable
+  std::optional<CertificateProblem> certificate_problem;
+  std::optional<std::string> unknown_psk_identity;   // server: an identity the client offered that we lack
 };
+
+// Why the handshake of `impl` failed with wolfSSL error `error` (handshake_failure.cpp).
+FailureExplanation explain_failure(const Engine::Impl& impl, int error);
+// The name of a TLS alert, also for those wolfSSL has no text for.
+std::string alert_name(int description);
+// The names the peer's certificate is valid for, for a failure message.
+std::string peer_certificate_names(WOLFSSL* ssl);
+// The verify callback every context installs: records the first failing certificate in its engine.
+int record_certificate_problem(int preverified, WOLFSSL_X509_STORE_CTX* store);
 
 }  // namespace dgram::dtls

@@ -30,6 +30,8 @@ struct Listener::State {
   std::unique_ptr<Engine::Impl> probe;   // the wolfSSL object that answers ClientHellos until one verifies
   std::vector<std::vector<std::byte>> replies;
   ListenerStats stats;
+  std::string failure;
+  FailureKind failure_kind{FailureKind::none};
 
   // A fresh probe; on failure (wolfSSL out of memory) none at all, and the next ClientHello tries again.
   bool renew_probe(std::error_code& ec) {
@@ -82,11 +84,20 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
     if (challenged) {
       ++self.stats.hello_verify_requests;
       if (hello->has_cookie) ++self.stats.bad_cookies;
+    } else if (handshake_error) {   // the cookie verified, but the hello cannot be served (no shared cipher)
+      ++self.stats.failed_handshakes;
+      self.failure = probe.failure;
+      self.failure_kind = probe.failure_kind;
+      ec = handshake_error;
     } else {
       ++self.stats.dropped_datagrams;
     }
     self.take_probe_output_as_replies();
-    if (handshake_error || probe.state != EngineState::handshaking) self.renew_probe(ec);   // it is spent
+    if (handshake_error || probe.state != EngineState::handshaking) {   // it is spent
+      std::error_code renew_error;
+      self.renew_probe(renew_error);
+      if (!ec) ec = renew_error;
+    }
     return std::nullopt;
   }
   // The cookie verified: this probe is now that peer's session. A fresh probe takes its place.
@@ -99,5 +110,7 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
 std::span<const std::vector<std::byte>> Listener::replies() const noexcept { return state_->replies; }
 void Listener::clear_replies() noexcept { state_->replies.clear(); }
 const ListenerStats& Listener::stats() const noexcept { return state_->stats; }
+const std::string& Listener::failure() const noexcept { return state_->failure; }
+FailureKind Listener::failure_kind() const noexcept { return state_->failure_kind; }
 
 }  // namespace dgram::dtls

@@ -236,7 +236,7 @@ void UdpSocket::send_to(std::span<const std::byte> datagram, const Endpoint& pee
   if (connected_) {
     sent = ::send(fd_.get(), datagram.data(), datagram.size(), 0);
   } else {
-    const detail::SocketAddress address = detail::to_socket_address(peer);
+    const detail::SocketAddress address = detail::to_socket_address(peer, family_);
     sent = ::sendto(fd_.get(), datagram.data(), datagram.size(), 0, address.get(), address.length);
   }
   if (sent < 0) ec = send_error(errno);
@@ -257,7 +257,7 @@ std::size_t UdpSocket::send_batch(std::span<const SendSlot> datagrams, std::erro
       vectors[ready] = {const_cast<std::byte*>(slot.payload.data()), slot.payload.size()};
       headers[ready] = {};
       if (!connected_) {
-        addresses[ready] = detail::to_socket_address(slot.peer);
+        addresses[ready] = detail::to_socket_address(slot.peer, family_);
         headers[ready].msg_hdr.msg_name = addresses[ready].get();
         headers[ready].msg_hdr.msg_namelen = addresses[ready].length;
       }

@@ -1,0 +1,266 @@
+// dgram.dtls.engine: why a handshake failed, in words a user can act on.
+//
+// wolfSSL reports a failed handshake as one error number ("received alert fatal error", "certificate verify
+// failed"). This unit turns that, the alert the peer sent, the certificate the verify callback saw and what
+// the peer's flights carried in the clear into a FailureKind and a sentence: which certificate (subject,
+// issuer), which names it holds, which side lacks what.
+module;
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/asn.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+module dgram.dtls.engine;
+
+import dgram.dtls.config;
+import dgram.dtls.record;
+
+#include "engine_impl.hpp"
+
+namespace dgram::dtls {
+namespace {
+
+using GeneralNamesPtr = std::unique_ptr<WOLFSSL_GENERAL_NAMES, Freer<wolfSSL_GENERAL_NAMES_free>>;
+
+// "/O=dgram/CN=localhost" -> "O=dgram, CN=localhost".
+std::string readable_name(WOLFSSL_X509_NAME* name) {
+  if (!name) return "?";
+  std::array<char, 512> text{};
+  if (!wolfSSL_X509_NAME_oneline(name, text.data(), static_cast<int>(text.size()))) return "?";
+  std::string out;
+  for (const char* c = text.data(); *c; ++c) {
+    if (*c != '/') {
+      out += *c;
+    } else if (!out.empty()) {
+      out += ", ";
+    }
+  }
+  return out.empty() ? "(empty)" : out;
+}
+
+std::string ip_text(std::span<const unsigned char> bytes) {
+  std::error_code ec;
+  Endpoint address;
+  if (bytes.size() == 4) {
+    Endpoint::Ipv4Bytes v4;
+    std::copy(bytes.begin(), bytes.end(), v4.begin());
+    address = Endpoint::ipv4(v4, 0);
+  } else if (bytes.size() == 16) {
+    Endpoint::Ipv6Bytes v6;
+    std::copy(bytes.begin(), bytes.end(), v6.begin());
+    address = Endpoint::ipv6(v6, 0);
+  } else {
+    return "?";
+  }
+  return address.address_string();
+}
+
+// The names a certificate is valid for: its subject alternative names (DNS and IP), else its common name.
+std::string certificate_names(WOLFSSL_X509* certificate) {
+  std::string names;
+  const auto add = [&names](const std::string& name) { names += (names.empty() ? "" : ", ") + name; };
+  const GeneralNamesPtr alternatives{static_cast<WOLFSSL_GENERAL_NAMES*>(
+      wolfSSL_X509_get_ext_d2i(certificate, NID_subject_alt_name, nullptr, nullptr))};
+  const int count = alternatives ? wolfSSL_sk_GENERAL_NAME_num(alternatives.get()) : 0;
+  for (int i = 0; i < count; ++i) {
+    const WOLFSSL_GENERAL_NAME* name = wolfSSL_sk_GENERAL_NAME_value(alternatives.get(), i);
+    if (!name || !name->d.ptr) continue;
+    WOLFSSL_ASN1_STRING* text = name->type == ASN_DNS_TYPE ? name->d.dNSName : name->type == ASN_IP_TYPE ? name->d.iPAddress : nullptr;
+    if (!text) continue;
+    const auto* data = wolfSSL_ASN1_STRING_data(text);
+    const int length = wolfSSL_ASN1_STRING_length(text);
+    if (!data || length <= 0) continue;
+    if (name->type == ASN_DNS_TYPE) {
+      add(std::string(reinterpret_cast<const char*>(data), static_cast<std::size_t>(length)));
+    } else {
+      add(ip_text({data, static_cast<std::size_t>(length)}));
+    }
+  }
+  if (names.empty()) {
+    std::array<char, 256> common_name{};
+    if (wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(certificate), NID_commonName,
+                                          common_name.data(), static_cast<int>(common_name.size())) > 0)
+      add(common_name.data());
+  }
+  return names.empty() ? "no name" : names;
+}
+
+bool received(const Engine::Impl& impl, record::HandshakeType type) {
+  return (impl.peer_handshake_types >> static_cast<std::uint8_t>(type) & 1u) != 0;
+}
+
+const char* peer_side(const Engine::Impl& impl) { return impl.role == Role::client ? "server" : "client"; }
+
+// The certificate the verify callback refused, described; nullopt when it saw none.
+std::optional<std::string> certificate_verdict(const Engine::Impl& impl) {
+  if (!impl.certificate_problem) return std::nullopt;
+  const CertificateProblem& problem = *impl.certificate_problem;
+  const std::string whose = problem.depth == 0 ? std::string("the ") + peer_side(impl) + "'s certificate"
+                                               : "a CA certificate in the " + std::string(peer_side(impl)) + "'s chain";
+  const std::string which = " (subject " + problem.subject + ", issuer " + problem.issuer + ")";
+  switch (problem.verify_error) {
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case ASN_NO_SIGNER_E:
+      return whose + which + " is not signed by a trusted CA";
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD:   // what wolfSSL reports for an expired certificate
+    case ASN_AFTER_DATE_E:
+      return whose + which + " has expired";
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+    case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD:
+    case ASN_BEFORE_DATE_E:
+      return whose + which + " is not valid yet";
+    default: {
+      return whose + which + " failed verification (X509 error " + std::to_string(problem.verify_error) + ")";
+    }
+  }
+}
+
+// A failure the peer announced with a fatal alert.
+FailureExplanation explain_alert(const Engine::Impl& impl, int alert) {
+  const DtlsConfig& config = impl.context->config();
+  const bool client = impl.role == Role::client;
+  using enum record::AlertDescription;
+  switch (static_cast<record::AlertDescription>(alert)) {
+    case unknown_psk_identity:
+      return {FailureKind::unknown_psk_identity,
+              "the server does not know the pre-shared key identity '" + (config.psk ? config.psk->identity : "") + "'"};
+    case bad_record_mac:
+    case decrypt_error:
+      if (config.psk)
+        return {FailureKind::psk_mismatch, "the peers' pre-shared keys differ: the " + std::string(peer_side(impl)) +
+                                               " could not decrypt our Finished message"};
+      break;
+    case handshake_failure:
+    case certificate_required:
+      if (client && received(impl, record::HandshakeType::certificate_request) && !config.certificate_chain)
+        return {FailureKind::certificate_required, "the server requires a client certificate, and we sent none"};
+      if (client && !received(impl, record::HandshakeType::server_hello))
+        return {FailureKind::no_shared_cipher,
+                config.psk ? "the server accepts none of our pre-shared key cipher suites: it may accept certificates only"
+                           : "the server accepts none of our cipher suites or key-exchange groups: it may offer only "
+                             "pre-shared key cipher suites"};
+      break;
+    case bad_certificate:
+    case unknown_ca:
+    case certificate_expired:
+      return {FailureKind::other, "the " + std::string(peer_side(impl)) + " refused our certificate (alert " +
+                                      alert_name(alert) + ")"};
+    case close_notify:
+      return {FailureKind::peer_closed, "the " + std::string(peer_side(impl)) + " closed the session during the handshake"};
+    default:
+      break;
+  }
+  return {FailureKind::other, "the " + std::string(peer_side(impl)) + " aborted the handshake with alert " + alert_name(alert)};
+}
+
+std::string cipher_list_of(const DtlsConfig& config) {
+  return !config.cipher_list.empty() ? config.cipher_list : config.psk ? default_psk_cipher_list : default_cipher_list;
+}
+
+}  // namespace
+
+std::string alert_name(int description) {
+  switch (description) {
+    case 0: return "close_notify";
+    case 10: return "unexpected_message";
+    case 20: return "bad_record_mac";
+    case 22: return "record_overflow";
+    case 40: return "handshake_failure";
+    case 42: return "bad_certificate";
+    case 43: return "unsupported_certificate";
+    case 44: return "certificate_revoked";
+    case 45: return "certificate_expired";
+    case 46: return "certificate_unknown";
+    case 47: return "illegal_parameter";
+    case 48: return "unknown_ca";
+    case 49: return "access_denied";
+    case 50: return "decode_error";
+    case 51: return "decrypt_error";
+    case 70: return "protocol_version";
+    case 71: return "insufficient_security";
+    case 80: return "internal_error";
+    case 86: return "inappropriate_fallback";
+    case 90: return "user_canceled";
+    case 100: return "no_renegotiation";
+    case 109: return "missing_extension";
+    case 110: return "unsupported_extension";
+    case 112: return "unrecognized_name";
+    case 115: return "unknown_psk_identity";
+    case 116: return "certificate_required";
+    default: return "number " + std::to_string(description);
+  }
+}
+
+int record_certificate_problem(int preverified, WOLFSSL_X509_STORE_CTX* store) {
+  if (preverified || !store) return preverified;
+  auto* ssl = static_cast<WOLFSSL*>(wolfSSL_X509_STORE_CTX_get_ex_data(store, wolfSSL_get_ex_data_X509_STORE_CTX_idx()));
+  auto* impl = ssl ? static_cast<Engine::Impl*>(wolfSSL_GetIOReadCtx(ssl)) : nullptr;
+  if (!impl || impl->certificate_problem) return preverified;
+  CertificateProblem problem;
+  problem.verify_error = wolfSSL_X509_STORE_CTX_get_error(store);
+  problem.depth = wolfSSL_X509_STORE_CTX_get_error_depth(store);
+  if (WOLFSSL_X509* certificate = wolfSSL_X509_STORE_CTX_get_current_cert(store)) {
+    problem.subject = readable_name(wolfSSL_X509_get_subject_name(certificate));
+    problem.issuer = readable_name(wolfSSL_X509_get_issuer_name(certificate));
+    problem.names = certificate_names(certificate);
+  }
+  impl->certificate_problem = std::move(problem);
+  return preverified;
+}
+
+std::string peer_certificate_names(WOLFSSL* ssl) {
+  const X509Ptr certificate{wolfSSL_get_peer_certificate(ssl)};
+  return certificate ? certificate_names(certificate.get()) : "no name we could read";
+}
+
+FailureExplanation explain_failure(const Engine::Impl& impl, int error) {
+  const DtlsConfig& config = impl.context->config();
+  WOLFSSL* ssl = impl.ssl.get();
+  WOLFSSL_ALERT_HISTORY alerts{};
+  if (wolfSSL_get_alert_history(ssl, &alerts) == WOLFSSL_SUCCESS && alerts.last_rx.code >= 0 &&
+      alerts.last_rx.level == alert_fatal)
+    return explain_alert(impl, alerts.last_rx.code);
+  switch (error) {
+    case DOMAIN_NAME_MISMATCH:
+    case IPADDR_MISMATCH: {
+      const std::string names = impl.certificate_problem && !impl.certificate_problem->names.empty()
+                                    ? impl.certificate_problem->names
+                                    : peer_certificate_names(ssl);
+      return {FailureKind::certificate_name_mismatch, "the server's certificate is not valid for '" +
+                                                          config.expected_server_name + "': it names " + names};
+    }
+    case NO_PEER_CERT:
+      return {FailureKind::certificate_required, "the client sent no certificate, and this server requires one"};
+    case PSK_KEY_ERROR:
+      if (impl.unknown_psk_identity)
+        return {FailureKind::unknown_psk_identity,
+                "the client's pre-shared key identity '" + *impl.unknown_psk_identity + "' is unknown here"};
+      break;
+    case MATCH_SUITE_ERROR:
+      return {FailureKind::no_shared_cipher,
+              "the client offers none of the cipher suites this server accepts (" + cipher_list_of(config) + ")"};
+    case WOLFSSL_ERROR_ZERO_RETURN:
+      return {FailureKind::peer_closed, std::string("the ") + peer_side(impl) + " closed the session during the handshake"};
+    default:
+      break;
+  }
+  if (auto verdict = certificate_verdict(impl)) return {FailureKind::untrusted_certificate, std::move(*verdict)};
+  return {FailureKind::other, std::error_code{error, wolfssl_category()}.message()};
+}
+
+}  // namespace dgram::dtls
