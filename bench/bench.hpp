@@ -16,6 +16,7 @@ struct Row {
   double baseline;         // median rate of the baseline
   std::string baseline_name;
   double target;           // the ratio ours / baseline must reach; 0 for a row shown for reference only
+  bool lower_is_better{false};   // a cost (memory, CPU): the ratio must stay at or below the target
 };
 
 // Runs each of the two measurements `repetitions` times, alternating which goes first, and returns medians.
@@ -33,5 +34,8 @@ struct DtlsBenchSetup {
   std::string certs;          // certs/
 };
 std::vector<Row> dtls_benchmarks(int repetitions, const DtlsBenchSetup& setup);
+// The event server against the blocking one and the plain C server at 1, 16 and 256 clients; its memory per
+// idle session and its idle CPU. `only_clients` (when not 0) keeps the rate rows of that many clients only.
+std::vector<Row> event_benchmarks(int repetitions, const DtlsBenchSetup& setup, std::size_t only_clients = 0);
 
 }  // namespace dgram::bench

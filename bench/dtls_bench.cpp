@@ -1,5 +1,5 @@
 // DTLS benchmarks: full handshakes/s, resumed handshakes/s and 1200-byte echo round trips/s against dgram's
-// dtls-echo-server, a plain C wolfSSL server (bench/wolfssl_plain_server.c) and openssl s_server. The load
+// dtls-echo-server --mode blocking, a plain C wolfSSL server (bench/wolfssl_plain_server.c) and openssl s_server. The load
 // is the same for every server: one dgram DTLS client doing one thing at a time over loopback.
 #include <chrono>
 #include <memory>
@@ -92,7 +92,7 @@ std::vector<Row> dtls_benchmarks(int repetitions, const DtlsBenchSetup& setup) {
   const std::string cert = setup.certs + "/server-ecdsa.pem";
   const std::string key = setup.certs + "/server-ecdsa.key";
   const std::string listening = R"(listening on 127\.0\.0\.1:(\d+))";
-  ServerProcess ours({setup.dtls_server, "--port", "0", "--cert", cert, "--key", key}, listening);
+  ServerProcess ours({setup.dtls_server, "--mode", "blocking", "--port", "0", "--cert", cert, "--key", key}, listening);
   ServerProcess plain({setup.plain_server, cert, key}, listening);
   ServerProcess openssl({setup.openssl, "s_server", "-dtls1_2", "-accept", "127.0.0.1:0", "-mtu", "1400", "-cert", cert,
                          "-key", key},

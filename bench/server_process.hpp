@@ -19,6 +19,7 @@ class ServerProcess {
   ~ServerProcess();
 
   unsigned short port() const { return port_; }
+  int pid() const { return pid_; }
 
  private:
   int pid_{-1};

@@ -15,6 +15,9 @@
 #include "common/dtls_options.hpp"
 #include "common/line_client.hpp"
 #include "common/peer.hpp"
+#ifdef DGRAM_EVENT_CLIENT
+#include "common/event_channel.hpp"
+#endif
 
 import dgram;
 
@@ -22,9 +25,12 @@ namespace ex = dgram::examples;
 
 namespace {
 
+// One session, whichever client drives it.
 struct Connection {
-  dgram::UdpSocket socket;
-  std::unique_ptr<dgram::dtls::DtlsChannel> channel;
+  std::unique_ptr<dgram::UdpSocket> socket;   // the blocking client's socket (its channel borrows it)
+  std::unique_ptr<dgram::Channel> channel;
+  bool resumed{false};
+  dgram::dtls::Session session;               // to resume with next time
 };
 
 // What the user can do about a failed handshake, in this program's option names.
@@ -43,19 +49,42 @@ std::string hint(dgram::dtls::FailureKind kind, const dgram::dtls::DtlsConfig& c
   }
 }
 
-Connection connect(dgram::dtls::DtlsHandshaker& handshaker, const dgram::dtls::DtlsConfig& config,
-                   const dgram::Endpoint& server, const dgram::dtls::Session* resume) {
-  Connection connection{dgram::UdpSocket::connect(server), nullptr};
-  std::error_code ec;
-  connection.channel = handshaker.connect_dtls(connection.socket, server, dgram::Deadline::never(), ec, resume);
+[[noreturn]] void handshake_failed(const dgram::Endpoint& server, const std::error_code& ec, const std::string& failure,
+                                   dgram::dtls::FailureKind kind, const dgram::dtls::DtlsConfig& config) {
   if (ec == std::errc::connection_refused)
     throw std::runtime_error(fmt::format("no server at {} (connection refused)", server.to_string()));
-  if (!connection.channel)
-    throw std::runtime_error(fmt::format("DTLS handshake with {} failed: {}{}", server.to_string(),
-                                         handshaker.failure().empty() ? ec.message() : handshaker.failure(),
-                                         hint(handshaker.failure_kind(), config)));
+  throw std::runtime_error(fmt::format("DTLS handshake with {} failed: {}{}", server.to_string(),
+                                       failure.empty() ? ec.message() : failure, hint(kind, config)));
+}
+
+Connection connect_blocking(const std::shared_ptr<dgram::dtls::DtlsContext>& context,
+                            const dgram::dtls::DtlsConfig& config, const dgram::Endpoint& server,
+                            const dgram::dtls::Session* resume) {
+  Connection connection{std::make_unique<dgram::UdpSocket>(dgram::UdpSocket::connect(server)), nullptr, false, {}};
+  dgram::dtls::DtlsHandshaker handshaker(context);
+  std::error_code ec;
+  auto channel = handshaker.connect_dtls(*connection.socket, server, dgram::Deadline::never(), ec, resume);
+  if (!channel) handshake_failed(server, ec, handshaker.failure(), handshaker.failure_kind(), config);
+  connection.resumed = channel->resumed();
+  connection.session = channel->session();
+  connection.channel = std::move(channel);
   return connection;
 }
+
+#ifdef DGRAM_EVENT_CLIENT
+Connection connect_nonblocking(const std::shared_ptr<dgram::dtls::DtlsContext>& context,
+                               const dgram::dtls::DtlsConfig& config, const dgram::Endpoint& server,
+                               const dgram::dtls::Session* resume) {
+  std::error_code ec;
+  std::string failure;
+  auto kind = dgram::dtls::FailureKind::none;
+  auto channel = ex::EventChannel::connect(context, server, resume, dgram::Deadline::never(), ec, failure, kind);
+  if (!channel) handshake_failed(server, ec, failure, kind, config);
+  Connection connection{nullptr, nullptr, channel->resumed(), channel->session()};
+  connection.channel = std::move(channel);
+  return connection;
+}
+#endif
 
 }  // namespace
 
@@ -66,6 +95,9 @@ int main(int argc, char** argv) {
       {"timeout-ms", "T", "wait for each reply this long before retrying (default 1000)"},
       {"retries", "R", "send a line again this many times when no reply comes (default 3)"},
       {"resume", "", "after the first session, connect again resuming it and send the lines again"}};
+#ifdef DGRAM_EVENT_CLIENT
+  options.push_back({"nonblocking", "", "drive the session with the event-driven client (EventClient) instead"});
+#endif
   const auto dtls = ex::dtls_options(dgram::dtls::Role::client);
   options.insert(options.end(), dtls.begin(), dtls.end());
   ex::CommandLine command_line{"dtls-echo-client", "--ca FILE [options] < lines", options};
@@ -75,19 +107,22 @@ int main(int argc, char** argv) {
     settings.session = true;
     dgram::dtls::DtlsConfig config = ex::dtls_config_from(command_line, dgram::dtls::Role::client);
     config.handshake_timeout = settings.timeout * (settings.retries + 1);
-    dgram::dtls::DtlsHandshaker handshaker(ex::make_dtls_context(config));
+    const auto context = ex::make_dtls_context(config);
+    auto connect = connect_blocking;
+#ifdef DGRAM_EVENT_CLIENT
+    if (command_line.flag("nonblocking")) connect = connect_nonblocking;
+#endif
 
     const bool resume = command_line.flag("resume");
     const std::string lines = resume ? std::string(std::istreambuf_iterator<char>(std::cin), {}) : std::string{};
     std::istringstream first_input(lines);
-    Connection first = connect(handshaker, config, server, nullptr);
+    Connection first = connect(context, config, server, nullptr);
     if (const int status = ex::run_line_client(*first.channel, settings, resume ? first_input : std::cin); status != 0)
       return status;
     if (!resume) return 0;
 
-    const dgram::dtls::Session saved = first.channel->session();
-    Connection second = connect(handshaker, config, server, &saved);
-    fmt::print(stderr, "session resumed: {}\n", second.channel->resumed() ? "yes" : "no");
+    Connection second = connect(context, config, server, &first.session);
+    fmt::print(stderr, "session resumed: {}\n", second.resumed ? "yes" : "no");
     std::istringstream again(lines);
     return ex::run_line_client(*second.channel, settings, again);
   });

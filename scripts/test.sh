@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the Debian packages, then
-#   1. a warnings-as-errors build from scratch with -j2, the build guarantees, and every test;
-#   2. an AddressSanitizer + UndefinedBehaviorSanitizer build of the tests.
-# Ends with one line "N passed, N failed". Build dirs: build-ci/ and build-asan/ (reused when present).
+#   1. a warnings-as-errors build from scratch with -j2 (every variant), the build guarantees, and every test;
+#   2. the option matrix: raw UDP only, and UDP with blocking DTLS only, each with its tests; a variant asked
+#      for without its dependency stops meson setup with a clear line;
+#   3. an AddressSanitizer + UndefinedBehaviorSanitizer build of the tests.
+# Ends with one line "N passed, N failed". Build dirs: build-ci/, build-udp/, build-blocking/ and build-asan/
+# (reused when present).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${SKIP_INSTALL:-0}" = 1 ] || bash scripts/install-deps.sh
@@ -34,10 +37,19 @@ configure() {   # configure BUILD_DIR [meson options...]
 }
 
 echo "== strict build (-Dwerror=true, -j2)"
-configure build-ci -Dwerror=true -Dwarning_level=3 -Dbench=true
+configure build-ci -Dwerror=true -Dwarning_level=3 -Dbench=true -Ddtls=enabled -Ddtls_nonblocking=enabled
 ninja -C build-ci -j2
 bash scripts/check-build.sh build-ci
 run_suite build-ci
+
+echo "== option matrix: raw UDP only; UDP and blocking DTLS"
+configure build-udp -Dwerror=true -Ddtls=disabled
+ninja -C build-udp -j2
+run_suite build-udp --no-suite consumer
+configure build-blocking -Dwerror=true -Ddtls=enabled -Ddtls_nonblocking=disabled
+ninja -C build-blocking -j2
+run_suite build-blocking --no-suite consumer
+bash scripts/check-options.sh
 
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer build"
 configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "support/dtls_fixtures.hpp"
+#include "support/forwarding_transport.hpp"
 
 import dgram;
 
@@ -169,27 +170,15 @@ TEST_CASE("dtls sockets: 20 back-to-back clients all succeed", "[dtls]") {
 namespace {
 
 // A transport that stops sending after `sends` datagrams, as a client that vanishes mid-handshake would.
-class VanishingTransport final : public dgram::Transport {
+class VanishingTransport final : public dgram::testing::ForwardingTransport {
  public:
-  VanishingTransport(dgram::Transport& inner, int sends) : inner_{inner}, sends_left_{sends} {}
+  VanishingTransport(dgram::Transport& inner, int sends) : ForwardingTransport{inner}, sends_left_{sends} {}
   void send_to(std::span<const std::byte> d, const dgram::Endpoint& peer, std::error_code& ec) override {
     ec.clear();
-    if (sends_left_-- > 0) inner_.send_to(d, peer, ec);
+    if (sends_left_-- > 0) ForwardingTransport::send_to(d, peer, ec);
   }
-  dgram::Received receive_from(std::span<std::byte> b, dgram::Deadline d, std::error_code& ec) override {
-    return inner_.receive_from(b, d, ec);
-  }
-  std::size_t receive_batch(std::span<dgram::ReceiveSlot> s, dgram::Deadline d, std::error_code& ec) override {
-    return inner_.receive_batch(s, d, ec);
-  }
-  std::size_t send_batch(std::span<const dgram::SendSlot> s, std::error_code& ec) override {
-    return inner_.send_batch(s, ec);
-  }
-  dgram::Endpoint local_endpoint(std::error_code& ec) const override { return inner_.local_endpoint(ec); }
-  std::size_t max_datagram_size() const noexcept override { return inner_.max_datagram_size(); }
 
  private:
-  dgram::Transport& inner_;
   int sends_left_;
 };
 

@@ -211,6 +211,42 @@ TEST_CASE("engine: full handshake with the stateless cookie, then messages both 
   CHECK(pump.server->state() == EngineState::closed);
 }
 
+TEST_CASE("engine: the listener answers interleaved first ClientHellos of many peers", "[dtls][engine]") {
+  // Many peers' first ClientHellos (message_seq 0) arrive before any of their second ones: each gets its own
+  // HelloVerifyRequest (wolfSSL's probe would otherwise take the later ones for repeats and stay silent).
+  auto client_context = make_context(client_config());
+  std::error_code ec;
+  Listener listener(make_context(server_config()), ec);
+  REQUIRE(!ec);
+  constexpr int peers = 5;
+  std::vector<Engine> clients;
+  const auto server = dgram::Endpoint::parse("127.0.0.1:11111");
+  const dgram::TimePoint now{std::chrono::hours(1)};
+  for (int i = 0; i < peers; ++i) {
+    clients.push_back(Engine::client(client_context, server, nullptr, ec));
+    clients.back().start(now, ec);
+  }
+  std::vector<Datagram> challenges;
+  for (int i = 0; i < peers; ++i) {
+    const auto peer = dgram::Endpoint::parse("127.0.0.1:" + std::to_string(40000 + i));
+    CHECK(!listener.on_datagram(peer, clients[static_cast<std::size_t>(i)].outgoing().front(), now, ec));
+    REQUIRE(listener.replies().size() == 1);
+    challenges.push_back(listener.replies().front());
+    listener.clear_replies();
+  }
+  CHECK(listener.stats().hello_verify_requests == peers);
+  for (int i = 0; i < peers; ++i) {   // each cookie is for its own peer, and opens a session
+    Engine& client = clients[static_cast<std::size_t>(i)];
+    client.clear_outgoing();
+    client.on_datagram(challenges[static_cast<std::size_t>(i)], now, ec);
+    REQUIRE(client.outgoing().size() == 1);
+    const auto peer = dgram::Endpoint::parse("127.0.0.1:" + std::to_string(40000 + i));
+    CHECK(listener.on_datagram(peer, client.outgoing().front(), now, ec));
+  }
+  CHECK(listener.stats().sessions_started == peers);
+  CHECK(listener.stats().bad_cookies == 0);
+}
+
 TEST_CASE("engine: resumption by ticket and by session ID", "[dtls][engine]") {
   for (const bool tickets : {true, false}) {
     INFO("tickets " << tickets);

@@ -4,11 +4,14 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <regex>
 #include <span>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -28,11 +31,16 @@ using dgram::testing::start_listening;
 
 namespace {
 
-ListeningServer dtls_server(std::vector<std::string> extra = {}, const std::string& bind = "127.0.0.1") {
-  std::vector<std::string> argv{program_path("DTLS_ECHO_SERVER"), "--bind", bind, "--port", "0",
-                                "--cert", cert_file("server-ecdsa.pem"), "--key", cert_file("server-ecdsa.key")};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  return start_listening(argv);
+// Every test that starts dtls-echo-server runs once per mode this build has, so each mode passes the same
+// suite.
+std::string current_mode;
+
+#define FOR_EACH_SERVER_MODE()                                                    \
+  current_mode = GENERATE(from_range(dgram::testing::server_modes()));          \
+  INFO("server mode " << current_mode)
+
+ListeningServer dtls_server(const std::vector<std::string>& extra = {}, const std::string& bind = "127.0.0.1") {
+  return dgram::testing::start_dtls_server(current_mode, extra, bind);
 }
 
 Process dtls_client(const std::string& host, const std::string& port, std::vector<std::string> extra = {}) {
@@ -63,6 +71,7 @@ Finished s_client(const std::string& port, const std::string& line, std::vector<
 }  // namespace
 
 TEST_CASE("dtls echo: lines come back, --resume resumes, SIGTERM stops the server with exit 0", "[dtls][examples]") {
+  FOR_EACH_SERVER_MODE();
   auto server = dtls_server();
   auto client = dtls_client("127.0.0.1", server.port, {"--resume"});
   const std::string input = "hello\nthe tutorial's client\n" + std::string(1200, 'x') + "\n";
@@ -79,6 +88,7 @@ TEST_CASE("dtls echo: lines come back, --resume resumes, SIGTERM stops the serve
 }
 
 TEST_CASE("dtls echo: --reply gives the tutorial's acknowledgement; IPv6; --no-tickets resumes by ID", "[dtls][examples]") {
+  FOR_EACH_SERVER_MODE();
   auto server = dtls_server({"--reply", "I hear you fashizzle!"}, "::1");
   CHECK(server.address == "[::1]");
   auto client = dtls_client("::1", server.port, {"--resume", "--no-tickets"});
@@ -92,14 +102,15 @@ TEST_CASE("dtls echo: --reply gives the tutorial's acknowledgement; IPv6; --no-t
 }
 
 TEST_CASE("dtls examples: bad certificates and peers are one readable line and exit 1", "[dtls][examples][negative]") {
-  Process missing({program_path("DTLS_ECHO_SERVER"), "--port", "0", "--cert", "/nonexistent/server.pem", "--key",
+  FOR_EACH_SERVER_MODE();
+  Process missing({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--cert", "/nonexistent/server.pem", "--key",
                    cert_file("server-ecdsa.key")});
   const Finished refused = missing.wait(10s);
   CHECK(refused.exit_code == 1);
   CHECK(refused.err == "dtls-echo-server: cannot read certificate chain '/nonexistent/server.pem': No such file or directory\n");
   CHECK(refused.out.empty());
 
-  Process mismatched({program_path("DTLS_ECHO_SERVER"), "--port", "0", "--cert", cert_file("server-ecdsa.pem"),
+  Process mismatched({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--cert", cert_file("server-ecdsa.pem"),
                       "--key", cert_file("client.key")});
   const Finished mismatch = mismatched.wait(10s);
   CHECK(mismatch.exit_code == 1);
@@ -133,6 +144,7 @@ TEST_CASE("dtls examples: bad certificates and peers are one readable line and e
 }
 
 TEST_CASE("dtls examples: hostile datagrams are dropped and counted while serving continues", "[dtls][examples][negative]") {
+  FOR_EACH_SERVER_MODE();
   auto server = dtls_server();
   auto attacker = dgram::UdpSocket::connect(dgram::Endpoint::parse("127.0.0.1:" + server.port));
   std::error_code ec;
@@ -148,6 +160,7 @@ TEST_CASE("dtls examples: hostile datagrams are dropped and counted while servin
 }
 
 TEST_CASE("interop: openssl s_client against our server, echo and resumption", "[dtls][interop][openssl]") {
+  FOR_EACH_SERVER_MODE();
   auto server = dtls_server();
   const std::string session = std::string(std::getenv("MESON_BUILD_ROOT") ? std::getenv("MESON_BUILD_ROOT") : ".") +
                               "/s_client-session-" + std::to_string(server.process.pid()) + ".pem";
@@ -192,6 +205,7 @@ TEST_CASE("interop: our client against openssl s_server -dtls1_2 -mtu 1400", "[d
 }
 
 TEST_CASE("interop: gnutls-cli --udp against our server", "[dtls][interop][gnutls]") {
+  FOR_EACH_SERVER_MODE();
   auto server = dtls_server();
   Process gnutls({"/usr/bin/gnutls-cli", "--udp", "--port", server.port, "--x509cafile", cert_file("ca.pem"),
                   "localhost"});
@@ -205,6 +219,7 @@ TEST_CASE("interop: gnutls-cli --udp against our server", "[dtls][interop][gnutl
 }
 
 TEST_CASE("interop: client certificates both ways", "[dtls][interop][client-cert]") {
+  FOR_EACH_SERVER_MODE();
   auto server = dtls_server({"--ca", cert_file("ca.pem"), "--require-client-cert"});
   const Finished with_cert = s_client(server.port, "with cert", {"-cert", cert_file("client.pem"), "-key", cert_file("client.key")});
   CHECK(with_cert.exit_code == 0);
@@ -236,6 +251,7 @@ TEST_CASE("interop: client certificates both ways", "[dtls][interop][client-cert
 }
 
 TEST_CASE("dtls echo server: an idle peer is dropped, and SIGTERM sends close_notify", "[dtls][examples]") {
+  FOR_EACH_SERVER_MODE();
   auto server = dtls_server({"--idle-timeout-ms", "300"});
   const auto endpoint = dgram::Endpoint::parse("127.0.0.1:" + server.port);
   auto context = dgram::testing::context_for(dgram::testing::test_client_config());
@@ -255,6 +271,7 @@ TEST_CASE("dtls echo server: an idle peer is dropped, and SIGTERM sends close_no
   channel->send(std::as_bytes(std::span(ping)), ec);
   std::vector<std::byte> buffer(2048);
   CHECK(channel->receive(buffer, dgram::Deadline::after(5s), ec) == 4);
+  REQUIRE(server.process.read_stderr_until("ended (idle, dropped)", 10s));   // at once in event mode
   server.process.send_signal(SIGTERM);
   channel->receive(buffer, dgram::Deadline::after(5s), ec);
   CHECK(ec == dgram::errc::closed);   // the server's close_notify, not a timeout
@@ -265,8 +282,9 @@ TEST_CASE("dtls echo server: an idle peer is dropped, and SIGTERM sends close_no
 }
 
 TEST_CASE("dtls echo with a pre-shared key; each mistake is named on both sides", "[dtls][examples][psk][negative]") {
+  FOR_EACH_SERVER_MODE();
   const std::string key = "00112233445566778899aabbccddeeff";
-  auto server = start_listening({program_path("DTLS_ECHO_SERVER"), "--port", "0", "--psk-identity", "dgram-demo",
+  auto server = start_listening({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--psk-identity", "dgram-demo",
                                  "--psk-hex", key, "--handshake-timeout-ms", "5000"});
   const std::string failed = "dtls-echo-client: DTLS handshake with 127.0.0.1:" + server.port + " failed: ";
   const auto client = [&](std::vector<std::string> credentials) {
@@ -315,6 +333,7 @@ TEST_CASE("dtls echo with a pre-shared key; each mistake is named on both sides"
 }
 
 TEST_CASE("dtls examples: a required client certificate that is missing is named on both sides", "[dtls][examples][client-cert][negative]") {
+  FOR_EACH_SERVER_MODE();
   auto server = dtls_server({"--ca", cert_file("ca.pem"), "--require-client-cert"});
   const Finished refused = dtls_client("127.0.0.1", server.port).communicate("hi\n", 20s);
   CHECK(refused.exit_code == 1);
@@ -329,7 +348,8 @@ TEST_CASE("dtls examples: a required client certificate that is missing is named
 }
 
 TEST_CASE("dtls echo server: a flood of failed handshakes is logged each, up to a rate, with a count of the rest", "[dtls][examples][negative]") {
-  auto server = start_listening({program_path("DTLS_ECHO_SERVER"), "--port", "0", "--psk-identity", "dgram-demo",
+  FOR_EACH_SERVER_MODE();
+  auto server = start_listening({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--psk-identity", "dgram-demo",
                                  "--psk-hex", "00112233445566778899aabbccddeeff"});
   const auto endpoint = dgram::Endpoint::parse("127.0.0.1:" + server.port);
   dgram::dtls::DtlsConfig config;
@@ -358,6 +378,7 @@ TEST_CASE("dtls echo server: a flood of failed handshakes is logged each, up to 
 }
 
 TEST_CASE("dtls echo client: a session the server closed or dropped is reported as such", "[dtls][examples]") {
+  FOR_EACH_SERVER_MODE();
   auto server = dtls_server({"--idle-timeout-ms", "300"});
   auto client = dtls_client("127.0.0.1", server.port, {"--timeout-ms", "100", "--retries", "1"});
   client.write("first\n");
@@ -384,6 +405,7 @@ TEST_CASE("dtls echo client: a session the server closed or dropped is reported 
 }
 
 TEST_CASE("dtls echo server: --bind takes host names, and :: serves IPv4 clients too", "[dtls][examples]") {
+  FOR_EACH_SERVER_MODE();
   auto dual = dtls_server({}, "::");
   CHECK(dual.address == "[::]");
   const Finished v4 = dtls_client("127.0.0.1", dual.port).communicate("over IPv4\n", 20s);
@@ -399,9 +421,33 @@ TEST_CASE("dtls echo server: --bind takes host names, and :: serves IPv4 clients
   CHECK((named.address == "127.0.0.1" || named.address == "[::1]"));
   CHECK(named.stop().exit_code == 0);
 
-  Process unknown({program_path("DTLS_ECHO_SERVER"), "--bind", "no-such-host.invalid", "--port", "0", "--cert",
+  Process unknown({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--bind", "no-such-host.invalid", "--port", "0", "--cert",
                    cert_file("server-ecdsa.pem"), "--key", cert_file("server-ecdsa.key")});
   const Finished refused = unknown.wait(10s);
   CHECK(refused.exit_code == 2);
   CHECK(refused.err.starts_with("dtls-echo-server: --bind 'no-such-host.invalid' is no address this machine can listen on: "));
+}
+
+TEST_CASE("dtls echo client --nonblocking: the same lines, resumption and failure messages", "[dtls][examples][nonblocking]") {
+  const auto modes = dgram::testing::server_modes();
+  if (std::find(modes.begin(), modes.end(), "event") == modes.end()) return;   // no non-blocking variant here
+  FOR_EACH_SERVER_MODE();
+  auto server = dtls_server();
+  const std::string input = "hello\n" + std::string(1200, 'n') + "\n";
+  const Finished done = dtls_client("127.0.0.1", server.port, {"--nonblocking", "--resume"}).communicate(input, 20s);
+  INFO(done.err);
+  CHECK(done.exit_code == 0);
+  CHECK(done.out == input + input);
+  CHECK(done.err == "session resumed: yes\n");
+  const Finished untrusted = Process({program_path("DTLS_ECHO_CLIENT"), "--nonblocking", "--port", server.port,
+                                      "--ca", cert_file("client.pem")}).communicate("hi\n", 20s);
+  CHECK(untrusted.exit_code == 1);
+  CHECK(untrusted.err.find("is not signed by a trusted CA (--ca must name the CA that signed it)") != std::string::npos);
+  const Finished stopped = server.stop();
+  CHECK(stopped.exit_code == 0);
+  CHECK(stopped.err.find("served 2 sessions, 4 messages; 1 failed handshake;") != std::string::npos);
+
+  const Finished refused = dtls_client("127.0.0.1", server.port, {"--nonblocking"}).communicate("hi\n", 20s);
+  CHECK(refused.exit_code == 1);
+  CHECK(refused.err == "dtls-echo-client: no server at 127.0.0.1:" + server.port + " (connection refused)\n");
 }

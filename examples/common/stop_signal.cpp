@@ -1,13 +1,19 @@
 #include "stop_signal.hpp"
 
+#include <atomic>
 #include <csignal>
 
 namespace dgram::examples {
 namespace {
 
 volatile std::sig_atomic_t stop_flag = 0;
+std::atomic<void (*)(void*)> stop_callback{nullptr};
+std::atomic<void*> stop_context{nullptr};
 
-extern "C" void on_stop_signal(int) { stop_flag = 1; }
+extern "C" void on_stop_signal(int) {
+  stop_flag = 1;
+  if (const auto callback = stop_callback.load()) callback(stop_context.load());
+}
 
 }  // namespace
 
@@ -21,5 +27,10 @@ void install_stop_handlers() {
 }
 
 bool stop_requested() { return stop_flag != 0; }
+
+void call_on_stop_signal(void (*callback)(void*), void* context) {
+  stop_context.store(context);
+  stop_callback.store(callback);
+}
 
 }  // namespace dgram::examples

@@ -11,5 +11,8 @@ inline constexpr std::chrono::milliseconds stop_check_interval{200};
 
 void install_stop_handlers();
 bool stop_requested();
+// Also calls `callback(context)` from the signal handler (so it must be async-signal-safe, as
+// EventServer::stop is): how an event loop that sleeps in epoll_wait hears of the signal at once.
+void call_on_stop_signal(void (*callback)(void*), void* context);
 
 }  // namespace dgram::examples

@@ -6,7 +6,11 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
 #include <string>
+#include <vector>
 #include <system_error>
 
 #include "process.hpp"
@@ -53,6 +57,30 @@ std::shared_ptr<dtls::DtlsContext> context_for(const dtls::DtlsConfig& config) {
   INFO(reason);
   REQUIRE(context);
   return context;
+}
+
+std::vector<std::string> server_modes() {
+  const char* listed = std::getenv("DGRAM_SERVER_MODES");
+  std::vector<std::string> modes;
+  std::istringstream words(listed ? listed : "");
+  for (std::string mode; words >> mode;) modes.push_back(mode);
+  if (modes.empty()) throw std::runtime_error("DGRAM_SERVER_MODES is not set: run through meson test");
+  return modes;
+}
+
+ListeningServer start_dtls_server(const std::string& mode, const std::vector<std::string>& extra,
+                                  const std::string& bind) {
+  std::vector<std::string> argv{program_path("DTLS_ECHO_SERVER"), "--mode", mode, "--bind", bind, "--port", "0",
+                                "--cert", cert_file("server-ecdsa.pem"), "--key", cert_file("server-ecdsa.key")};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return start_listening(argv);
+}
+
+long resident_kib(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
+  return 0;
 }
 
 }  // namespace dgram::testing

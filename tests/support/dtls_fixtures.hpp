@@ -3,6 +3,9 @@
 
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "process.hpp"
 
 import dgram;
 
@@ -17,5 +20,13 @@ dtls::DtlsConfig test_client_config(const std::string& server_name = "localhost"
 dtls::DtlsConfig test_server_config();
 // Builds a context; fails the test with the reason when it cannot.
 std::shared_ptr<dtls::DtlsContext> context_for(const dtls::DtlsConfig& config);
+
+// The dtls-echo-server modes this build has (meson lists them in DGRAM_SERVER_MODES), the default first.
+std::vector<std::string> server_modes();
+// dtls-echo-server --mode MODE on a free port of `bind` with the test certificate and `extra` options.
+ListeningServer start_dtls_server(const std::string& mode, const std::vector<std::string>& extra = {},
+                                  const std::string& bind = "127.0.0.1");
+// The resident memory of process `pid` in KiB (VmRSS), 0 when it cannot be read.
+long resident_kib(int pid);
 
 }  // namespace dgram::testing

@@ -67,6 +67,7 @@ constexpr std::optional<HandshakeType> first_handshake_type(std::span<const std:
 
 struct ClientHelloFacts {
   bool has_cookie;
+  std::array<std::byte, 32> random;   // the client's random: the same in a retransmission and after a cookie
 };
 
 // Facts about a ClientHello datagram (see first_handshake_type); nullopt when it is not one or is malformed.
@@ -78,7 +79,9 @@ constexpr std::optional<ClientHelloFacts> client_hello(std::span<const std::byte
   const std::size_t session_id = static_cast<std::size_t>(body[version_and_random]);
   const std::size_t cookie_at = version_and_random + 1 + session_id;
   if (session_id > 32 || body.size() < cookie_at + 1) return std::nullopt;
-  return ClientHelloFacts{body[cookie_at] != std::byte{0}};
+  ClientHelloFacts facts{body[cookie_at] != std::byte{0}, {}};
+  for (std::size_t i = 0; i < facts.random.size(); ++i) facts.random[i] = body[2 + i];
+  return facts;
 }
 
 // What a handshake datagram carries, read from its record headers alone. For one we send: whether it

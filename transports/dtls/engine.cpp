@@ -27,6 +27,9 @@ namespace dgram::dtls {
 
 namespace {
 
+// wolfSSL's own limit for the time between resends (DTLS_TIMEOUT_MAX): reaching it ends the handshake.
+constexpr int default_wolfssl_timeout_max = 64;
+
 // Debian's wolfSSL keeps a fixed-point ECC cache per thread (FP_ECC) that is freed only by wc_ecc_fp_free() on
 // that thread; a thread that ran engines and ends without it leaks ~3 KiB per cached point. Every thread that
 // makes an engine gets this guard, whose destructor runs at that thread's exit.
@@ -49,6 +52,12 @@ Engine::Impl::Impl(std::shared_ptr<DtlsContext> owner, Role side, const Endpoint
   wolfSSL_SetIOReadCtx(ssl.get(), this);
   wolfSSL_SetIOWriteCtx(ssl.get(), this);
   wolfSSL_dtls_set_using_nonblock(ssl.get(), 1);   // timeouts are ours: wolfSSL must not wait or retransmit
+  // The engine keeps the retransmission schedule itself (retransmit_wait): wolfSSL doubles its own timeout at
+  // every resend and gives up when it passes its maximum (64 s, after 7 resends of one flight). With a lower
+  // cap the engine resends more often, so wolfSSL's give-up point moves out of reach and the handshake ends at
+  // the driver's handshake_timeout instead.
+  if (context->config().retransmission_timeout_max_seconds < default_wolfssl_timeout_max)
+    wolfSSL_dtls_set_timeout_max(ssl.get(), 1 << 30);
 }
 
 int Engine::Impl::receive_callback(WOLFSSL*, char* buffer, int size, void* context) {
@@ -84,9 +93,9 @@ bool Engine::Impl::damp_retransmission(std::span<const std::byte> datagram) {
   if (facts.highest_epoch0_sequence)
     highest_epoch0_sequence_sent = std::max(highest_epoch0_sequence_sent.value_or(0), *facts.highest_epoch0_sequence);
   change_cipher_spec_sent = change_cipher_spec_sent || facts.change_cipher_spec;
+  if (!repeat && state == EngineState::handshaking) retransmit_wait_seconds = 1;   // a new flight starts afresh
   if (!repeat || in_timer) return false;
-  const int timeout_seconds = std::max(1, wolfSSL_dtls_get_current_timeout(ssl.get()));
-  return !input_resend_allowed(std::chrono::milliseconds(500) * timeout_seconds);
+  return !input_resend_allowed(std::chrono::milliseconds(500) * retransmit_wait_seconds);
 }
 
 bool Engine::Impl::input_resend_allowed(std::chrono::milliseconds interval) {
@@ -288,8 +297,7 @@ void Engine::on_datagram(std::span<const std::byte> datagram, TimePoint now, std
 
 Deadline Engine::next_timer() const noexcept {
   if (impl_->state != EngineState::handshaking || !impl_->flight_sent_at) return Deadline::never();
-  const int seconds = wolfSSL_dtls_get_current_timeout(impl_->ssl.get());
-  return Deadline::at(*impl_->flight_sent_at + std::chrono::seconds(seconds));
+  return Deadline::at(*impl_->flight_sent_at + std::chrono::seconds(impl_->retransmit_wait_seconds));
 }
 
 void Engine::on_timer(TimePoint now, std::error_code& ec) {
@@ -299,6 +307,8 @@ void Engine::on_timer(TimePoint now, std::error_code& ec) {
   self.now = now;
   self.flight_sent_at = now;
   ++self.stats.retransmissions;
+  self.retransmit_wait_seconds =
+      std::min(self.retransmit_wait_seconds * 2, std::max(1, self.context->config().retransmission_timeout_max_seconds));
   self.in_timer = true;
   const int result = wolfSSL_dtls_got_timeout(self.ssl.get());
   self.in_timer = false;

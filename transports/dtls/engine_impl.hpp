@@ -79,6 +79,7 @@ struct Engine::Impl {
   std::vector<std::byte> scratch;              // for take_message into a buffer smaller than a record
   TimePoint now{};
   std::optional<TimePoint> flight_sent_at;     // when the last handshake flight went out
+  int retransmit_wait_seconds{1};              // until the next resend of that flight: 1, 2, 4... up to the cap
   std::string failure;
   FailureKind failure_kind{FailureKind::none};
   EngineStats stats;

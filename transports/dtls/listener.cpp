@@ -42,6 +42,18 @@ struct Listener::State {
     return !ec;
   }
 
+  // After a HelloVerifyRequest wolfSSL expects that peer's next ClientHello (message_seq 1) and ignores the
+  // first ClientHello (message_seq 0) of every other peer as a repeat. With many peers interleaved that
+  // silenced the probe, so it starts afresh for each ClientHello.
+  void reset_probe() {
+    wolfSSL_clear(probe->ssl.get());
+    wolfSSL_dtls_set_using_nonblock(probe->ssl.get(), 1);
+    probe->highest_message_seq_sent.reset();
+    probe->change_cipher_spec_sent = false;
+    probe->highest_epoch0_sequence_sent.reset();
+    probe->last_input_retransmission.reset();
+  }
+
   void take_probe_output_as_replies() {
     for (auto& datagram : probe->output) replies.push_back(std::move(datagram));
     probe->output.clear();
@@ -93,6 +105,7 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
       ++self.stats.dropped_datagrams;
     }
     self.take_probe_output_as_replies();
+    if (challenged && !handshake_error) self.reset_probe();
     if (handshake_error || probe.state != EngineState::handshaking) {   // it is spent
       std::error_code renew_error;
       self.renew_probe(renew_error);

@@ -21,6 +21,9 @@ struct UdpOptions {
   bool dual_stack = false;          // an IPv6 socket also takes IPv4 (IPV6_V6ONLY off)
   int receive_buffer_bytes = 0;     // SO_RCVBUF; 0 keeps the system default
   int send_buffer_bytes = 0;        // SO_SNDBUF; 0 keeps the system default
+  // Sends never wait for buffer space: a full send buffer is errc::would_block and the datagram is not sent
+  // (lost, as it could be on the network). For event loops, which must not block.
+  bool nonblocking_send = false;
 };
 
 class UdpSocket final : public Transport {
@@ -56,7 +59,7 @@ class UdpSocket final : public Transport {
   std::size_t max_datagram_size() const noexcept override;
 
  private:
-  UdpSocket(detail::UniqueFd fd, Family family, bool connected) noexcept;
+  UdpSocket(detail::UniqueFd fd, Family family, bool connected, bool nonblocking_send) noexcept;
   template <typename Receive>
   long receive_until(Deadline deadline, Receive receive, std::error_code& ec);
   bool limit_receive_timeout(std::int64_t microseconds, std::error_code& ec);
@@ -64,6 +67,7 @@ class UdpSocket final : public Transport {
   detail::UniqueFd fd_;
   Family family_{Family::ipv4};
   bool connected_{false};
+  int send_flags_{0};                    // MSG_DONTWAIT with UdpOptions::nonblocking_send
   std::int64_t receive_timeout_us_{0};   // the socket's SO_RCVTIMEO as last set; 0 = wait forever
 };
 

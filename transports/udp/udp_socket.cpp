@@ -71,13 +71,14 @@ bool wait_readable(int fd, std::int64_t wait_us, std::error_code& ec) {
 std::error_code send_error(int error) noexcept {
   if (error == EMSGSIZE) return make_error_code(errc::message_too_large);
   if (error == EINTR) return make_error_code(errc::interrupted);
+  if (error == EAGAIN || error == EWOULDBLOCK) return make_error_code(errc::would_block);
   return {error, std::system_category()};
 }
 
 }  // namespace
 
-UdpSocket::UdpSocket(detail::UniqueFd fd, Family family, bool connected) noexcept
-    : fd_{std::move(fd)}, family_{family}, connected_{connected} {}
+UdpSocket::UdpSocket(detail::UniqueFd fd, Family family, bool connected, bool nonblocking_send) noexcept
+    : fd_{std::move(fd)}, family_{family}, connected_{connected}, send_flags_{nonblocking_send ? MSG_DONTWAIT : 0} {}
 
 UdpSocket UdpSocket::bind(const Endpoint& local, std::error_code& ec, const UdpOptions& options) {
   ec.clear();
@@ -88,7 +89,7 @@ UdpSocket UdpSocket::bind(const Endpoint& local, std::error_code& ec, const UdpO
     ec = last_error();
     return {};
   }
-  return UdpSocket{std::move(fd), local.family(), false};
+  return UdpSocket{std::move(fd), local.family(), false, options.nonblocking_send};
 }
 
 UdpSocket UdpSocket::bind(const Endpoint& local, const UdpOptions& options) {
@@ -107,7 +108,7 @@ UdpSocket UdpSocket::connect(const Endpoint& peer, std::error_code& ec, const Ud
     ec = last_error();
     return {};
   }
-  return UdpSocket{std::move(fd), peer.family(), true};
+  return UdpSocket{std::move(fd), peer.family(), true, options.nonblocking_send};
 }
 
 UdpSocket UdpSocket::connect(const Endpoint& peer, const UdpOptions& options) {
@@ -234,10 +235,10 @@ void UdpSocket::send_to(std::span<const std::byte> datagram, const Endpoint& pee
   }
   ssize_t sent;
   if (connected_) {
-    sent = ::send(fd_.get(), datagram.data(), datagram.size(), 0);
+    sent = ::send(fd_.get(), datagram.data(), datagram.size(), send_flags_);
   } else {
     const detail::SocketAddress address = detail::to_socket_address(peer, family_);
-    sent = ::sendto(fd_.get(), datagram.data(), datagram.size(), 0, address.get(), address.length);
+    sent = ::sendto(fd_.get(), datagram.data(), datagram.size(), send_flags_, address.get(), address.length);
   }
   if (sent < 0) ec = send_error(errno);
 }
@@ -268,7 +269,7 @@ std::size_t UdpSocket::send_batch(std::span<const SendSlot> datagrams, std::erro
       ec = make_error_code(errc::message_too_large);
       return done;
     }
-    const int sent = ::sendmmsg(fd_.get(), headers.data(), gsl::narrow<unsigned>(ready), 0);
+    const int sent = ::sendmmsg(fd_.get(), headers.data(), gsl::narrow<unsigned>(ready), send_flags_);
     if (sent < 0) {
       ec = send_error(errno);
       return done;

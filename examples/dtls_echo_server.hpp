@@ -1,0 +1,41 @@
+// dtls-echo-server's parts: the options every mode takes, the lines every mode logs, and one function per
+// mode (blocking: one session at a time; event: thousands at once, when the non-blocking variant is built).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "common/peer.hpp"
+#include "common/rate_limited_log.hpp"
+
+import dgram;
+
+namespace dgram::examples {
+
+struct EchoServerOptions {
+  ListenAddress address;
+  dtls::DtlsConfig config;
+  std::optional<std::string> reply;          // --reply: answer every message with this
+  std::chrono::milliseconds idle_timeout{60'000};
+  std::size_t max_sessions{10'000};          // event mode
+  std::chrono::milliseconds stats_interval{0};   // 0: no periodic stats line
+};
+
+// "session PEER ended (WHY): resumed yes|no, cipher C, N messages" on stderr.
+void log_session_end(const Endpoint& peer, const char* why, bool resumed, const std::string& cipher,
+                     std::uint64_t messages);
+// "handshake failed with PEER: WHY", rate-limited.
+void log_handshake_failure(RateLimitedLog& log, const Endpoint& peer, const std::string& why);
+// The closing line: "served N sessions, M messages; K failed handshakes; C cookie challenges, B bad cookies,
+// S stray datagrams dropped", followed by `details` when not empty.
+void log_summary(std::uint64_t sessions, std::uint64_t messages, std::uint64_t failed_handshakes,
+                 std::uint64_t cookies, std::uint64_t bad_cookies, std::uint64_t stray, const std::string& details);
+// Prints "listening on ADDR:PORT" on stdout (the first line: scripts and tests wait for it).
+void announce_listening(const Endpoint& local);
+
+int run_blocking_echo_server(const EchoServerOptions& options);
+int run_event_echo_server(const EchoServerOptions& options);
+
+}  // namespace dgram::examples

@@ -1,0 +1,93 @@
+// dtls-echo-server --mode event: every session at once on one port, on one thread (EventServer).
+#include <fmt/core.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <system_error>
+
+#include "common/cli.hpp"
+#include "common/dtls_options.hpp"
+#include "common/stop_signal.hpp"
+#include "dtls_echo_server.hpp"
+
+import dgram;
+
+namespace dgram::examples {
+namespace {
+
+const char* why_ended(dtls::SessionEnd end) {
+  switch (end) {
+    case dtls::SessionEnd::closed_by_peer: return "closed by the peer";
+    case dtls::SessionEnd::closed_by_server: return "closed by the server";
+    case dtls::SessionEnd::idle: return "idle, dropped";
+    case dtls::SessionEnd::server_stopping: return "server stopping";
+    case dtls::SessionEnd::failed: return "failed";
+    case dtls::SessionEnd::replaced: return "replaced by a new handshake from its address";
+  }
+  return "ended";
+}
+
+std::string counters(const dtls::EventServerStats& s) {
+  return fmt::format("sessions open {}, total {}; handshakes full {}, resumed {}, failed {} ({} timed out); "
+                     "cookies sent {}, bad {}; dropped: {} garbage, {} without a session, {} over the session "
+                     "limit, {} undecryptable; {} idle timeouts, {} replaced",
+                     s.sessions_open, s.sessions_total, s.handshakes_full, s.handshakes_resumed, s.handshakes_failed,
+                     s.handshake_timeouts, s.cookies_sent, s.bad_cookies, s.dropped_garbage, s.dropped_no_session,
+                     s.dropped_over_limit, s.dropped_undecryptable, s.idle_timeouts, s.sessions_replaced);
+}
+
+class EchoHandler final : public dtls::SessionHandler {
+ public:
+  explicit EchoHandler(const std::optional<std::string>& reply) : reply_{reply} {}
+
+  void on_message(dtls::EventServer& server, dtls::SessionId id, std::span<const std::byte> message) override {
+    std::error_code ec;
+    server.send(id, reply_ ? std::as_bytes(std::span(*reply_)) : message, ec);
+  }
+  void on_ended(dtls::EventServer&, const dtls::SessionSummary& session) override {
+    log_session_end(session.peer, why_ended(session.end), session.resumed, session.cipher, session.messages_in);
+  }
+  void on_handshake_failed(dtls::EventServer&, const Endpoint& peer, dtls::FailureKind, const std::string& why) override {
+    log_handshake_failure(failures_, peer, why);
+  }
+  void on_stats(dtls::EventServer&, const dtls::EventServerStats& stats) override {
+    failures_.flush();
+    fmt::print(stderr, "dtls-echo-server: stats: {}\n", counters(stats));
+  }
+  RateLimitedLog& failures() { return failures_; }
+
+ private:
+  const std::optional<std::string>& reply_;
+  RateLimitedLog failures_{"dtls-echo-server", "handshake failure"};
+};
+
+void stop_server(void* server) { static_cast<dtls::EventServer*>(server)->stop(); }
+
+}  // namespace
+
+int run_event_echo_server(const EchoServerOptions& options) {
+  EchoHandler handler{options.reply};
+  dtls::EventServerSettings settings;
+  settings.max_sessions = options.max_sessions;
+  settings.idle_timeout = options.idle_timeout;
+  settings.stats_interval = options.stats_interval;
+  settings.socket = options.address.options;
+  std::error_code ec;
+  dtls::EventServer server(make_dtls_context(options.config), options.address.local, settings, handler, ec);
+  if (ec) throw std::system_error(ec, "cannot listen on " + options.address.local.to_string());
+  install_stop_handlers();
+  call_on_stop_signal(stop_server, &server);
+  if (stop_requested()) server.stop();   // a signal that came before the hook
+  announce_listening(server.local_endpoint());
+  server.run(ec);
+  call_on_stop_signal(nullptr, nullptr);
+  if (ec) throw std::system_error(ec, "the event loop failed");
+  handler.failures().flush(true);
+  const dtls::EventServerStats& stats = server.stats();
+  log_summary(stats.sessions_total, stats.messages_in, stats.handshakes_failed, stats.cookies_sent, stats.bad_cookies,
+              stats.dropped_garbage + stats.dropped_no_session, counters(stats));
+  return 0;
+}
+
+}  // namespace dgram::examples

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Checks that a variant asked for without what it needs stops `meson setup` with one clear line: wolfSSL hidden
+# from pkg-config (as on a machine without libwolfssl-dev), and a variant whose parent is disabled.
+set -euo pipefail
+source_root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+expect_setup_error() {   # expect_setup_error NAME MESSAGE [env and meson options...]
+  local name=$1 message=$2; shift 2
+  if env "$@" > "$work/$name.log" 2>&1; then
+    echo "check-options: $name: meson setup should have failed"; exit 1
+  fi
+  grep -qF -- "$message" "$work/$name.log" ||
+    { echo "check-options: $name: expected '$message' in:"; cat "$work/$name.log"; exit 1; }
+}
+setup=(meson setup --native-file "$source_root/clang.ini")
+expect_setup_error dtls-without-wolfssl "-Ddtls=enabled needs wolfSSL: install libwolfssl-dev" \
+  PKG_CONFIG_LIBDIR=/nonexistent "${setup[@]}" "$work/a" "$source_root" -Ddtls=enabled
+expect_setup_error nonblocking-without-wolfssl "-Ddtls_nonblocking=enabled needs wolfSSL: install libwolfssl-dev" \
+  PKG_CONFIG_LIBDIR=/nonexistent "${setup[@]}" "$work/b" "$source_root" -Ddtls_nonblocking=enabled
+expect_setup_error nonblocking-without-dtls "-Ddtls_nonblocking=enabled needs the DTLS variant, which -Ddtls=disabled" \
+  "${setup[@]}" "$work/c" "$source_root" -Ddtls=disabled -Ddtls_nonblocking=enabled
+meson configure "$work/d" > /dev/null 2>&1 || "${setup[@]}" "$work/d" "$source_root" > /dev/null
+meson configure "$work/d" | grep -q "dtls_nonblocking .*DTLS event-driven server" ||
+  { echo "check-options: meson configure does not describe dtls_nonblocking"; exit 1; }
+echo "check-options: missing dependencies and disabled parents stop meson setup with a clear line"

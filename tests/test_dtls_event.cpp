@@ -1,0 +1,458 @@
+// The non-blocking DTLS variant over real loopback sockets: EventServer with many concurrent EventClients,
+// a client inside the test's own epoll loop, hostile datagrams to the port and inside sessions, peers that
+// vanish, the session limit, and a lossy path. Every wait is bounded; nothing sleeps.
+#include <catch2/catch.hpp>
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "support/dtls_fixtures.hpp"
+#include "support/forwarding_transport.hpp"
+#include "support/udp_relay.hpp"
+
+import dgram;
+
+using namespace std::chrono_literals;
+using dgram::testing::context_for;
+using dgram::testing::test_client_config;
+using dgram::testing::test_server_config;
+namespace dtls = dgram::dtls;
+
+namespace {
+
+std::span<const std::byte> bytes(const std::string& text) { return std::as_bytes(std::span(text)); }
+std::string text(std::span<const std::byte> data) { return {reinterpret_cast<const char*>(data.data()), data.size()}; }
+
+// Echoes every message and records what happened, for the test thread to wait on.
+class RecordingEcho final : public dtls::SessionHandler {
+ public:
+  void on_message(dtls::EventServer& server, dtls::SessionId id, std::span<const std::byte> message) override {
+    std::error_code ec;
+    server.send(id, message, ec);
+  }
+  void on_established(dtls::EventServer&, dtls::SessionId, const dgram::Endpoint&, bool, const std::string&) override {
+    note([&] { ++established; });
+  }
+  void on_ended(dtls::EventServer&, const dtls::SessionSummary& summary) override {
+    note([&] { ended.push_back(summary.end); });
+  }
+  void on_handshake_failed(dtls::EventServer&, const dgram::Endpoint&, dtls::FailureKind kind, const std::string&) override {
+    note([&] { failures.push_back(kind); });
+  }
+  // Waits up to `timeout` for `condition` (read under the lock) to hold.
+  bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, timeout, condition);
+  }
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  int established{0};
+  std::vector<dtls::SessionEnd> ended;
+  std::vector<dtls::FailureKind> failures;
+
+ private:
+  template <typename Change>
+  void note(Change change) {
+    {
+      const std::lock_guard lock(mutex);
+      change();
+    }
+    changed.notify_all();
+  }
+};
+
+// An EventServer running on its own thread; stopped and joined by the destructor.
+class RunningServer {
+ public:
+  explicit RunningServer(dtls::DtlsConfig config = test_server_config(), dtls::EventServerSettings settings = {}) {
+    std::error_code ec;
+    server_ = std::make_unique<dtls::EventServer>(context_for(config), dgram::Endpoint::loopback(dgram::Family::ipv4, 0),
+                                                  settings, handler, ec);
+    REQUIRE(!ec);
+    endpoint_ = server_->local_endpoint();
+    thread_ = std::thread([this] { server_->run(run_error_); });
+  }
+  ~RunningServer() { stop(); }
+  void stop() {
+    if (!thread_.joinable()) return;
+    server_->stop();
+    thread_.join();
+    CHECK(!run_error_);
+  }
+  // The counters as the server thread sees them now.
+  dtls::EventServerStats stats() {
+    if (!thread_.joinable()) return server_->stats();
+    auto promise = std::make_shared<std::promise<dtls::EventServerStats>>();
+    auto result = promise->get_future();
+    server_->post([promise](dtls::EventServer& server) { promise->set_value(server.stats()); });
+    REQUIRE(result.wait_for(10s) == std::future_status::ready);
+    return result.get();
+  }
+  const dgram::Endpoint& endpoint() const { return endpoint_; }
+
+  RecordingEcho handler;
+
+ private:
+  std::unique_ptr<dtls::EventServer> server_;
+  dgram::Endpoint endpoint_;
+  std::error_code run_error_;
+  std::thread thread_;
+};
+
+// Runs `loop` until `done()` or `limit`; false when the limit came first. The loop also returns every
+// `tick` so that `done()` can run the test's own timers (a client's resend of an unanswered message).
+bool run_until(dtls::ClientLoop& loop, const std::function<bool()>& done, std::chrono::milliseconds limit = 20s,
+               std::chrono::milliseconds tick = std::chrono::milliseconds::max()) {
+  const auto deadline = dgram::Deadline::after(limit);
+  while (!done()) {
+    if (deadline.passed(dgram::Clock::now())) return false;
+    std::error_code ec;
+    const auto wake = tick == std::chrono::milliseconds::max() ? deadline : deadline.min(dgram::Deadline::after(tick));
+    loop.run_once(wake, ec);
+    REQUIRE(!ec);
+  }
+  return true;
+}
+
+std::unique_ptr<dtls::EventClient> event_client(const std::shared_ptr<dtls::DtlsContext>& context,
+                                                const dgram::Endpoint& server, const dtls::Session* resume = nullptr) {
+  std::error_code ec;
+  auto client = dtls::EventClient::connect(context, server, ec, resume);
+  REQUIRE(client);
+  return client;
+}
+
+// A client that sends its own messages and checks the replies, retrying a message that got no reply within
+// `retry` (for lossy paths).
+struct EchoingClient {
+  std::unique_ptr<dtls::EventClient> client;
+  std::vector<std::string> messages;
+  std::size_t next{0};        // the message awaiting its reply
+  std::size_t wrong_replies{0};
+  dgram::TimePoint sent_at{};
+  bool sent{false};
+
+  bool done() const { return next == messages.size() || client->state() == dtls::EngineState::failed; }
+  void step(std::chrono::milliseconds retry) {
+    if (!client->established() || done()) return;
+    std::vector<std::byte> buffer(2048);
+    std::error_code ec;
+    while (const auto size = client->receive(buffer, ec)) {
+      if (next < messages.size() && text(std::span(buffer).first(*size)) == messages[next]) {
+        ++next;
+        sent = false;
+      } else if (next == 0 || text(std::span(buffer).first(*size)) != messages[next - 1]) {
+        ++wrong_replies;   // neither this message's reply nor a late duplicate of the previous one
+      }
+    }
+    if (done()) return;
+    if (!sent || dgram::Clock::now() - sent_at > retry) {
+      client->send(bytes(messages[next]), ec);
+      sent = true;
+      sent_at = dgram::Clock::now();
+    }
+  }
+};
+
+std::string describe(const dtls::EventServerStats& s) {
+  return "in " + std::to_string(s.datagrams_in) + ", out " + std::to_string(s.datagrams_out) + ", open " +
+         std::to_string(s.sessions_open) + ", full " + std::to_string(s.handshakes_full) + ", failed " +
+         std::to_string(s.handshakes_failed) + ", cookies " + std::to_string(s.cookies_sent) + ", bad cookies " +
+         std::to_string(s.bad_cookies) + ", garbage " + std::to_string(s.dropped_garbage) + ", no session " +
+         std::to_string(s.dropped_no_session) + ", undecryptable " + std::to_string(s.dropped_undecryptable);
+}
+
+}  // namespace
+
+TEST_CASE("event server: 200 clients handshake and echo at once through one port", "[dtls][nonblocking]") {
+  RunningServer server;
+  auto context = context_for(test_client_config());
+  std::error_code ec;
+  dtls::ClientLoop loop(ec);
+  REQUIRE(!ec);
+  std::vector<EchoingClient> clients(200);
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    clients[i].client = event_client(context, server.endpoint());
+    for (int m = 0; m < 3; ++m)   // sizes differ per client, so a reply sent to the wrong client shows
+      clients[i].messages.push_back("client " + std::to_string(i) + " message " + std::to_string(m) + " " +
+                                    std::string(i % 97 + 1, static_cast<char>('a' + i % 26)));
+    loop.add(*clients[i].client, ec);
+    REQUIRE(!ec);
+  }
+  const bool finished = run_until(loop, [&] {
+    bool all = true;
+    for (auto& client : clients) {
+      client.step(5s);
+      all = all && client.done();
+    }
+    return all;
+  }, 60s, 100ms);
+  INFO(describe(server.stats()));
+  CHECK(finished);
+  std::size_t complete = 0, wrong = 0;
+  for (auto& client : clients) {
+    complete += client.next == client.messages.size();
+    wrong += client.wrong_replies;
+    INFO(client.client->failure());
+    CHECK(client.client->state() == dtls::EngineState::established);
+  }
+  CHECK(complete == 200);
+  CHECK(wrong == 0);
+  for (auto& client : clients) {
+    client.client->close(ec);
+    loop.remove(*client.client);
+  }
+  CHECK(server.handler.wait_for([&] { return server.handler.ended.size() == 200; }));
+  const auto stats = server.stats();
+  CHECK(stats.handshakes_full == 200);
+  CHECK(stats.sessions_total == 200);
+  CHECK(stats.sessions_open == 0);
+  CHECK(stats.messages_in == 600);
+  CHECK(stats.cookies_sent == 200);
+}
+
+TEST_CASE("event client: inside the test's own epoll loop; resumption by ticket", "[dtls][nonblocking]") {
+  RunningServer server;
+  auto context = context_for(test_client_config());
+  const int epoll = ::epoll_create1(EPOLL_CLOEXEC);
+  REQUIRE(epoll >= 0);
+  // The caller's loop: wait for the descriptor or the client's deadline, then call the matching entry point.
+  const auto drive = [&](dtls::EventClient& client, const std::function<bool()>& done) {
+    epoll_event event{EPOLLIN, {.ptr = &client}};
+    REQUIRE(::epoll_ctl(epoll, EPOLL_CTL_ADD, client.descriptor(), &event) == 0);
+    const auto limit = dgram::Deadline::after(10s);
+    bool finished = false;
+    while (!(finished = done()) && !limit.passed(dgram::Clock::now())) {
+      const auto wake = client.next_deadline().min(limit);
+      const auto ms = std::chrono::ceil<std::chrono::milliseconds>(wake.remaining(dgram::Clock::now())).count();
+      epoll_event ready{};
+      const int count = ::epoll_wait(epoll, &ready, 1, static_cast<int>(ms));
+      std::error_code ec;
+      if (count == 1) client.on_readable(ec);
+      if (client.next_deadline().passed(dgram::Clock::now())) client.on_deadline(ec);
+    }
+    ::epoll_ctl(epoll, EPOLL_CTL_DEL, client.descriptor(), nullptr);
+    return finished;
+  };
+  dtls::Session saved;
+  for (const bool resuming : {false, true}) {
+    INFO("resuming " << resuming);
+    auto client = event_client(context, server.endpoint(), resuming ? &saved : nullptr);
+    REQUIRE(drive(*client, [&] { return client->state() != dtls::EngineState::handshaking; }));
+    REQUIRE(client->established());
+    CHECK(client->resumed() == resuming);
+    std::error_code ec;
+    client->send(bytes("in my loop"), ec);
+    REQUIRE(!ec);
+    std::vector<std::byte> buffer(100);
+    std::optional<std::size_t> got;
+    CHECK(drive(*client, [&] { return (got = client->receive(buffer, ec)).has_value(); }));
+    REQUIRE(got);
+    CHECK(text(std::span(buffer).first(*got)) == "in my loop");
+    saved = client->session();
+    client->close(ec);
+  }
+  ::close(epoll);
+  const auto stats = server.stats();
+  CHECK(stats.handshakes_full == 1);
+  CHECK(stats.handshakes_resumed == 1);
+}
+
+TEST_CASE("event server: hostile datagrams to the port and inside a session are dropped and counted", "[dtls][nonblocking][negative]") {
+  RunningServer server;
+  auto context = context_for(test_client_config());
+  // The victim runs on the blocking client over a transport that keeps copies of what it sends, so the test
+  // can replay, truncate and corrupt its real records from its own address.
+  struct Recording final : dgram::testing::ForwardingTransport {
+    explicit Recording(dgram::UdpSocket& inner) : ForwardingTransport{inner} {}
+    void send_to(std::span<const std::byte> d, const dgram::Endpoint& p, std::error_code& ec) override {
+      sent.emplace_back(d.begin(), d.end());
+      ForwardingTransport::send_to(d, p, ec);
+    }
+    std::vector<std::vector<std::byte>> sent;
+  };
+  auto victim_socket = dgram::UdpSocket::bind(dgram::Endpoint::loopback(dgram::Family::ipv4, 0));
+  Recording path{victim_socket};
+  dtls::DtlsHandshaker handshaker(context);
+  std::error_code ec;
+  auto victim = handshaker.connect_dtls(path, server.endpoint(), dgram::Deadline::after(10s), ec);
+  REQUIRE(victim);
+  const auto echo = [&](dtls::DtlsChannel& channel, const std::string& message) {
+    channel.send(bytes(message), ec);
+    std::vector<std::byte> buffer(2048);
+    const std::size_t size = channel.receive(buffer, dgram::Deadline::after(5s), ec);
+    return ec ? ec.message() : text(std::span(buffer).first(size));
+  };
+  REQUIRE(echo(*victim, "before") == "before");
+  const std::vector<std::byte> record = path.sent.back();   // the encrypted "before"
+
+  auto stranger = dgram::UdpSocket::connect(server.endpoint());
+  stranger.send_to(std::vector<std::byte>(100, std::byte{0x16}), {}, ec);   // garbage
+  stranger.send_to(std::span(record).first(5), {}, ec);                      // truncated
+  stranger.send_to(record, {}, ec);                                          // a record without a session
+  auto flipped = record;
+  flipped.back() ^= std::byte{1};
+  for (const auto& datagram : {record, record, flipped}) victim_socket.send_to(datagram, server.endpoint(), ec);
+  victim_socket.send_to(std::span(record).first(record.size() - 1), server.endpoint(), ec);   // truncated, in session
+  CHECK(echo(*victim, "after") == "after");
+
+  auto other = dgram::UdpSocket::connect(server.endpoint());
+  dtls::DtlsHandshaker other_handshaker(context);
+  auto bystander = other_handshaker.connect_dtls(other, server.endpoint(), dgram::Deadline::after(10s), ec);
+  REQUIRE(bystander);
+  CHECK(echo(*bystander, "unaffected") == "unaffected");
+  const auto stats = server.stats();
+  CHECK(stats.dropped_garbage >= 3);        // junk, and the two truncated copies
+  CHECK(stats.dropped_no_session == 1);
+  CHECK(stats.dropped_undecryptable >= 3);  // two replays and the flipped bit
+  CHECK(stats.sessions_open == 2);
+  CHECK(stats.handshakes_failed == 0);
+}
+
+TEST_CASE("event server: peers that vanish are reclaimed at the handshake and idle timeouts", "[dtls][nonblocking]") {
+  auto config = test_server_config();
+  config.handshake_timeout = 300ms;
+  dtls::EventServerSettings settings;
+  settings.idle_timeout = 300ms;
+  RunningServer server(config, settings);
+  auto context = context_for(test_client_config());
+  std::error_code ec;
+  dtls::ClientLoop loop(ec);
+  {
+    auto halfway = event_client(context, server.endpoint());   // vanishes after its cookie verified
+    loop.add(*halfway, ec);
+    // Its HelloVerifyRequest came and its second ClientHello (with the cookie) went: the server has its state.
+    REQUIRE(run_until(loop, [&] { return halfway->stats().datagrams_in >= 1; }));
+    loop.remove(*halfway);
+  }
+  CHECK(server.handler.wait_for([&] { return server.handler.failures.size() == 1; }));
+  CHECK(server.handler.failures.front() == dtls::FailureKind::timed_out);
+  {
+    auto idle = event_client(context, server.endpoint());   // vanishes after its handshake, without a word
+    loop.add(*idle, ec);
+    REQUIRE(run_until(loop, [&] { return idle->state() != dtls::EngineState::handshaking; }));
+    REQUIRE(idle->established());
+    loop.remove(*idle);
+  }
+  CHECK(server.handler.wait_for([&] { return server.handler.ended.size() == 1; }));
+  CHECK(server.handler.ended.front() == dtls::SessionEnd::idle);
+  const auto stats = server.stats();
+  CHECK(stats.handshake_timeouts == 1);
+  CHECK(stats.handshakes_failed == 1);
+  CHECK(stats.idle_timeouts == 1);
+  CHECK(stats.sessions_open == 0);
+}
+
+TEST_CASE("event server: at max_sessions new peers get no state, and are served once a slot frees", "[dtls][nonblocking]") {
+  dtls::EventServerSettings settings;
+  settings.max_sessions = 2;
+  RunningServer server(test_server_config(), settings);
+  auto context = context_for(test_client_config());
+  std::error_code ec;
+  dtls::ClientLoop loop(ec);
+  auto first = event_client(context, server.endpoint());
+  auto second = event_client(context, server.endpoint());
+  loop.add(*first, ec);
+  loop.add(*second, ec);
+  REQUIRE(run_until(loop, [&] { return first->established() && second->established(); }));
+  auto waiting = event_client(context, server.endpoint());
+  loop.add(*waiting, ec);
+  REQUIRE(run_until(loop, [&] { return server.stats().dropped_over_limit >= 1; }));
+  CHECK(waiting->state() == dtls::EngineState::handshaking);
+  CHECK(server.stats().cookies_sent == 2);   // the third peer got no answer, and no state
+  first->close(ec);
+  REQUIRE(run_until(loop, [&] { return waiting->state() != dtls::EngineState::handshaking; }));   // its retransmission
+  CHECK(waiting->established());
+  for (auto* client : {first.get(), second.get(), waiting.get()}) loop.remove(*client);
+}
+
+TEST_CASE("event server: 50 handshakes with echoes through a path that loses 20% each way", "[dtls][nonblocking][lossy]") {
+  // Resends every 1-2 s (not up to 64 s apart), so that 150 lossy round trips finish in seconds.
+  auto config = test_server_config();
+  config.handshake_timeout = 60s;
+  config.retransmission_timeout_max_seconds = 2;
+  RunningServer server(config);
+  dgram::testing::RelayFaults faults;
+  faults.drop = 0.2;
+  faults.duplicate = 0.05;
+  faults.reorder = 0.05;
+  faults.seed = 7;
+  dgram::testing::UdpRelay relay("127.0.0.1", server.endpoint().port(), faults);
+  auto client_config = test_client_config();
+  client_config.handshake_timeout = 60s;
+  client_config.retransmission_timeout_max_seconds = 2;
+  auto context = context_for(client_config);
+  std::error_code ec;
+  dtls::ClientLoop loop(ec);
+  std::vector<EchoingClient> clients(50);
+  const auto through_relay = dgram::Endpoint::loopback(dgram::Family::ipv4, relay.port());
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    clients[i].client = event_client(context, through_relay);
+    clients[i].messages = {"lossy " + std::to_string(i), "again " + std::to_string(i)};
+    loop.add(*clients[i].client, ec);
+  }
+  const bool finished = run_until(loop, [&] {
+    bool all = true;
+    for (auto& client : clients) {
+      client.step(500ms);
+      all = all && client.done();
+    }
+    return all;
+  }, 60s, 100ms);
+  CHECK(finished);
+  std::size_t complete = 0;
+  for (auto& client : clients) {
+    INFO(client.client->failure() << " state " << static_cast<int>(client.client->state()) << " next " << client.next
+         << " in " << client.client->stats().datagrams_in << " out " << client.client->stats().datagrams_out
+         << " retransmissions " << client.client->stats().retransmissions << " damped "
+         << client.client->stats().damped_retransmissions << " dropped " << client.client->stats().dropped_datagrams);
+    complete += client.next == client.messages.size();
+    CHECK(client.wrong_replies == 0);
+    CHECK(client.next == client.messages.size());
+  }
+  INFO(describe(server.stats()));
+  CHECK(complete == 50);
+  CHECK(relay.counts().dropped > 0);
+  for (auto& client : clients) loop.remove(*client.client);
+}
+
+TEST_CASE("event server: a new handshake from a session's address replaces it once its cookie verifies", "[dtls][nonblocking]") {
+  RunningServer server;
+  auto context = context_for(test_client_config());
+  const auto handshake_from = [&](const dgram::Endpoint& local) {
+    auto socket = dgram::UdpSocket::bind(local);
+    dtls::DtlsHandshaker handshaker(context);
+    std::error_code ec;
+    auto channel = handshaker.connect_dtls(socket, server.endpoint(), dgram::Deadline::after(10s), ec);
+    INFO(handshaker.failure());
+    REQUIRE(channel);
+    channel->send(bytes("from this port"), ec);
+    std::vector<std::byte> buffer(100);
+    CHECK(channel->receive(buffer, dgram::Deadline::after(5s), ec) == 14);
+    return socket.local_endpoint(ec);
+  };
+  // The first client vanishes without close_notify; the next one gets the same port (a reused source port,
+  // or a client restarted behind the same NAT mapping): it must be served, not fed the old session's records.
+  const dgram::Endpoint port = handshake_from(dgram::Endpoint::loopback(dgram::Family::ipv4, 0));
+  handshake_from(port);
+  CHECK(server.handler.wait_for([&] { return server.handler.ended.size() == 1; }));
+  CHECK(server.handler.ended.front() == dtls::SessionEnd::replaced);
+  const auto stats = server.stats();
+  CHECK(stats.sessions_replaced == 1);
+  CHECK(stats.sessions_open == 1);
+  CHECK(stats.handshakes_full == 2);
+}

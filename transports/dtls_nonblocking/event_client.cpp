@@ -1,0 +1,163 @@
+// dgram.dtls.event_client: EventClient, the engine behind a non-blocking connected socket.
+module;
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+module dgram.dtls.event_client;
+
+namespace dgram::dtls {
+namespace {
+
+// The largest DTLS datagram worth reading (as the other drivers).
+constexpr std::size_t max_datagram = 16384 + 2048;
+
+}  // namespace
+
+EventClient::EventClient(UdpSocket socket, Engine engine, TimePoint started, std::chrono::milliseconds limit)
+    : socket_{std::move(socket)},
+      engine_{std::move(engine)},
+      handshake_limit_{Deadline::at(started + limit)},
+      datagram_(max_datagram) {}
+
+EventClient::~EventClient() = default;
+
+std::unique_ptr<EventClient> EventClient::connect(std::shared_ptr<DtlsContext> context, const Endpoint& server,
+                                                  std::error_code& ec, const Session* resume) {
+  ec.clear();
+  if (context->config().role != Role::client) {
+    ec = make_error_code(errc::invalid_argument);
+    return nullptr;
+  }
+  UdpOptions options;
+  options.nonblocking_send = true;
+  UdpSocket socket = UdpSocket::connect(server, ec, options);
+  if (ec) return nullptr;
+  const std::chrono::milliseconds limit = context->config().handshake_timeout;
+  Engine engine = Engine::client(std::move(context), server, resume, ec);
+  if (ec) return nullptr;
+  const TimePoint now = Clock::now();
+  engine.start(now, ec);
+  if (ec) return nullptr;
+  std::unique_ptr<EventClient> client{new EventClient(std::move(socket), std::move(engine), now, limit)};
+  client->flush(ec);
+  if (ec == errc::would_block) ec.clear();   // a full send buffer: the retransmission timer sends it again
+  return ec ? nullptr : std::move(client);
+}
+
+int EventClient::descriptor() const noexcept { return socket_.native_handle(); }
+
+Deadline EventClient::next_deadline() const noexcept {
+  if (state() != EngineState::handshaking) return Deadline::never();
+  return engine_.next_timer().min(handshake_limit_);
+}
+
+void EventClient::flush(std::error_code& ec) {
+  ec.clear();
+  for (const auto& datagram : engine_.outgoing()) {
+    socket_.send_to(datagram, engine_.peer(), ec);
+    if (ec && ec != errc::would_block) break;   // a datagram the kernel could not take is lost, as on the network
+    ec.clear();
+  }
+  engine_.clear_outgoing();
+}
+
+void EventClient::take_messages(std::error_code& ec) {
+  while (engine_.state() == EngineState::established) {
+    const auto size = engine_.take_message(datagram_, ec);
+    if (!size) return;
+    messages_.emplace_back(datagram_.begin(), datagram_.begin() + static_cast<std::ptrdiff_t>(*size));
+  }
+}
+
+void EventClient::on_readable(std::error_code& ec) {
+  ec.clear();
+  if (socket_error_) {
+    ec = socket_error_;
+    return;
+  }
+  for (;;) {
+    const Received got = socket_.receive_from(datagram_, Deadline::now_or_never(), ec);
+    if (ec == errc::would_block || ec == errc::timeout || ec == errc::interrupted) {
+      ec.clear();
+      break;
+    }
+    if (ec == errc::truncated) continue;   // larger than any DTLS datagram: not ours
+    if (ec) {   // connection refused (ICMP) and the like: nothing will come back
+      socket_error_ = ec;
+      socket_failure_ = ec == std::errc::connection_refused
+                            ? "no server at " + engine_.peer().to_string() + " (connection refused)"
+                            : ec.message();
+      return;
+    }
+    // The engine keeps its own copy, so the buffer may take the decrypted messages next.
+    engine_.on_datagram(std::span(datagram_).first(got.size), Clock::now(), ec);
+    if (!ec) take_messages(ec);
+    std::error_code send_error;
+    flush(send_error);   // answers, and the alert of a failed handshake
+    if (ec) return;
+  }
+}
+
+void EventClient::on_deadline(std::error_code& ec) {
+  ec.clear();
+  if (state() != EngineState::handshaking) return;
+  const TimePoint now = Clock::now();
+  if (handshake_limit_.passed(now)) {
+    engine_.close();
+    socket_error_ = ec = make_error_code(errc::timeout);
+    socket_failure_ = "the handshake timed out";
+    return;
+  }
+  engine_.on_timer(now, ec);
+  std::error_code send_error;
+  flush(send_error);
+}
+
+EngineState EventClient::state() const noexcept { return socket_error_ ? EngineState::failed : engine_.state(); }
+
+void EventClient::send(std::span<const std::byte> message, std::error_code& ec) {
+  engine_.send(message, ec);
+  if (!ec) flush(ec);
+}
+
+std::optional<std::size_t> EventClient::receive(std::span<std::byte> buffer, std::error_code& ec) {
+  ec.clear();
+  if (messages_.empty()) return std::nullopt;
+  std::vector<std::byte> message = std::move(messages_.front());
+  messages_.pop_front();
+  const std::size_t size = std::min(message.size(), buffer.size());
+  std::copy_n(message.begin(), size, buffer.begin());
+  if (size < message.size()) ec = make_error_code(errc::truncated);
+  return size;
+}
+
+void EventClient::close(std::error_code& ec) {
+  engine_.close();
+  flush(ec);
+}
+
+const Endpoint& EventClient::peer() const noexcept { return engine_.peer(); }
+bool EventClient::resumed() const noexcept { return engine_.resumed(); }
+std::string EventClient::cipher() const { return engine_.cipher(); }
+std::size_t EventClient::max_message_size() const noexcept { return engine_.max_message_size(); }
+Session EventClient::session() const { return engine_.session(); }
+const std::string& EventClient::failure() const noexcept {
+  return socket_error_ && engine_.failure().empty() ? socket_failure_ : engine_.failure();
+}
+FailureKind EventClient::failure_kind() const noexcept {
+  if (engine_.failure_kind() != FailureKind::none) return engine_.failure_kind();
+  if (socket_error_ == errc::timeout) return FailureKind::timed_out;
+  return socket_error_ ? FailureKind::other : FailureKind::none;
+}
+const EngineStats& EventClient::stats() const noexcept { return engine_.stats(); }
+
+}  // namespace dgram::dtls
