@@ -77,11 +77,12 @@ int run_event_echo_server(const EchoServerOptions& options) {
   dtls::EventServer server(make_dtls_context(options.config), options.address.local, settings, handler, ec);
   if (ec) throw std::system_error(ec, "cannot listen on " + options.address.local.to_string());
   install_stop_handlers();
-  call_on_stop_signal(stop_server, &server);
-  if (stop_requested()) server.stop();   // a signal that came before the hook
-  announce_listening(server.local_endpoint());
-  server.run(ec);
-  call_on_stop_signal(nullptr, nullptr);
+  {
+    const StopSignalHook hook{stop_server, &server};
+    if (stop_requested()) server.stop();   // a signal that came before the hook
+    announce_listening(server.local_endpoint());
+    server.run(ec);
+  }
   if (ec) throw std::system_error(ec, "the event loop failed");
   handler.failures().flush(true);
   const dtls::EventServerStats& stats = server.stats();

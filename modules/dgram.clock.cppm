@@ -32,6 +32,14 @@ class Deadline {
   // The earlier of two deadlines.
   constexpr Deadline min(Deadline other) const noexcept { return other.point_ < point_ ? other : *this; }
 
+  // The time left as a poll(2)/epoll_wait timeout: whole milliseconds rounded up (so a wait never ends before
+  // the deadline), -1 for never, at most a day.
+  constexpr int poll_timeout_ms(TimePoint now) const noexcept {
+    if (is_never()) return -1;
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(remaining(now)).count();
+    return static_cast<int>(ms < 86'400'000 ? ms : 86'400'000);
+  }
+
   friend constexpr bool operator==(Deadline, Deadline) = default;
 
  private:

@@ -29,8 +29,14 @@ void install_stop_handlers() {
 bool stop_requested() { return stop_flag != 0; }
 
 void call_on_stop_signal(void (*callback)(void*), void* context) {
-  stop_context.store(context);
-  stop_callback.store(callback);
+  // The handler may run between the two stores: it must never see a callback with another one's context.
+  if (callback) {
+    stop_context.store(context);
+    stop_callback.store(callback);
+  } else {
+    stop_callback.store(nullptr);
+    stop_context.store(nullptr);
+  }
 }
 
 }  // namespace dgram::examples

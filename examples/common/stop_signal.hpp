@@ -15,4 +15,13 @@ bool stop_requested();
 // EventServer::stop is): how an event loop that sleeps in epoll_wait hears of the signal at once.
 void call_on_stop_signal(void (*callback)(void*), void* context);
 
+// call_on_stop_signal for the lifetime of a scope (so an exception cannot leave it pointing at a dead object).
+class StopSignalHook {
+ public:
+  StopSignalHook(void (*callback)(void*), void* context) { call_on_stop_signal(callback, context); }
+  ~StopSignalHook() { call_on_stop_signal(nullptr, nullptr); }
+  StopSignalHook(const StopSignalHook&) = delete;
+  StopSignalHook& operator=(const StopSignalHook&) = delete;
+};
+
 }  // namespace dgram::examples

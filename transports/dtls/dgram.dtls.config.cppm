@@ -73,8 +73,8 @@ struct DtlsConfig {
   std::chrono::milliseconds handshake_timeout{10'000};
   // Handshake flights are resent after 1 s, then 2, 4... seconds. At the default, 64, a flight is given up
   // after its wait reaches 64 s (7 resends, wolfSSL's own limit). Below 64 the wait stops growing at this
-  // many seconds and resends go on until handshake_timeout: handshakes finish sooner on a lossy path, at the
-  // cost of more resends.
+  // many seconds and resends go on until handshake_timeout (or 30 resends of one flight): handshakes finish
+  // sooner on a lossy path, at the cost of more resends.
   int retransmission_timeout_max_seconds = 64;
 };
 

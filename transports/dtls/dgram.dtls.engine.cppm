@@ -26,6 +26,10 @@ export import dgram.dtls.config;
 
 export namespace dgram::dtls {
 
+// The largest DTLS datagram a driver needs to read: a full 16 KiB record plus headers and padding. Anything
+// larger is no record wolfSSL could take; drivers read into buffers of this size and drop what is truncated.
+inline constexpr std::size_t max_datagram_size = 16384 + 2048;
+
 // wolfSSL's error codes (negative numbers) with wolfSSL's own text; the category's name is "wolfssl".
 const std::error_category& wolfssl_category() noexcept;
 

@@ -15,11 +15,7 @@ module dgram.dtls;
 namespace dgram::dtls {
 namespace {
 
-// The largest DTLS datagram worth reading: a full 16 KiB record plus headers and padding. Anything larger is
-// no DTLS record wolfSSL could take; it arrives truncated and is dropped.
-constexpr std::size_t max_datagram = 16384 + 2048;
-
-std::span<std::byte> buffer_of(const std::unique_ptr<std::byte[]>& storage) { return {storage.get(), max_datagram}; }
+std::span<std::byte> buffer_of(const std::unique_ptr<std::byte[]>& storage) { return {storage.get(), max_datagram_size}; }
 
 // Waiting with a deadline that has just passed reports would_block; for a driver both mean "time is up".
 bool time_is_up(const std::error_code& ec) { return ec == errc::timeout || ec == errc::would_block; }
@@ -27,7 +23,7 @@ bool time_is_up(const std::error_code& ec) { return ec == errc::timeout || ec ==
 }  // namespace
 
 DtlsChannel::DtlsChannel(Transport& path, Engine engine)
-    : path_{path}, engine_{std::move(engine)}, datagram_{std::make_unique_for_overwrite<std::byte[]>(max_datagram)} {}
+    : path_{path}, engine_{std::move(engine)}, datagram_{std::make_unique_for_overwrite<std::byte[]>(max_datagram_size)} {}
 
 void DtlsChannel::flush(std::error_code& ec) {
   ec.clear();
@@ -87,7 +83,7 @@ void DtlsChannel::close(std::error_code& ec) {
 }
 
 DtlsHandshaker::DtlsHandshaker(std::shared_ptr<DtlsContext> context)
-    : context_{std::move(context)}, datagram_{std::make_unique_for_overwrite<std::byte[]>(max_datagram)} {}
+    : context_{std::move(context)}, datagram_{std::make_unique_for_overwrite<std::byte[]>(max_datagram_size)} {}
 
 ListenerStats DtlsHandshaker::listener_stats() const { return listener_ ? listener_->stats() : ListenerStats{}; }
 

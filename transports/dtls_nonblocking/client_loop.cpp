@@ -42,11 +42,9 @@ std::size_t ClientLoop::run_once(Deadline deadline, std::error_code& ec) {
   // its timers in a heap instead).
   Deadline wake = deadline;
   for (const EventClient* client : clients_) wake = wake.min(client->next_deadline());
-  int timeout = -1;
-  if (!wake.is_never())
-    timeout = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wake.remaining(Clock::now())).count());
   std::array<epoll_event, 256> events;   // more ready clients wait for the next call
-  const int ready = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout);
+  const int ready = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()),
+                                 wake.poll_timeout_ms(Clock::now()));
   if (ready < 0) {
     if (errno != EINTR) ec = {errno, std::system_category()};
     return 0;

@@ -15,18 +15,12 @@ module;
 module dgram.dtls.event_client;
 
 namespace dgram::dtls {
-namespace {
-
-// The largest DTLS datagram worth reading (as the other drivers).
-constexpr std::size_t max_datagram = 16384 + 2048;
-
-}  // namespace
 
 EventClient::EventClient(UdpSocket socket, Engine engine, TimePoint started, std::chrono::milliseconds limit)
     : socket_{std::move(socket)},
       engine_{std::move(engine)},
       handshake_limit_{Deadline::at(started + limit)},
-      datagram_(max_datagram) {}
+      datagram_(max_datagram_size) {}
 
 EventClient::~EventClient() = default;
 
@@ -48,8 +42,7 @@ std::unique_ptr<EventClient> EventClient::connect(std::shared_ptr<DtlsContext> c
   engine.start(now, ec);
   if (ec) return nullptr;
   std::unique_ptr<EventClient> client{new EventClient(std::move(socket), std::move(engine), now, limit)};
-  client->flush(ec);
-  if (ec == errc::would_block) ec.clear();   // a full send buffer: the retransmission timer sends it again
+  client->flush(ec);   // a datagram the kernel could not take is resent by the retransmission timer
   return ec ? nullptr : std::move(client);
 }
 
@@ -80,7 +73,8 @@ void EventClient::take_messages(std::error_code& ec) {
 
 void EventClient::on_readable(std::error_code& ec) {
   ec.clear();
-  if (socket_error_) {
+  if (socket_error_) {   // ended: read and drop what still comes, so a level-triggered poller does not spin
+    while (!ec) socket_.receive_from(datagram_, Deadline::now_or_never(), ec);
     ec = socket_error_;
     return;
   }

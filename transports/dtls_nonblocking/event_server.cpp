@@ -36,20 +36,11 @@ void SessionHandler::on_stats(EventServer&, const EventServerStats&) {}
 
 namespace {
 
-// The largest datagram worth reading: a full 16 KiB record plus headers and padding (as the blocking driver).
-constexpr std::size_t max_datagram = 16384 + 2048;
 // Datagrams read per wake-up before timers get their turn: 16 batches of 64.
 constexpr int batches_per_wakeup = 16;
 
 std::error_code last_error() noexcept { return {errno, std::system_category()}; }
 
-// epoll_wait's timeout for `deadline`: rounded up to whole milliseconds (never early), -1 for never.
-int timeout_ms(Deadline deadline, TimePoint now) {
-  if (deadline.is_never()) return -1;
-  const auto left = deadline.remaining(now);
-  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-  return static_cast<int>(std::clamp<std::int64_t>(ms, 0, 24 * 3600 * 1000));
-}
 
 struct Slot {
   std::optional<Engine> engine;   // empty: a free slot
@@ -62,6 +53,7 @@ struct Slot {
   std::uint64_t engine_dropped{0};         // engine drops already counted in the stats
   std::array<std::byte, 32> client_random{};   // of the ClientHello that opened it: tells a new handshake
   bool dirty{false};                       // has outgoing datagrams, listed in Impl::dirty
+  bool open{false};                        // established and counted in sessions_open: ends with on_ended
 };
 
 }  // namespace
@@ -95,9 +87,9 @@ struct EventServer::Impl {
   std::optional<TimePoint> next_stats;
 
   // Receive buffers for one batch, and the message buffer for take_message.
-  std::vector<std::byte> receive_storage = std::vector<std::byte>(UdpSocket::max_batch * max_datagram);
+  std::vector<std::byte> receive_storage = std::vector<std::byte>(UdpSocket::max_batch * max_datagram_size);
   std::array<ReceiveSlot, UdpSocket::max_batch> receive_slots{};
-  std::vector<std::byte> message = std::vector<std::byte>(max_datagram);
+  std::vector<std::byte> message = std::vector<std::byte>(max_datagram_size);
   std::vector<SendSlot> send_slots;
 
   bool open(const Endpoint& local, std::error_code& ec);
@@ -117,6 +109,8 @@ struct EventServer::Impl {
   void queue_reply(std::span<const std::byte> datagram, const Endpoint& peer);
   void flush();
   void end_session(std::uint32_t index, SessionEnd why);
+  // Ends an open session (on_ended) or drops one still handshaking (nothing to report).
+  void remove_session(std::uint32_t index, SessionEnd why);
   void fail_handshake(std::uint32_t index, FailureKind kind, const std::string& why);
   void free_slot(std::uint32_t index);
   void shutdown();
@@ -148,7 +142,7 @@ bool EventServer::Impl::open(const Endpoint& local, std::error_code& ec) {
     return false;
   }
   for (std::size_t i = 0; i < receive_slots.size(); ++i)
-    receive_slots[i].buffer = std::span(receive_storage).subspan(i * max_datagram, max_datagram);
+    receive_slots[i].buffer = std::span(receive_storage).subspan(i * max_datagram_size, max_datagram_size);
   opened = true;
   return true;
 }
@@ -159,7 +153,7 @@ void EventServer::Impl::loop(std::error_code& ec) {
     Deadline next = timers.next();
     if (next_stats) next = next.min(Deadline::at(*next_stats));
     std::array<epoll_event, 2> events;
-    const int ready = ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), timeout_ms(next, Clock::now()));
+    const int ready = ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), next.poll_timeout_ms(Clock::now()));
     if (ready < 0 && errno != EINTR) {
       ec = last_error();
       return;
@@ -265,11 +259,7 @@ void EventServer::Impl::on_new_peer(std::span<const std::byte> datagram, const E
   if (!engine) return;
   if (const auto old = by_peer.find(peer); old != by_peer.end()) {
     ++stats.sessions_replaced;
-    if (slots[old->second].engine->state() == EngineState::established) {
-      end_session(old->second, SessionEnd::replaced);
-    } else {
-      free_slot(old->second);
-    }
+    remove_session(old->second, SessionEnd::replaced);
   }
   std::uint32_t index;
   if (!free_slots.empty()) {
@@ -282,7 +272,8 @@ void EventServer::Impl::on_new_peer(std::span<const std::byte> datagram, const E
   Slot& slot = slots[index];
   slot.engine.emplace(std::move(*engine));
   slot.started = slot.last_activity = now;
-  slot.messages_in = slot.messages_out = slot.engine_dropped = 0;
+  slot.messages_in = slot.messages_out = 0;
+  slot.engine_dropped = slot.engine->stats().dropped_datagrams;   // the Listener's, before it had a session
   slot.client_random = hello->random;
   by_peer.emplace(peer, index);
   mark_dirty(index);
@@ -307,7 +298,6 @@ void EventServer::Impl::after_engine_call(std::uint32_t index, TimePoint now, bo
   const auto alive = [&] { return slots[index].generation == generation && slots[index].engine.has_value(); };
   Engine& engine = *slots[index].engine;
   const std::uint64_t dropped_before = slots[index].engine_dropped;
-  if (!engine.outgoing().empty()) mark_dirty(index);
   if (ec || engine.state() == EngineState::failed) {
     if (was_handshaking) {
       fail_handshake(index, engine.failure_kind(), engine.failure().empty() ? ec.message() : engine.failure());
@@ -318,6 +308,7 @@ void EventServer::Impl::after_engine_call(std::uint32_t index, TimePoint now, bo
   }
   if (was_handshaking && engine.state() == EngineState::established) {
     slots[index].last_activity = now;
+    slots[index].open = true;
     ++stats.sessions_open;
     ++stats.sessions_total;
     ++(engine.resumed() ? stats.handshakes_resumed : stats.handshakes_full);
@@ -331,8 +322,9 @@ void EventServer::Impl::after_engine_call(std::uint32_t index, TimePoint now, bo
   stats.dropped_undecryptable += dropped_now - dropped_before;
   slot.engine_dropped = dropped_now;
   if (dropped_now == dropped_before) slot.last_activity = now;   // a real datagram, not a replay or forgery
-  if (engine.state() == EngineState::closed) {
-    end_session(index, SessionEnd::closed_by_peer);
+  if (engine.state() == EngineState::closed || engine.state() == EngineState::failed) {   // close_notify, or
+    // a fatal alert or error while decrypting
+    end_session(index, engine.state() == EngineState::closed ? SessionEnd::closed_by_peer : SessionEnd::failed);
     return;
   }
   if (!engine.outgoing().empty()) mark_dirty(index);
@@ -464,12 +456,21 @@ void EventServer::Impl::end_session(std::uint32_t index, SessionEnd why) {
   handler.on_ended(server, summary);
 }
 
+void EventServer::Impl::remove_session(std::uint32_t index, SessionEnd why) {
+  if (slots[index].open) {
+    end_session(index, why);
+  } else {
+    free_slot(index);
+  }
+}
+
 void EventServer::Impl::free_slot(std::uint32_t index) {
   Slot& slot = slots[index];
   by_peer.erase(slot.engine->peer());
   slot.engine.reset();
   ++slot.generation;   // stale timer entries and SessionIds of this session no longer match
   slot.scheduled = TimePoint::max();
+  slot.open = false;
   free_slots.push_back(index);
 }
 
@@ -477,12 +478,8 @@ void EventServer::Impl::shutdown() {
   for (std::uint32_t index = 0; index < slots.size(); ++index) {
     Slot& slot = slots[index];
     if (!slot.engine) continue;
-    if (slot.engine->state() == EngineState::established) {
-      slot.engine->close();   // close_notify
-      end_session(index, SessionEnd::server_stopping);
-    } else {
-      free_slot(index);
-    }
+    slot.engine->close();   // close_notify, when established
+    remove_session(index, SessionEnd::server_stopping);
   }
   flush();
 }
@@ -541,6 +538,10 @@ void EventServer::send(SessionId id, std::span<const std::byte> message, std::er
     return;
   }
   slot->engine->send(message, ec);
+  if (slot->engine->state() == EngineState::failed) {   // wolfSSL could not encrypt: the session is over
+    impl_->remove_session(id.index, SessionEnd::failed);
+    return;
+  }
   if (ec) return;
   ++slot->messages_out;
   ++impl_->stats.messages_out;
@@ -550,12 +551,8 @@ void EventServer::send(SessionId id, std::span<const std::byte> message, std::er
 void EventServer::close(SessionId id) {
   Slot* slot = impl_->find(id);
   if (!slot) return;
-  if (slot->engine->state() != EngineState::established) {   // a handshake under way: nothing to say yet
-    impl_->free_slot(id.index);
-    return;
-  }
-  slot->engine->close();   // queues close_notify, which end_session sends
-  impl_->end_session(id.index, SessionEnd::closed_by_server);
+  slot->engine->close();   // queues close_notify (when established), which end_session sends
+  impl_->remove_session(id.index, SessionEnd::closed_by_server);
 }
 
 const EventServerStats& EventServer::stats() const noexcept { return impl_->stats; }
