@@ -3,8 +3,9 @@
 #   1. a warnings-as-errors build from scratch with -j2 (every variant), the build guarantees, and every test;
 #   2. the option matrix: raw UDP only, and UDP with blocking DTLS only, each with its tests; a variant asked
 #      for without its dependency stops meson setup with a clear line;
-#   3. an AddressSanitizer + UndefinedBehaviorSanitizer build of the tests.
-# Ends with one line "N passed, N failed". Build dirs: build-ci/, build-udp/, build-blocking/ and build-asan/
+#   3. an AddressSanitizer + UndefinedBehaviorSanitizer build of the tests;
+#   4. the libFuzzer targets (tests/fuzz), each run for a bounded number of inputs over its corpus.
+# Ends with one line "N passed, N failed". Build dirs: build-ci/, build-udp/, build-blocking/, build-asan/, build-fuzz/
 # (reused when present).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +60,23 @@ for symbolizer in /usr/bin/llvm-symbolizer-19 /usr/bin/llvm-symbolizer; do
   if [ -x "$symbolizer" ]; then export ASAN_SYMBOLIZER_PATH=$symbolizer; break; fi
 done
 run_suite build-asan --no-suite consumer
+
+echo "== fuzz targets (libFuzzer, ASan, UBSan): a bounded run of each over its committed corpus"
+configure build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
+  -Dexamples=false -Dtests=false
+ninja -C build-fuzz -j2
+for target in record endpoint_checksum; do
+  binary=build-fuzz/tests/fuzz/fuzz-${target//_/-}
+  mkdir -p "build-fuzz/corpus/$target"   # new inputs go here, never into the committed corpus
+  if "$binary" -runs=200000 -max_total_time=60 -artifact_prefix=build-fuzz/ "build-fuzz/corpus/$target" \
+       "tests/fuzz/corpus/$target" > "build-fuzz/fuzz-$target.log" 2>&1; then
+    echo "fuzz $target: $(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "build-fuzz/fuzz-$target.log")s, no crash"
+    passed=$((passed + 1))
+  else
+    echo "fuzz $target FAILED:"; tail -30 "build-fuzz/fuzz-$target.log"
+    failed=$((failed + 1))
+  fi
+done
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

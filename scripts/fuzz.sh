@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs the libFuzzer targets: scripts/fuzz.sh [TARGET|all] [SECONDS]   (default: all, 60 s each)
+# Builds build-fuzz/ (clang -fsanitize=fuzzer,address,undefined) when needed, fuzzes each target on all cores
+# from its committed corpus (tests/fuzz/corpus/TARGET; new inputs go to build-fuzz/corpus/TARGET), and prints
+# executions/s and coverage. A crash leaves its input as build-fuzz/crash-*: add it to the corpus as a
+# regression input once fixed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${1:-all}
+seconds=${2:-60}
+[ -d build-fuzz/meson-private ] || meson setup build-fuzz --native-file clang.ini -Dfuzz=true \
+  -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Dexamples=false -Dtests=false > /dev/null
+ninja -C build-fuzz > /dev/null
+targets=(record endpoint_checksum)
+[ "$target" = all ] || targets=("$target")
+for name in "${targets[@]}"; do
+  binary=build-fuzz/tests/fuzz/fuzz-${name//_/-}
+  [ -x "$binary" ] || { echo "fuzz.sh: no target '$name' (have: record endpoint_checksum)" >&2; exit 2; }
+  mkdir -p "build-fuzz/corpus/$name"
+  echo "== $name, $seconds s on $(nproc) cores"
+  "$binary" -max_total_time="$seconds" -jobs="$(nproc)" -workers="$(nproc)" -print_final_stats=1 \
+    -artifact_prefix=build-fuzz/ "build-fuzz/corpus/$name" "tests/fuzz/corpus/$name" 2>&1 |
+    grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|cov: |ERROR|SUMMARY" | tail -4
+done
