@@ -14,11 +14,18 @@ ninja -C build-fuzz > /dev/null
 targets=(record endpoint_checksum)
 [ "$target" = all ] || targets=("$target")
 for name in "${targets[@]}"; do
-  binary=build-fuzz/tests/fuzz/fuzz-${name//_/-}
+  binary=$PWD/build-fuzz/tests/fuzz/fuzz-${name//_/-}
   [ -x "$binary" ] || { echo "fuzz.sh: no target '$name' (have: record endpoint_checksum)" >&2; exit 2; }
   mkdir -p "build-fuzz/corpus/$name"
   echo "== $name, $seconds s on $(nproc) cores"
-  "$binary" -max_total_time="$seconds" -jobs="$(nproc)" -workers="$(nproc)" -print_final_stats=1 \
-    -artifact_prefix=build-fuzz/ "build-fuzz/corpus/$name" "tests/fuzz/corpus/$name" 2>&1 |
-    grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|cov: |ERROR|SUMMARY" | tail -4
+  # Run inside build-fuzz/: with -jobs, libFuzzer writes a fuzz-N.log per job into the current directory.
+  (cd build-fuzz && "$binary" -max_total_time="$seconds" -jobs="$(nproc)" -workers="$(nproc)" -print_final_stats=1 \
+    -artifact_prefix=./ "corpus/$name" "../tests/fuzz/corpus/$name" > "fuzz-$name.log" 2>&1 || true)
+  cat build-fuzz/fuzz-[0-9]*.log 2>/dev/null | grep -E "stat::number_of_executed_units|stat::average_exec_per_sec" |
+    awk '{sum[$1] += $2} END {for (k in sum) print k, sum[k]}'
+  grep -hE "DONE .*cov:" build-fuzz/fuzz-[0-9]*.log 2>/dev/null | tail -1
+  if grep -qE "ERROR: |SUMMARY: " build-fuzz/fuzz-[0-9]*.log 2>/dev/null; then
+    grep -hE "ERROR: |SUMMARY: " build-fuzz/fuzz-[0-9]*.log; echo "fuzz.sh: $name crashed; the input is build-fuzz/crash-*"; exit 1
+  fi
+  rm -f build-fuzz/fuzz-[0-9]*.log
 done
