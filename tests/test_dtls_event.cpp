@@ -168,6 +168,19 @@ struct EchoingClient {
   }
 };
 
+// Runs `loop` until every client got all its replies or failed (at most 60 s), resending a message that had no
+// reply within `retry`.
+bool run_echoing(dtls::ClientLoop& loop, std::vector<EchoingClient>& clients, std::chrono::milliseconds retry) {
+  return run_until(loop, [&] {
+    bool all = true;
+    for (auto& client : clients) {
+      client.step(retry);
+      all = all && client.done();
+    }
+    return all;
+  }, 60s, 100ms);
+}
+
 std::string describe(const dtls::EventServerStats& s) {
   return "in " + std::to_string(s.datagrams_in) + ", out " + std::to_string(s.datagrams_out) + ", open " +
          std::to_string(s.sessions_open) + ", full " + std::to_string(s.handshakes_full) + ", failed " +
@@ -193,14 +206,7 @@ TEST_CASE("event server: 200 clients handshake and echo at once through one port
     loop.add(*clients[i].client, ec);
     REQUIRE(!ec);
   }
-  const bool finished = run_until(loop, [&] {
-    bool all = true;
-    for (auto& client : clients) {
-      client.step(5s);
-      all = all && client.done();
-    }
-    return all;
-  }, 60s, 100ms);
+  const bool finished = run_echoing(loop, clients, 5s);
   INFO(describe(server.stats()));
   CHECK(finished);
   std::size_t complete = 0, wrong = 0;
@@ -405,14 +411,7 @@ TEST_CASE("event server: 50 handshakes with echoes through a path that loses 20%
     clients[i].messages = {"lossy " + std::to_string(i), "again " + std::to_string(i)};
     loop.add(*clients[i].client, ec);
   }
-  const bool finished = run_until(loop, [&] {
-    bool all = true;
-    for (auto& client : clients) {
-      client.step(500ms);
-      all = all && client.done();
-    }
-    return all;
-  }, 60s, 100ms);
+  const bool finished = run_echoing(loop, clients, 500ms);
   CHECK(finished);
   std::size_t complete = 0;
   for (auto& client : clients) {

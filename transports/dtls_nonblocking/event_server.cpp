@@ -257,9 +257,9 @@ void EventServer::Impl::on_new_peer(std::span<const std::byte> datagram, const E
     handler.on_handshake_failed(server, peer, listener->failure_kind(), listener->failure());
   }
   if (!engine) return;
-  if (const auto old = by_peer.find(peer); old != by_peer.end()) {
+  if (existing != by_peer.end()) {   // the Listener does not touch the table: the lookup above still holds
     ++stats.sessions_replaced;
-    remove_session(old->second, SessionEnd::replaced);
+    remove_session(existing->second, SessionEnd::replaced);
   }
   std::uint32_t index;
   if (!free_slots.empty()) {
