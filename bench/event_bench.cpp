@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "bench.hpp"
+#include "client_load.hpp"
 #include "server_process.hpp"
 
 import dgram;
@@ -95,28 +96,6 @@ dtls::Session saved_session(const std::shared_ptr<dtls::DtlsContext>& context, u
   return client->session();
 }
 
-// `clients` at once, each handshaking, closing and starting again, until `total` handshakes are done.
-double handshake_rate(const std::shared_ptr<dtls::DtlsContext>& context, unsigned short port, std::size_t clients,
-                      int total, bool resume) {
-  const dtls::Session saved = resume ? saved_session(context, port) : dtls::Session{};
-  Load load(context, port, clients);
-  int started = 0, done = 0;
-  for (auto& slot : load.slots())
-    if (started < total) load.open(slot, resume ? &saved : nullptr), ++started;
-  const auto start = Clock::now();
-  const auto limit = Deadline::after(run_limit);
-  while (done < total && !limit.passed(Clock::now())) {
-    load.step();
-    for (auto& slot : load.slots()) {
-      if (!slot || slot->state() == dtls::EngineState::handshaking) continue;
-      done += slot->established();
-      load.drop(slot);   // failed ones (a blocking server that never got to them) are tried again
-      if (started < total + static_cast<int>(clients)) load.open(slot, resume ? &saved : nullptr), ++started;
-    }
-  }
-  return done / Seconds(Clock::now() - start).count();
-}
-
 // `clients` sessions (as many as the server takes within the limit), then 1200-byte round trips on all of them
 // at once until `total` are done.
 double echo_rate(const std::shared_ptr<dtls::DtlsContext>& context, unsigned short port, std::size_t clients, int total) {
@@ -159,23 +138,6 @@ long resident_kib(int pid) {
   return 0;
 }
 
-// User plus system CPU time of `pid`, in seconds.
-double cpu_seconds(int pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), {});
-  std::istringstream fields(text.substr(text.rfind(')') + 2));
-  std::string field;
-  long utime = 0, stime = 0;
-  for (int i = 3; fields >> field; ++i) {
-    if (i == 14) utime = std::stol(field);
-    if (i == 15) {
-      stime = std::stol(field);
-      break;
-    }
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
 // `count` sessions opened (at most 256 handshakes at a time) and kept open and idle.
 std::unique_ptr<Load> idle_sessions(const std::shared_ptr<dtls::DtlsContext>& context, unsigned short port,
                                     std::size_t count) {
@@ -215,6 +177,47 @@ double wolfssl_object_kib(const std::string& certs, int count) {
 
 }  // namespace
 
+std::shared_ptr<dtls::DtlsContext> bench_client_context(const std::string& certs) {
+  return make_context(dtls::client_config(dtls::Pem::file(certs + "/ca.pem"), "localhost"));
+}
+
+double handshake_rate(const std::shared_ptr<dtls::DtlsContext>& context, unsigned short port, std::size_t clients,
+                      int total, bool resume) {
+  const dtls::Session saved = resume ? saved_session(context, port) : dtls::Session{};
+  Load load(context, port, clients);
+  int started = 0, done = 0;
+  for (auto& slot : load.slots())
+    if (started < total) load.open(slot, resume ? &saved : nullptr), ++started;
+  const auto start = Clock::now();
+  const auto limit = Deadline::after(run_limit);
+  while (done < total && !limit.passed(Clock::now())) {
+    load.step();
+    for (auto& slot : load.slots()) {
+      if (!slot || slot->state() == dtls::EngineState::handshaking) continue;
+      done += slot->established();
+      load.drop(slot);   // failed ones (a blocking server that never got to them) are tried again
+      if (started < total + static_cast<int>(clients)) load.open(slot, resume ? &saved : nullptr), ++started;
+    }
+  }
+  return done / Seconds(Clock::now() - start).count();
+}
+
+double cpu_seconds(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), {});
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; fields >> field; ++i) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) {
+      stime = std::stol(field);
+      break;
+    }
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 std::vector<Row> event_benchmarks(int repetitions, const DtlsBenchSetup& setup, std::size_t only_clients) {
   const std::string cert = setup.certs + "/server-ecdsa.pem";
   const std::string key = setup.certs + "/server-ecdsa.key";
@@ -225,8 +228,7 @@ std::vector<Row> event_benchmarks(int repetitions, const DtlsBenchSetup& setup, 
     argv.insert(argv.end(), extra.begin(), extra.end());
     return argv;
   };
-  auto client_config = dtls::client_config(dtls::Pem::file(setup.certs + "/ca.pem"), "localhost");
-  const auto context = make_context(client_config);
+  const auto context = bench_client_context(setup.certs);
   const int runs = only_clients != 0 ? repetitions : std::min(repetitions, 3);   // serialised servers make runs long
   std::vector<Row> rows;
   {

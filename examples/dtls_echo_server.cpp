@@ -1,12 +1,14 @@
 // dtls-echo-server: a DTLS echo server over the dgram library, in the modes this build has: `event` (every
-// session at once on one thread; the default when built) and `blocking` (the tutorial's one session at a
-// time). Same options, output lines and exit codes in every mode.
+// session at once on one thread; the default when built), `threaded` (the same on N worker threads sharing
+// one port) and `blocking` (the tutorial's one session at a time). Same options, output lines and exit codes
+// in every mode.
 #include <fmt/core.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/cli.hpp"
@@ -46,17 +48,34 @@ namespace ex = dgram::examples;
 
 namespace {
 
-// The modes this build has, the default first.
+// The modes this build has, the default first, and what each does.
+const std::vector<std::pair<std::string, std::string>> modes{
 #ifdef DGRAM_EVENT_SERVER
-const std::vector<std::string> modes{"event", "blocking"};
-#else
-const std::vector<std::string> modes{"blocking"};
+    {"event", "every session at once on one thread"},
 #endif
+#ifdef DGRAM_THREADED_SERVER
+    {"threaded", "the same on --workers threads"},
+#endif
+    {"blocking", "one session at a time"},
+};
 
 std::string mode_help() {
   std::string names;
-  for (const auto& mode : modes) names += (names.empty() ? "" : "|") + mode;
-  return fmt::format("{}: event serves every session at once, blocking one at a time (default {})", names, modes.front());
+  std::string meanings;
+  for (const auto& [mode, meaning] : modes) {
+    names += (names.empty() ? "" : "|") + mode;
+    meanings += (meanings.empty() ? "" : ", ") + mode + " " + meaning;
+  }
+  return fmt::format("{}: {} (default {})", names, meanings, modes.front().first);
+}
+
+long default_workers() {
+  const unsigned cores = std::thread::hardware_concurrency();
+  return cores > 0 ? static_cast<long>(cores) : 1;
+}
+
+bool has_mode(const std::string& name) {
+  return std::any_of(modes.begin(), modes.end(), [&](const auto& mode) { return mode.first == name; });
 }
 
 }  // namespace
@@ -70,18 +89,22 @@ int main(int argc, char** argv) {
       {"idle-timeout-ms", "T", "drop a session whose peer sends nothing for T ms (default 60000)"},
       {"handshake-timeout-ms", "T", "give up on a handshake after T ms (default 10000)"}};
 #ifdef DGRAM_EVENT_SERVER
-  options.push_back({"max-sessions", "N", "event mode: serve at most N sessions at once; new peers wait (default 10000)"});
-  options.push_back({"stats-interval-ms", "T", "event mode: print the counters every T ms (default: only at exit)"});
+  options.push_back({"max-sessions", "N", "event and threaded modes: serve at most N sessions at once; new peers wait (default 10000)"});
+  options.push_back({"stats-interval-ms", "T", "event and threaded modes: print the counters every T ms (default: only at exit)"});
+#endif
+#ifdef DGRAM_THREADED_SERVER
+  options.push_back({"workers", "N", fmt::format("threaded mode: worker threads (default: one per core, here {})", default_workers())});
 #endif
   const auto dtls = ex::dtls_options(dgram::dtls::Role::server);
   options.insert(options.end(), dtls.begin(), dtls.end());
   ex::CommandLine command_line{"dtls-echo-server", "--cert FILE --key FILE [options]", options};
   return ex::run_program(command_line, argc, argv, [&] {
-    const std::string mode = command_line.value_or("mode", modes.front());
-    if (std::find(modes.begin(), modes.end(), mode) == modes.end())
+    const std::string mode = command_line.value_or("mode", modes.front().first);
+    if (!has_mode(mode))
       throw ex::UsageError(fmt::format("--mode '{}' is not one this build has ({})", mode, mode_help()));
     if (mode == "blocking" && (command_line.value("max-sessions") || command_line.value("stats-interval-ms")))
-      throw ex::UsageError("--max-sessions and --stats-interval-ms need --mode event");
+      throw ex::UsageError("--max-sessions and --stats-interval-ms need --mode event or threaded");
+    if (mode != "threaded" && command_line.value("workers")) throw ex::UsageError("--workers needs --mode threaded");
     ex::EchoServerOptions server;
     server.address = ex::listen_address(command_line);
     server.config = ex::dtls_config_from(command_line, dgram::dtls::Role::server);
@@ -91,6 +114,10 @@ int main(int argc, char** argv) {
     server.idle_timeout = std::chrono::milliseconds{command_line.integer("idle-timeout-ms", 60000, 1, 86'400'000)};
     server.max_sessions = static_cast<std::size_t>(command_line.integer("max-sessions", 10000, 1, 10'000'000));
     server.stats_interval = std::chrono::milliseconds{command_line.integer("stats-interval-ms", 0, 0, 86'400'000)};
+    server.workers = static_cast<std::uint32_t>(command_line.integer("workers", default_workers(), 1, 1024));
+#ifdef DGRAM_THREADED_SERVER
+    if (mode == "threaded") return ex::run_threaded_echo_server(server);
+#endif
 #ifdef DGRAM_EVENT_SERVER
     if (mode == "event") return ex::run_event_echo_server(server);
 #endif

@@ -1,5 +1,6 @@
 // dtls-echo-server's parts: the options every mode takes, the lines every mode logs, and one function per
-// mode (blocking: one session at a time; event: thousands at once, when the non-blocking variant is built).
+// mode (blocking: one session at a time; event: thousands at once on one thread, threaded: on N threads, when
+// those variants are built).
 #pragma once
 
 #include <chrono>
@@ -21,6 +22,7 @@ struct EchoServerOptions {
   std::chrono::milliseconds idle_timeout{60'000};
   std::size_t max_sessions{10'000};          // event mode
   std::chrono::milliseconds stats_interval{0};   // 0: no periodic stats line
+  std::uint32_t workers{0};                  // threaded mode; 0: one per core
 };
 
 // "session PEER ended (WHY): resumed yes|no, cipher C, N messages" on stderr.
@@ -37,5 +39,6 @@ void announce_listening(const Endpoint& local);
 
 int run_blocking_echo_server(const EchoServerOptions& options);
 int run_event_echo_server(const EchoServerOptions& options);
+int run_threaded_echo_server(const EchoServerOptions& options);
 
 }  // namespace dgram::examples

@@ -1,7 +1,9 @@
-// dtls-echo-server --mode event: every session at once on one port, on one thread (EventServer).
+// dtls-echo-server --mode event: every session at once on one port, on one thread (EventServer); and
+// --mode threaded: the same on N worker threads (ThreadedServer), with the same handler.
 #include <fmt/core.h>
 
 #include <cstdint>
+#include <mutex>
 #include <span>
 #include <string>
 #include <system_error>
@@ -37,9 +39,10 @@ std::string counters(const dtls::EventServerStats& s) {
                      s.dropped_over_limit, s.dropped_undecryptable, s.idle_timeouts, s.sessions_replaced);
 }
 
+// Shared by a threaded server's workers: its callbacks may run on several threads at once.
 class EchoHandler final : public dtls::SessionHandler {
  public:
-  explicit EchoHandler(const std::optional<std::string>& reply) : reply_{reply} {}
+  EchoHandler(const std::optional<std::string>& reply, bool name_workers) : reply_{reply}, name_workers_{name_workers} {}
 
   void on_message(dtls::EventServer& server, dtls::SessionId id, std::span<const std::byte> message) override {
     std::error_code ec;
@@ -49,46 +52,89 @@ class EchoHandler final : public dtls::SessionHandler {
     log_session_end(session.peer, why_ended(session.end), session.resumed, session.cipher, session.messages_in);
   }
   void on_handshake_failed(dtls::EventServer&, const Endpoint& peer, dtls::FailureKind, const std::string& why) override {
+    const std::lock_guard lock(log_mutex_);
     log_handshake_failure(failures_, peer, why);
   }
-  void on_stats(dtls::EventServer&, const dtls::EventServerStats& stats) override {
+  void on_stats(dtls::EventServer& server, const dtls::EventServerStats& stats) override {
+    const std::lock_guard lock(log_mutex_);
     failures_.flush();
-    fmt::print(stderr, "dtls-echo-server: stats: {}\n", counters(stats));
+    fmt::print(stderr, "dtls-echo-server: stats{}: {}\n", worker_name(server.worker()), counters(stats));
   }
-  RateLimitedLog& failures() { return failures_; }
+  void flush_failures() {
+    const std::lock_guard lock(log_mutex_);
+    failures_.flush(true);
+  }
+  std::string worker_name(std::uint32_t worker) const {
+    return name_workers_ ? fmt::format(" (worker {})", worker) : std::string{};
+  }
 
  private:
   const std::optional<std::string>& reply_;
+  const bool name_workers_;
+  std::mutex log_mutex_;
   RateLimitedLog failures_{"dtls-echo-server", "handshake failure"};
 };
 
-void stop_server(void* server) { static_cast<dtls::EventServer*>(server)->stop(); }
+template <class Server>
+void stop_server(void* server) { static_cast<Server*>(server)->stop(); }
 
-}  // namespace
-
-int run_event_echo_server(const EchoServerOptions& options) {
-  EchoHandler handler{options.reply};
-  dtls::EventServerSettings settings;
+template <class Server>
+typename Server::Settings settings_from(const EchoServerOptions& options) {
+  typename Server::Settings settings;
   settings.max_sessions = options.max_sessions;
   settings.idle_timeout = options.idle_timeout;
   settings.stats_interval = options.stats_interval;
   settings.socket = options.address.options;
-  std::error_code ec;
-  dtls::EventServer server(make_dtls_context(options.config), options.address.local, settings, handler, ec);
-  if (ec) throw std::system_error(ec, "cannot listen on " + options.address.local.to_string());
+  return settings;
+}
+
+// Serves until SIGINT/SIGTERM with either server type: they take the same handler and settings.
+template <class Server>
+void serve(Server& server, EchoHandler& handler) {
   install_stop_handlers();
+  std::error_code ec;
   {
-    const StopSignalHook hook{stop_server, &server};
+    const StopSignalHook hook{stop_server<Server>, &server};
     if (stop_requested()) server.stop();   // a signal that came before the hook
     announce_listening(server.local_endpoint());
     server.run(ec);
   }
   if (ec) throw std::system_error(ec, "the event loop failed");
-  handler.failures().flush(true);
+  handler.flush_failures();
   const dtls::EventServerStats& stats = server.stats();
   log_summary(stats.sessions_total, stats.messages_in, stats.handshakes_failed, stats.cookies_sent, stats.bad_cookies,
               stats.dropped_garbage + stats.dropped_no_session, counters(stats));
+}
+
+}  // namespace
+
+int run_event_echo_server(const EchoServerOptions& options) {
+  EchoHandler handler{options.reply, false};
+  std::error_code ec;
+  dtls::EventServer server(make_dtls_context(options.config), options.address.local,
+                           settings_from<dtls::EventServer>(options), handler, ec);
+  if (ec) throw std::system_error(ec, "cannot listen on " + options.address.local.to_string());
+  serve(server, handler);
   return 0;
 }
+
+#ifdef DGRAM_THREADED_SERVER
+int run_threaded_echo_server(const EchoServerOptions& options) {
+  EchoHandler handler{options.reply, true};
+  auto settings = settings_from<dtls::ThreadedServer>(options);
+  settings.workers = options.workers;
+  std::error_code ec;
+  dtls::ThreadedServer server(make_dtls_context(options.config), options.address.local, settings, handler, ec);
+  if (ec) throw std::system_error(ec, "cannot listen on " + options.address.local.to_string());
+  serve(server, handler);
+  for (std::uint32_t worker = 0; worker < server.workers(); ++worker) {
+    const dtls::EventServerStats stats = server.worker_stats(worker);
+    fmt::print(stderr, "dtls-echo-server: worker {}: {}, {} (full {}, resumed {}), {}\n", worker,
+               plural(stats.sessions_total, "session"), plural(stats.handshakes_full + stats.handshakes_resumed, "handshake"),
+               stats.handshakes_full, stats.handshakes_resumed, plural(stats.messages_in, "message"));
+  }
+  return 0;
+}
+#endif
 
 }  // namespace dgram::examples

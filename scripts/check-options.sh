@@ -20,7 +20,13 @@ expect_setup_error nonblocking-without-wolfssl "-Ddtls_nonblocking=enabled needs
   PKG_CONFIG_LIBDIR=/nonexistent "${setup[@]}" "$work/b" "$source_root" -Ddtls_nonblocking=enabled
 expect_setup_error nonblocking-without-dtls "-Ddtls_nonblocking=enabled needs the DTLS variant, which -Ddtls=disabled" \
   "${setup[@]}" "$work/c" "$source_root" -Ddtls=disabled -Ddtls_nonblocking=enabled
+expect_setup_error threaded-without-wolfssl "-Ddtls_threaded=enabled needs wolfSSL: install libwolfssl-dev" \
+  PKG_CONFIG_LIBDIR=/nonexistent "${setup[@]}" "$work/e" "$source_root" -Ddtls_threaded=enabled
+expect_setup_error threaded-without-nonblocking "-Ddtls_threaded=enabled needs the non-blocking variant, which -Ddtls_nonblocking=disabled" \
+  "${setup[@]}" "$work/f" "$source_root" -Ddtls_nonblocking=disabled -Ddtls_threaded=enabled
 meson configure "$work/d" > /dev/null 2>&1 || "${setup[@]}" "$work/d" "$source_root" > /dev/null
 meson configure "$work/d" | grep -q "dtls_nonblocking .*DTLS event-driven server" ||
   { echo "check-options: meson configure does not describe dtls_nonblocking"; exit 1; }
+meson configure "$work/d" | grep -q "dtls_threaded .*DTLS threaded server" ||
+  { echo "check-options: meson configure does not describe dtls_threaded"; exit 1; }
 echo "check-options: missing dependencies and disabled parents stop meson setup with a clear line"

@@ -11,11 +11,12 @@ seconds=${2:-60}
 [ -d build-fuzz/meson-private ] || meson setup build-fuzz --native-file clang.ini -Dfuzz=true \
   -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Dexamples=false -Dtests=false > /dev/null
 ninja -C build-fuzz > /dev/null
-targets=(record endpoint_checksum)
+all_targets=(record endpoint_checksum listener pump established)
+targets=("${all_targets[@]}")
 [ "$target" = all ] || targets=("$target")
 for name in "${targets[@]}"; do
   binary=$PWD/build-fuzz/tests/fuzz/fuzz-${name//_/-}
-  [ -x "$binary" ] || { echo "fuzz.sh: no target '$name' (have: record endpoint_checksum)" >&2; exit 2; }
+  [ -x "$binary" ] || { echo "fuzz.sh: no target '$name' (have: ${all_targets[*]})" >&2; exit 2; }
   mkdir -p "build-fuzz/corpus/$name"
   echo "== $name, $seconds s on $(nproc) cores"
   # Run inside build-fuzz/: with -jobs, libFuzzer writes a fuzz-N.log per job into the current directory.

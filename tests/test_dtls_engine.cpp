@@ -247,6 +247,85 @@ TEST_CASE("engine: the listener answers interleaved first ClientHellos of many p
   CHECK(listener.stats().bad_cookies == 0);
 }
 
+// A client's ClientHello answering the challenge `issuer` gives it (its second ClientHello, with the cookie).
+Datagram hello_with_cookie(Engine& client, Listener& issuer, const dgram::Endpoint& peer, dgram::TimePoint now) {
+  std::error_code ec;
+  REQUIRE(!issuer.on_datagram(peer, client.outgoing().back(), now, ec));
+  REQUIRE(issuer.replies().size() == 1);
+  const Datagram challenge = issuer.replies().front();
+  issuer.clear_replies();
+  client.clear_outgoing();
+  client.on_datagram(challenge, now, ec);
+  REQUIRE(client.outgoing().size() == 1);
+  return client.outgoing().front();
+}
+
+TEST_CASE("engine: listeners sharing cookie secrets accept the previous secret's cookies, not older ones",
+          "[dtls][engine]") {
+  auto client_context = make_context(client_config());
+  auto server_context = make_context(server_config());
+  auto secrets = std::make_shared<dgram::dtls::CookieSecrets>(1h);
+  std::error_code ec;
+  Listener issuer(server_context, ec, secrets);   // two workers of one server
+  Listener verifier(server_context, ec, secrets);
+  Listener stranger(server_context, ec);          // its own secret
+  REQUIRE(!ec);
+  const auto server = dgram::Endpoint::parse("127.0.0.1:11111");
+  const dgram::TimePoint now{std::chrono::hours(1)};
+  const auto new_client = [&] {
+    Engine client = Engine::client(client_context, server, nullptr, ec);
+    client.start(now, ec);
+    REQUIRE(!ec);
+    return client;
+  };
+  const auto peer = dgram::Endpoint::parse("127.0.0.1:40000");
+
+  // A cookie from another listener with the same secret opens a session; one with another secret does not.
+  Engine first = new_client();
+  const Datagram current = hello_with_cookie(first, issuer, peer, now);
+  CHECK(!stranger.on_datagram(peer, current, now, ec));
+  CHECK(stranger.stats().bad_cookies == 1);
+  stranger.clear_replies();
+  CHECK(verifier.on_datagram(peer, current, now, ec));
+
+  // Issued just before a rotation: still accepted.
+  Engine second = new_client();
+  const Datagram previous = hello_with_cookie(second, issuer, peer, now);
+  secrets->rotate();
+  CHECK(verifier.on_datagram(peer, previous, now, ec));
+  CHECK(verifier.stats().bad_cookies == 0);
+
+  // Two rotations ago: a new challenge. (wolfSSL's client ignores a second HelloVerifyRequest, taking it for a
+  // repeat of the first: such a client times out. It takes a cookie older than two rotation intervals.)
+  Engine third = new_client();
+  const Datagram stale = hello_with_cookie(third, issuer, peer, now);
+  secrets->rotate();
+  secrets->rotate();
+  CHECK(!verifier.on_datagram(peer, stale, now, ec));
+  CHECK(verifier.stats().bad_cookies == 1);
+  REQUIRE(verifier.replies().size() == 1);
+  CHECK(dgram::dtls::record::first_handshake_type(verifier.replies().front()) ==
+        dgram::dtls::record::HandshakeType::hello_verify_request);
+  verifier.clear_replies();
+  CHECK(verifier.stats().sessions_started == 2);
+
+  // A new client after the rotations is served by either listener.
+  Engine fourth = new_client();
+  CHECK(verifier.on_datagram(peer, hello_with_cookie(fourth, issuer, peer, now), now, ec));
+}
+
+TEST_CASE("engine: cookie secrets rotate by the clock they are given", "[dtls][engine]") {
+  dgram::dtls::CookieSecrets secrets(10s);
+  const dgram::TimePoint start{std::chrono::hours(1)};
+  const auto generation = secrets.refresh(start);
+  CHECK(secrets.refresh(start + 9s) == generation);
+  CHECK(!secrets.snapshot().previous);
+  CHECK(secrets.refresh(start + 10s) == generation + 1);
+  CHECK(secrets.snapshot().previous);
+  CHECK(secrets.refresh(start + 19s) == generation + 1);
+  CHECK(secrets.refresh(start + 21s) == generation + 2);
+}
+
 TEST_CASE("engine: resumption by ticket and by session ID", "[dtls][engine]") {
   for (const bool tickets : {true, false}) {
     INFO("tickets " << tickets);

@@ -103,15 +103,15 @@ TEST_CASE("dtls echo: --reply gives the tutorial's acknowledgement; IPv6; --no-t
 
 TEST_CASE("dtls examples: bad certificates and peers are one readable line and exit 1", "[dtls][examples][negative]") {
   FOR_EACH_SERVER_MODE();
-  Process missing({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--cert", "/nonexistent/server.pem", "--key",
-                   cert_file("server-ecdsa.key")});
+  Process missing(dgram::testing::server_argv({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--cert", "/nonexistent/server.pem", "--key",
+                   cert_file("server-ecdsa.key")}));
   const Finished refused = missing.wait(10s);
   CHECK(refused.exit_code == 1);
   CHECK(refused.err == "dtls-echo-server: cannot read certificate chain '/nonexistent/server.pem': No such file or directory\n");
   CHECK(refused.out.empty());
 
-  Process mismatched({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--cert", cert_file("server-ecdsa.pem"),
-                      "--key", cert_file("client.key")});
+  Process mismatched(dgram::testing::server_argv({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--cert", cert_file("server-ecdsa.pem"),
+                      "--key", cert_file("client.key")}));
   const Finished mismatch = mismatched.wait(10s);
   CHECK(mismatch.exit_code == 1);
   CHECK(mismatch.err == "dtls-echo-server: private key '" + cert_file("client.key") +
@@ -252,7 +252,7 @@ TEST_CASE("interop: client certificates both ways", "[dtls][interop][client-cert
 
 TEST_CASE("dtls echo server: an idle peer is dropped, and SIGTERM sends close_notify", "[dtls][examples]") {
   FOR_EACH_SERVER_MODE();
-  auto server = dtls_server({"--idle-timeout-ms", "300"});
+  auto server = dtls_server({"--idle-timeout-ms", "1000"});
   const auto endpoint = dgram::Endpoint::parse("127.0.0.1:" + server.port);
   auto context = dgram::testing::context_for(dgram::testing::test_client_config());
   std::error_code ec;
@@ -272,6 +272,9 @@ TEST_CASE("dtls echo server: an idle peer is dropped, and SIGTERM sends close_no
   std::vector<std::byte> buffer(2048);
   CHECK(channel->receive(buffer, dgram::Deadline::after(5s), ec) == 4);
   REQUIRE(server.process.read_stderr_until("ended (idle, dropped)", 10s));   // at once in event mode
+  // The live session was quiet meanwhile: a message just before SIGTERM keeps it from its own idle timeout.
+  channel->send(std::as_bytes(std::span(ping)), ec);
+  CHECK(channel->receive(buffer, dgram::Deadline::after(5s), ec) == 4);
   server.process.send_signal(SIGTERM);
   channel->receive(buffer, dgram::Deadline::after(5s), ec);
   CHECK(ec == dgram::errc::closed);   // the server's close_notify, not a timeout
@@ -284,8 +287,8 @@ TEST_CASE("dtls echo server: an idle peer is dropped, and SIGTERM sends close_no
 TEST_CASE("dtls echo with a pre-shared key; each mistake is named on both sides", "[dtls][examples][psk][negative]") {
   FOR_EACH_SERVER_MODE();
   const std::string key = "00112233445566778899aabbccddeeff";
-  auto server = start_listening({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--psk-identity", "dgram-demo",
-                                 "--psk-hex", key, "--handshake-timeout-ms", "5000"});
+  auto server = start_listening(dgram::testing::server_argv({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--psk-identity", "dgram-demo",
+                                 "--psk-hex", key, "--handshake-timeout-ms", "5000"}));
   const std::string failed = "dtls-echo-client: DTLS handshake with 127.0.0.1:" + server.port + " failed: ";
   const auto client = [&](std::vector<std::string> credentials) {
     std::vector<std::string> argv{program_path("DTLS_ECHO_CLIENT"), "--port", server.port};
@@ -349,8 +352,8 @@ TEST_CASE("dtls examples: a required client certificate that is missing is named
 
 TEST_CASE("dtls echo server: a flood of failed handshakes is logged each, up to a rate, with a count of the rest", "[dtls][examples][negative]") {
   FOR_EACH_SERVER_MODE();
-  auto server = start_listening({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--psk-identity", "dgram-demo",
-                                 "--psk-hex", "00112233445566778899aabbccddeeff"});
+  auto server = start_listening(dgram::testing::server_argv({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--psk-identity", "dgram-demo",
+                                 "--psk-hex", "00112233445566778899aabbccddeeff"}));
   const auto endpoint = dgram::Endpoint::parse("127.0.0.1:" + server.port);
   dgram::dtls::DtlsConfig config;
   config.verify_peer = false;
@@ -421,8 +424,8 @@ TEST_CASE("dtls echo server: --bind takes host names, and :: serves IPv4 clients
   CHECK((named.address == "127.0.0.1" || named.address == "[::1]"));
   CHECK(named.stop().exit_code == 0);
 
-  Process unknown({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--bind", "no-such-host.invalid", "--port", "0", "--cert",
-                   cert_file("server-ecdsa.pem"), "--key", cert_file("server-ecdsa.key")});
+  Process unknown(dgram::testing::server_argv({program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--bind", "no-such-host.invalid", "--port", "0", "--cert",
+                   cert_file("server-ecdsa.pem"), "--key", cert_file("server-ecdsa.key")}));
   const Finished refused = unknown.wait(10s);
   CHECK(refused.exit_code == 2);
   CHECK(refused.err.starts_with("dtls-echo-server: --bind 'no-such-host.invalid' is no address this machine can listen on: "));

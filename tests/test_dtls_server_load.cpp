@@ -27,17 +27,7 @@ namespace dtls = dgram::dtls;
 
 namespace {
 
-// Under AddressSanitizer freed memory waits in a quarantine (256 MiB) instead of being reused, so resident size
-// grows with every allocation and says nothing about state kept; there LeakSanitizer checks the server at exit.
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool sanitized_build = true;
-#else
-constexpr bool sanitized_build = false;
-#endif
-#else
-constexpr bool sanitized_build = false;
-#endif
+using dgram::testing::sanitized_build;
 
 // A real first ClientHello, as our client sends it.
 std::vector<std::byte> client_hello() {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <cstddef>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -68,12 +69,24 @@ std::vector<std::string> server_modes() {
   return modes;
 }
 
+std::vector<std::string> server_argv(std::vector<std::string> argv) {
+  for (std::size_t i = 0; i + 1 < argv.size(); ++i) {
+    const std::string& value = argv[i + 1];
+    if (argv[i] != "--mode" || !value.starts_with("threaded:")) continue;
+    const std::string workers = value.substr(value.find(':') + 1);
+    argv[i + 1] = "threaded";
+    argv.insert(argv.begin() + static_cast<std::ptrdiff_t>(i) + 2, {"--workers", workers});
+    break;
+  }
+  return argv;
+}
+
 ListeningServer start_dtls_server(const std::string& mode, const std::vector<std::string>& extra,
                                   const std::string& bind) {
   std::vector<std::string> argv{program_path("DTLS_ECHO_SERVER"), "--mode", mode, "--bind", bind, "--port", "0",
                                 "--cert", cert_file("server-ecdsa.pem"), "--key", cert_file("server-ecdsa.key")};
   argv.insert(argv.end(), extra.begin(), extra.end());
-  return start_listening(argv);
+  return start_listening(server_argv(std::move(argv)));
 }
 
 long resident_kib(int pid) {

@@ -9,9 +9,14 @@
 // Engine owns one wolfSSL session object; Session owns a resumable wolfSSL session. All move-only.
 // An Engine is used by one thread at a time; a DtlsContext may make engines on several threads.
 module;
+#include <array>
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -160,13 +165,50 @@ struct ListenerStats {
   std::uint64_t failed_handshakes{0};       // ClientHellos with a valid cookie that cannot be served
 };
 
+// The secret behind the Listener's cookies, shared by every Listener of a server (the threaded server's workers)
+// so that a cookie one of them issued verifies on another. It rotates every `rotation_interval` (lazily, on the
+// first ClientHello after the interval, by the clock the Listener is given) or on rotate(); a cookie made with
+// the previous secret is still accepted, one from two secrets ago gets a new challenge. Thread-safe: the
+// per-ClientHello check is one atomic load; copying a new secret takes a mutex once per rotation.
+class CookieSecrets {
+ public:
+  using Secret = std::array<unsigned char, 32>;
+  struct Snapshot {
+    std::uint64_t generation{0};
+    Secret current{};
+    std::optional<Secret> previous;
+  };
+
+  explicit CookieSecrets(std::chrono::seconds rotation_interval = std::chrono::minutes(5));
+  CookieSecrets(const CookieSecrets&) = delete;
+  CookieSecrets& operator=(const CookieSecrets&) = delete;
+
+  // A new random secret; the current one becomes the previous one.
+  void rotate();
+  // Rotates when the interval has passed since the last rotation (the first call starts the interval), then
+  // returns the generation: it changes with every rotation.
+  std::uint64_t refresh(TimePoint now);
+  Snapshot snapshot() const;
+
+ private:
+  static constexpr TimePoint::rep not_started = std::numeric_limits<TimePoint::rep>::min();
+  std::chrono::seconds interval_;
+  std::atomic<std::uint64_t> generation_{1};
+  std::atomic<TimePoint::rep> next_rotation_{not_started};   // in ticks of the steady clock
+  mutable std::mutex mutex_;
+  Secret current_{};
+  std::optional<Secret> previous_;
+};
+
 // The stateless front door of a server port (RFC 6347 section 4.2.1). A ClientHello without a valid cookie
 // gets a HelloVerifyRequest and leaves no state behind: the Listener holds one wolfSSL object that it reuses
 // for every peer and gives away only when a cookie verifies. So no memory is spent on a peer before it proved
 // it receives at its address.
 class Listener {
  public:
-  Listener(std::shared_ptr<DtlsContext> context, std::error_code& ec);
+  // `secrets` may be shared with other Listeners (of other threads); without one the Listener makes its own.
+  Listener(std::shared_ptr<DtlsContext> context, std::error_code& ec,
+           std::shared_ptr<CookieSecrets> secrets = nullptr);
   Listener(Listener&&) noexcept;
   Listener& operator=(Listener&&) noexcept;
   ~Listener();

@@ -120,6 +120,9 @@ std::optional<std::string> certificate_verdict(const Engine::Impl& impl) {
     case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD:   // what wolfSSL reports for an expired certificate
     case ASN_AFTER_DATE_E:
       return whose + which + " has expired";
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+    case ASN_SIG_CONFIRM_E:
+      return whose + which + " carries a signature that does not verify (altered on the way, or not made by that CA)";
     case X509_V_ERR_CERT_NOT_YET_VALID:
     case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD:
     case ASN_BEFORE_DATE_E:
@@ -256,6 +259,23 @@ FailureExplanation explain_failure(const Engine::Impl& impl, int error) {
               "the client offers none of the cipher suites this server accepts (" + cipher_list_of(config) + ")"};
     case WOLFSSL_ERROR_ZERO_RETURN:
       return {FailureKind::peer_closed, std::string("the ") + peer_side(impl) + " closed the session during the handshake"};
+    // Handshake messages are protected only by the Finished exchange: one altered on the way shows as a
+    // message that does not parse, or as Finished messages that disagree.
+    case ASN_PARSE_E:
+    case INCOMPLETE_DATA:
+    case BUFFER_ERROR:
+    case HANDSHAKE_SIZE_ERROR:
+    case LENGTH_ERROR:
+      return {FailureKind::other, std::string("a handshake message from the ") + peer_side(impl) + " arrived malformed (" +
+                                      std::error_code{error, wolfssl_category()}.message() + "): altered on the way?"};
+    case VERIFY_SIGN_ERROR:
+      return {FailureKind::other, std::string("the ") + peer_side(impl) +
+                                      "'s key exchange signature does not verify: altered on the way, or not made "
+                                      "with the certificate's key"};
+    case VERIFY_FINISHED_ERROR:
+      return {FailureKind::other, std::string("the ") + peer_side(impl) +
+                                      "'s Finished message does not match the handshake we saw: a handshake message "
+                                      "was altered on the way"};
     default:
       break;
   }

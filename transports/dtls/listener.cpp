@@ -3,10 +3,13 @@ module;
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
-#include <chrono>
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <deque>
+#include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <span>
@@ -22,24 +25,73 @@ import dgram.dtls.record;
 #include "engine_impl.hpp"
 
 namespace dgram::dtls {
+namespace {
+
+CookieSecrets::Secret random_secret() {
+  std::random_device entropy;
+  CookieSecrets::Secret secret;
+  for (auto& byte : secret) byte = static_cast<unsigned char>(entropy());
+  return secret;
+}
+
+}  // namespace
+
+CookieSecrets::CookieSecrets(std::chrono::seconds rotation_interval)
+    : interval_{rotation_interval}, current_{random_secret()} {}
+
+void CookieSecrets::rotate() {
+  const Secret fresh = random_secret();
+  const std::lock_guard lock(mutex_);
+  previous_ = current_;
+  current_ = fresh;
+  generation_.fetch_add(1, std::memory_order_release);
+}
+
+std::uint64_t CookieSecrets::refresh(TimePoint now) {
+  const TimePoint::rep ticks = now.time_since_epoch().count();
+  TimePoint::rep due = next_rotation_.load(std::memory_order_relaxed);
+  const TimePoint::rep next = (now + interval_).time_since_epoch().count();
+  if (due == not_started) {
+    next_rotation_.compare_exchange_strong(due, next, std::memory_order_relaxed);
+  } else if (ticks >= due && next_rotation_.compare_exchange_strong(due, next, std::memory_order_relaxed)) {
+    rotate();   // only the thread that moved the deadline rotates
+  }
+  return generation_.load(std::memory_order_acquire);
+}
+
+CookieSecrets::Snapshot CookieSecrets::snapshot() const {
+  const std::lock_guard lock(mutex_);
+  return Snapshot{generation_.load(std::memory_order_relaxed), current_, previous_};
+}
 
 struct Listener::State {
   std::shared_ptr<DtlsContext> context;
-  // One cookie secret for every probe, so a cookie stays valid across the hand-over of a probe.
-  std::array<unsigned char, 32> secret{};
+  std::shared_ptr<CookieSecrets> secrets;
+  CookieSecrets::Snapshot secret;   // a copy, refreshed when the shared generation moves on
   std::unique_ptr<Engine::Impl> probe;   // the wolfSSL object that answers ClientHellos until one verifies
   std::vector<std::vector<std::byte>> replies;
   ListenerStats stats;
   std::string failure;
   FailureKind failure_kind{FailureKind::none};
 
+  enum class Outcome { challenged, verified, failed, dropped };
+
+  bool use_secret(const CookieSecrets::Secret& key) {
+    return wolfSSL_DTLS_SetCookieSecret(probe->ssl.get(), key.data(), static_cast<unsigned>(key.size())) == 0;
+  }
+
   // A fresh probe; on failure (wolfSSL out of memory) none at all, and the next ClientHello tries again.
   bool renew_probe(std::error_code& ec) {
     probe = std::make_unique<Engine::Impl>(context, Role::server, Endpoint{}, ec);
-    if (!ec && wolfSSL_DTLS_SetCookieSecret(probe->ssl.get(), secret.data(), secret.size()) != 0)
-      ec = make_error_code(errc::invalid_argument);
+    if (!ec && !use_secret(secret.current)) ec = make_error_code(errc::invalid_argument);
     if (ec) probe.reset();
     return !ec;
+  }
+
+  void sync_secret(TimePoint now) {
+    if (secrets->refresh(now) == secret.generation) return;
+    secret = secrets->snapshot();
+    use_secret(secret.current);
   }
 
   // After a HelloVerifyRequest wolfSSL expects that peer's next ClientHello (message_seq 1) and ignores the
@@ -54,17 +106,52 @@ struct Listener::State {
     probe->last_input_retransmission.reset();
   }
 
+  // The probe takes one ClientHello; what it answered stays in its output.
+  Outcome offer(const Endpoint& peer, std::span<const std::byte> datagram, TimePoint now, std::error_code& error) {
+    probe->now = now;
+    probe->set_cookie_peer(peer);
+    probe->push_input(datagram);
+    probe->advance_handshake(error);
+    probe->input.clear();
+    if (!probe->output.empty() &&
+        record::first_handshake_type(probe->output.front()) == record::HandshakeType::hello_verify_request)
+      return Outcome::challenged;
+    if (error) return Outcome::failed;
+    return probe->output.empty() ? Outcome::dropped : Outcome::verified;
+  }
+
+  // A cookie the current secret refused may come from the previous one (issued just before a rotation,
+  // perhaps by another thread's Listener): the hello is offered once more to a probe with that secret.
+  Outcome offer_to_previous_secret(const Endpoint& peer, std::span<const std::byte> datagram, TimePoint now,
+                                   std::error_code& error) {
+    std::vector<std::vector<std::byte>> challenge = std::move(probe->output);
+    probe->output.clear();
+    reset_probe();
+    use_secret(*secret.previous);
+    std::error_code retry_error;
+    const Outcome outcome = offer(peer, datagram, now, retry_error);
+    if (outcome == Outcome::verified || outcome == Outcome::failed) {
+      error = retry_error;
+      return outcome;
+    }
+    reset_probe();   // refused again: the answer is the challenge made with the current secret
+    use_secret(secret.current);
+    probe->output = std::move(challenge);
+    return Outcome::challenged;
+  }
+
   void take_probe_output_as_replies() {
     for (auto& datagram : probe->output) replies.push_back(std::move(datagram));
     probe->output.clear();
   }
 };
 
-Listener::Listener(std::shared_ptr<DtlsContext> context, std::error_code& ec) : state_{std::make_unique<State>()} {
+Listener::Listener(std::shared_ptr<DtlsContext> context, std::error_code& ec, std::shared_ptr<CookieSecrets> secrets)
+    : state_{std::make_unique<State>()} {
   ec.clear();
   state_->context = std::move(context);
-  std::random_device entropy;
-  for (auto& byte : state_->secret) byte = static_cast<unsigned char>(entropy());
+  state_->secrets = secrets ? std::move(secrets) : std::make_shared<CookieSecrets>();
+  state_->secret = state_->secrets->snapshot();
   state_->renew_probe(ec);
 }
 
@@ -81,43 +168,40 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
     ++self.stats.dropped_datagrams;
     return std::nullopt;
   }
-  Engine::Impl& probe = *self.probe;
-  probe.now = now;
-  probe.set_cookie_peer(peer);
-  probe.push_input(datagram);
+  self.sync_secret(now);
   std::error_code handshake_error;
-  probe.advance_handshake(handshake_error);
-  probe.input.clear();
+  State::Outcome outcome = self.offer(peer, datagram, now, handshake_error);
+  if (outcome == State::Outcome::challenged && hello->has_cookie && self.secret.previous)
+    outcome = self.offer_to_previous_secret(peer, datagram, now, handshake_error);
 
-  const bool challenged = !probe.output.empty() &&
-                          record::first_handshake_type(probe.output.front()) ==
-                              record::HandshakeType::hello_verify_request;
-  if (handshake_error || probe.output.empty() || challenged) {
-    if (challenged) {
+  if (outcome == State::Outcome::verified) {   // this probe is now that peer's session; a fresh one takes its place
+    ++self.stats.sessions_started;
+    Engine engine{std::move(self.probe)};
+    self.renew_probe(ec);
+    return engine;
+  }
+  switch (outcome) {
+    case State::Outcome::challenged:
       ++self.stats.hello_verify_requests;
       if (hello->has_cookie) ++self.stats.bad_cookies;
-    } else if (handshake_error) {   // the cookie verified, but the hello cannot be served (no shared cipher)
+      break;
+    case State::Outcome::failed:   // the cookie verified, but the hello cannot be served (no shared cipher)
       ++self.stats.failed_handshakes;
-      self.failure = probe.failure;
-      self.failure_kind = probe.failure_kind;
+      self.failure = self.probe->failure;
+      self.failure_kind = self.probe->failure_kind;
       ec = handshake_error;
-    } else {
+      break;
+    default:
       ++self.stats.dropped_datagrams;
-    }
-    self.take_probe_output_as_replies();
-    if (challenged && !handshake_error) self.reset_probe();
-    if (handshake_error || probe.state != EngineState::handshaking) {   // it is spent
-      std::error_code renew_error;
-      self.renew_probe(renew_error);
-      if (!ec) ec = renew_error;
-    }
-    return std::nullopt;
   }
-  // The cookie verified: this probe is now that peer's session. A fresh probe takes its place.
-  ++self.stats.sessions_started;
-  Engine engine{std::move(self.probe)};
-  self.renew_probe(ec);
-  return engine;
+  self.take_probe_output_as_replies();
+  if (outcome == State::Outcome::challenged && !handshake_error) self.reset_probe();
+  if (handshake_error || self.probe->state != EngineState::handshaking) {   // it is spent
+    std::error_code renew_error;
+    self.renew_probe(renew_error);
+    if (!ec) ec = renew_error;
+  }
+  return std::nullopt;
 }
 
 std::span<const std::vector<std::byte>> Listener::replies() const noexcept { return state_->replies; }

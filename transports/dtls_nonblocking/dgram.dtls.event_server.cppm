@@ -8,6 +8,7 @@
 //
 // A program gives it a SessionHandler; every callback runs on the thread that called run().
 module;
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -24,10 +25,12 @@ export import dgram.udp;
 export namespace dgram::dtls {
 
 // A session of the server. Stays valid as a name after the session ended (a call with it then fails with
-// errc::not_connected): the slot's generation tells a reused slot from the session that had it.
+// errc::not_connected): the slot's generation tells a reused slot from the session that had it. `worker` is
+// the number of the EventServer that owns it (EventServerSettings::worker; a ThreadedServer's worker).
 struct SessionId {
   std::uint32_t index{0};
   std::uint32_t generation{0};
+  std::uint32_t worker{0};
   friend bool operator==(SessionId, SessionId) = default;
 };
 
@@ -72,6 +75,9 @@ struct EventServerStats {
   std::uint64_t messages_out{0};
 };
 
+// Adds every counter of `part` to `total` (the threaded server's totals over its workers).
+void accumulate(EventServerStats& total, const EventServerStats& part) noexcept;
+
 class EventServer;
 
 // What a program does with the sessions. Every callback runs inside run(), on its thread; a callback may call
@@ -95,10 +101,19 @@ struct EventServerSettings {
   std::chrono::milliseconds idle_timeout{60'000};
   std::chrono::milliseconds stats_interval{0};   // 0: no on_stats calls (and no periodic wake-ups)
   UdpOptions socket;                             // nonblocking_send is always on
+  // The secret of the stateless cookies; null: the server makes its own. Servers that share a port (the
+  // workers of a ThreadedServer) share it, so a cookie one issued verifies on another.
+  std::shared_ptr<CookieSecrets> cookie_secrets;
+  std::uint32_t worker{0};                       // this server's number in SessionIds and worker()
+  // Servers that share a port share max_sessions through this count of their sessions (one atomic update per
+  // session begun or ended); null: the server counts alone.
+  std::shared_ptr<std::atomic<std::size_t>> shared_session_count;
 };
 
 class EventServer {
  public:
+  using Settings = EventServerSettings;
+
   // Binds `local` (port 0 picks a free port). A client-role context is errc::invalid_argument. Errors of the
   // socket, epoll or eventfd set ec; the server is then unusable.
   EventServer(std::shared_ptr<DtlsContext> context, const Endpoint& local, EventServerSettings settings,
@@ -108,6 +123,7 @@ class EventServer {
   EventServer& operator=(const EventServer&) = delete;
 
   Endpoint local_endpoint() const;
+  std::uint32_t worker() const noexcept;   // EventServerSettings::worker
 
   // Serves until stop(). Before it returns, every established session is sent close_notify and ended
   // (SessionEnd::server_stopping). ec only for failures of the socket or epoll, not of peers.

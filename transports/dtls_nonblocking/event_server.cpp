@@ -29,6 +29,27 @@ import dgram.timer_queue;
 
 namespace dgram::dtls {
 
+void accumulate(EventServerStats& total, const EventServerStats& worker) noexcept {
+  total.sessions_open += worker.sessions_open;
+  total.sessions_total += worker.sessions_total;
+  total.handshakes_full += worker.handshakes_full;
+  total.handshakes_resumed += worker.handshakes_resumed;
+  total.handshakes_failed += worker.handshakes_failed;
+  total.handshake_timeouts += worker.handshake_timeouts;
+  total.idle_timeouts += worker.idle_timeouts;
+  total.cookies_sent += worker.cookies_sent;
+  total.bad_cookies += worker.bad_cookies;
+  total.dropped_garbage += worker.dropped_garbage;
+  total.dropped_no_session += worker.dropped_no_session;
+  total.dropped_over_limit += worker.dropped_over_limit;
+  total.dropped_undecryptable += worker.dropped_undecryptable;
+  total.sessions_replaced += worker.sessions_replaced;
+  total.datagrams_in += worker.datagrams_in;
+  total.datagrams_out += worker.datagrams_out;
+  total.messages_in += worker.messages_in;
+  total.messages_out += worker.messages_out;
+}
+
 void SessionHandler::on_established(EventServer&, SessionId, const Endpoint&, bool, const std::string&) {}
 void SessionHandler::on_ended(EventServer&, const SessionSummary&) {}
 void SessionHandler::on_handshake_failed(EventServer&, const Endpoint&, FailureKind, const std::string&) {}
@@ -78,6 +99,8 @@ struct EventServer::Impl {
   std::vector<Slot> slots;
   std::vector<std::uint32_t> free_slots;
   std::unordered_map<Endpoint, std::uint32_t, EndpointHash> by_peer;
+  std::shared_ptr<std::atomic<std::size_t>> sessions_in_use;   // this server's by_peer entries, or with
+                                                              // settings.shared_session_count every worker's
   TimerQueue timers;
   std::vector<std::uint32_t> dirty;                   // slots with outgoing datagrams
   std::vector<std::vector<std::byte>> replies;        // the Listener's answers, sent with the next flush
@@ -126,7 +149,9 @@ bool EventServer::Impl::open(const Endpoint& local, std::error_code& ec) {
   options.nonblocking_send = true;
   socket = UdpSocket::bind(local, ec, options);
   if (ec) return false;
-  listener.emplace(context, ec);
+  listener.emplace(context, ec, settings.cookie_secrets);
+  sessions_in_use = settings.shared_session_count ? settings.shared_session_count
+                                                  : std::make_shared<std::atomic<std::size_t>>(0);
   if (ec) return false;
   epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
   wake.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -239,7 +264,7 @@ void EventServer::Impl::on_new_peer(std::span<const std::byte> datagram, const E
     return;
   }
   const auto existing = by_peer.find(peer);
-  if (existing == by_peer.end() && by_peer.size() >= settings.max_sessions) {   // no state, no answer: it
+  if (existing == by_peer.end() && sessions_in_use->load(std::memory_order_relaxed) >= settings.max_sessions) {   // no state, no answer: it
     // retransmits and is served once a slot frees
     ++stats.dropped_over_limit;
     return;
@@ -275,7 +300,7 @@ void EventServer::Impl::on_new_peer(std::span<const std::byte> datagram, const E
   slot.messages_in = slot.messages_out = 0;
   slot.engine_dropped = slot.engine->stats().dropped_datagrams;   // the Listener's, before it had a session
   slot.client_random = hello->random;
-  by_peer.emplace(peer, index);
+  if (by_peer.emplace(peer, index).second) sessions_in_use->fetch_add(1, std::memory_order_relaxed);
   mark_dirty(index);
   reschedule(index);
 }
@@ -312,7 +337,8 @@ void EventServer::Impl::after_engine_call(std::uint32_t index, TimePoint now, bo
     ++stats.sessions_open;
     ++stats.sessions_total;
     ++(engine.resumed() ? stats.handshakes_resumed : stats.handshakes_full);
-    handler.on_established(server, SessionId{index, generation}, engine.peer(), engine.resumed(), engine.cipher());
+    handler.on_established(server, SessionId{index, generation, settings.worker}, engine.peer(), engine.resumed(),
+                           engine.cipher());
     if (!alive()) return;
   }
   if (engine.state() == EngineState::established) take_messages(index);
@@ -341,7 +367,7 @@ void EventServer::Impl::take_messages(std::uint32_t index) {
     if (!size) return;   // nothing more (a close_notify or failure shows in the state)
     ++slot.messages_in;
     ++stats.messages_in;
-    handler.on_message(server, SessionId{index, generation}, std::span(message).first(*size));
+    handler.on_message(server, SessionId{index, generation, settings.worker}, std::span(message).first(*size));
   }
 }
 
@@ -449,8 +475,8 @@ void EventServer::Impl::end_session(std::uint32_t index, SessionEnd why) {
   Engine& engine = *slot.engine;
   for (const auto& datagram : engine.outgoing()) queue_reply(datagram, engine.peer());   // close_notify, alerts
   stats.dropped_undecryptable += engine.stats().dropped_datagrams - slot.engine_dropped;
-  const SessionSummary summary{SessionId{index, slot.generation}, engine.peer(), engine.resumed(), engine.cipher(),
-                               slot.messages_in, slot.messages_out, why};
+  const SessionSummary summary{SessionId{index, slot.generation, settings.worker}, engine.peer(), engine.resumed(),
+                               engine.cipher(), slot.messages_in, slot.messages_out, why};
   --stats.sessions_open;
   free_slot(index);
   handler.on_ended(server, summary);
@@ -466,7 +492,7 @@ void EventServer::Impl::remove_session(std::uint32_t index, SessionEnd why) {
 
 void EventServer::Impl::free_slot(std::uint32_t index) {
   Slot& slot = slots[index];
-  by_peer.erase(slot.engine->peer());
+  if (by_peer.erase(slot.engine->peer()) > 0) sessions_in_use->fetch_sub(1, std::memory_order_relaxed);
   slot.engine.reset();
   ++slot.generation;   // stale timer entries and SessionIds of this session no longer match
   slot.scheduled = TimePoint::max();
@@ -485,7 +511,7 @@ void EventServer::Impl::shutdown() {
 }
 
 Slot* EventServer::Impl::find(SessionId id) {
-  if (id.index >= slots.size()) return nullptr;
+  if (id.worker != settings.worker || id.index >= slots.size()) return nullptr;
   Slot& slot = slots[id.index];
   return slot.engine && slot.generation == id.generation ? &slot : nullptr;
 }
@@ -498,6 +524,8 @@ EventServer::EventServer(std::shared_ptr<DtlsContext> context, const Endpoint& l
 }
 
 EventServer::~EventServer() = default;
+
+std::uint32_t EventServer::worker() const noexcept { return impl_->settings.worker; }
 
 Endpoint EventServer::local_endpoint() const {
   std::error_code ec;

@@ -1,0 +1,91 @@
+// libFuzzer target: the Listener, the stateless front door. The fuzzer's bytes choose a sequence of
+// (peer, datagram) pairs: a real client's ClientHellos (first, and with the cookie it was given), the same
+// with bytes flipped, truncated or with a cookie spliced in from the input, and raw bytes. Invariants: a
+// session (an Engine) is handed out only for a ClientHello carrying a cookie the Listener issued to that very
+// peer; no datagram gets more than one reply; the counters agree with what happened.
+#include <cstddef>
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <system_error>
+
+#include "fuzz_support.hpp"
+
+import dgram;
+
+using namespace dgram::fuzz;
+namespace dtls = dgram::dtls;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  Decisions decide(data, size);
+  std::error_code ec;
+  dtls::Listener listener(server_context(), ec);
+  require(!ec);
+  const auto server = dgram::Endpoint::parse("127.0.0.1:11111");
+  const dgram::TimePoint now{std::chrono::hours(1)};
+  dtls::Engine client = dtls::Engine::client(client_context(), server, nullptr, ec);
+  client.start(now, ec);
+  require(!ec && client.outgoing().size() == 1);
+  Datagram hello = client.outgoing().front();
+  client.clear_outgoing();
+  std::optional<Datagram> challenge;   // the latest HelloVerifyRequest, for the client
+  std::map<std::string, std::set<Datagram>> issued;   // peer -> cookies the Listener gave it
+  std::uint64_t engines = 0;
+
+  for (int step = 0; step < 48 && !decide.empty(); ++step) {
+    const auto peer = dgram::Endpoint::parse("127.0.0.1:" + std::to_string(40000 + decide.byte() % 4));
+    Datagram datagram;
+    switch (decide.byte() % 6) {
+      case 0: datagram = hello; break;
+      case 1:   // one byte changed
+        datagram = hello;
+        datagram[decide.u16() % datagram.size()] ^= std::byte{static_cast<unsigned char>(decide.byte() | 1)};
+        break;
+      case 2: datagram = hello; datagram.resize(decide.u16() % datagram.size()); break;
+      case 3: datagram = decide.bytes(decide.byte()); break;
+      case 4:   // the client takes the latest challenge and answers with its cookie
+        if (challenge) {
+          client.on_datagram(*challenge, now, ec);
+          if (!client.outgoing().empty()) hello = client.outgoing().back();
+          client.clear_outgoing();
+        }
+        continue;
+      default: {   // input bytes spliced over the hello's cookie (same length)
+        datagram = hello;
+        const auto cookie = cookie_of(datagram, true);
+        if (!cookie || cookie->empty()) continue;
+        const Datagram forged = decide.bytes(cookie->size());
+        for (std::size_t i = 0; i + cookie->size() <= datagram.size(); ++i) {
+          if (std::equal(cookie->begin(), cookie->end(), datagram.begin() + static_cast<std::ptrdiff_t>(i))) {
+            std::copy(forged.begin(), forged.end(), datagram.begin() + static_cast<std::ptrdiff_t>(i));
+            break;
+          }
+        }
+      }
+    }
+    std::error_code handshake_error;
+    std::optional<dtls::Engine> engine = listener.on_datagram(peer, datagram, now, handshake_error);
+    require(listener.replies().size() <= 1);
+    for (const auto& reply : listener.replies()) {
+      if (const auto cookie = cookie_of(reply, false)) {
+        issued[peer.to_string()].insert(*cookie);
+        challenge = reply;
+      }
+    }
+    listener.clear_replies();
+    if (engine) {
+      ++engines;
+      const auto cookie = cookie_of(datagram, true);
+      require(cookie.has_value());
+      require(issued[peer.to_string()].contains(*cookie));   // never a session without its own valid cookie
+      require(engine->peer() == peer);
+      require(engine->state() == dtls::EngineState::handshaking);
+    }
+  }
+  require(listener.stats().sessions_started == engines);
+  return 0;
+}
