@@ -4,9 +4,10 @@
 #   2. the option matrix: raw UDP only, and UDP with blocking DTLS only, each with its tests; a variant asked
 #      for without its dependency stops meson setup with a clear line;
 #   3. an AddressSanitizer + UndefinedBehaviorSanitizer build of the tests, and a ThreadSanitizer build of them;
-#   4. the libFuzzer targets (tests/fuzz), each run for a bounded number of inputs over its corpus.
+#   4. the libFuzzer targets (tests/fuzz, built in the ASan build), each run for a bounded number of inputs
+#      over its corpus.
 # Ends with one line "N passed, N failed". Build dirs: build-ci/, build-udp/, build-blocking/, build-asan/,
-# build-tsan/, build-fuzz/ (reused when present).
+# build-tsan/ (reused when present).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${SKIP_INSTALL:-0}" = 1 ] || bash scripts/install-deps.sh
@@ -53,8 +54,8 @@ ninja -C build-blocking -j2
 run_suite build-blocking --no-suite consumer
 bash scripts/check-options.sh
 
-echo "== AddressSanitizer + UndefinedBehaviorSanitizer build"
-configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+echo "== AddressSanitizer + UndefinedBehaviorSanitizer build (with the libFuzzer targets)"
+configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Dfuzz=true
 ninja -C build-asan -j2
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 for symbolizer in /usr/bin/llvm-symbolizer-19 /usr/bin/llvm-symbolizer; do
@@ -67,21 +68,18 @@ configure build-tsan -Dwerror=true -Db_sanitize=thread -Db_lundef=false -Dbuildt
 ninja -C build-tsan -j2
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_suite build-tsan --no-suite consumer
 
-echo "== fuzz targets (libFuzzer, ASan, UBSan): a bounded run of each over its committed corpus"
-configure build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
-  -Dexamples=false -Dtests=false
-ninja -C build-fuzz -j2
+echo "== fuzz targets (libFuzzer, ASan, UBSan, built in build-asan): a bounded run of each over its corpus"
 # Executions per target: the parsers take many, the engine targets (handshakes inside) fewer; all within ~2 min.
-declare -A runs=([record]=200000 [endpoint_checksum]=200000 [listener]=20000 [pump]=4000 [established]=40000)
+declare -A runs=([record]=200000 [endpoint_checksum]=200000 [listener]=10000 [pump]=4000 [established]=40000)
 for target in record endpoint_checksum listener pump established; do
-  binary=build-fuzz/tests/fuzz/fuzz-${target//_/-}
-  mkdir -p "build-fuzz/corpus/$target"   # new inputs go here, never into the committed corpus
-  if "$binary" -runs="${runs[$target]}" -max_total_time=60 -artifact_prefix=build-fuzz/ "build-fuzz/corpus/$target" \
-       "tests/fuzz/corpus/$target" > "build-fuzz/fuzz-$target.log" 2>&1; then
-    echo "fuzz $target: $(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "build-fuzz/fuzz-$target.log")s, no crash"
+  binary=build-asan/tests/fuzz/fuzz-${target//_/-}
+  mkdir -p "build-asan/corpus/$target"   # new inputs go here, never into the committed corpus
+  if "$binary" -runs="${runs[$target]}" -max_total_time=60 -artifact_prefix=build-asan/ "build-asan/corpus/$target" \
+       "tests/fuzz/corpus/$target" > "build-asan/fuzz-$target.log" 2>&1; then
+    echo "fuzz $target: $(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "build-asan/fuzz-$target.log")s, no crash"
     passed=$((passed + 1))
   else
-    echo "fuzz $target FAILED:"; tail -30 "build-fuzz/fuzz-$target.log"
+    echo "fuzz $target FAILED:"; tail -30 "build-asan/fuzz-$target.log"
     failed=$((failed + 1))
   fi
 done

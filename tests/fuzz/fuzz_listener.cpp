@@ -1,10 +1,13 @@
-// libFuzzer target: the Listener, the stateless front door. The fuzzer's bytes choose a sequence of
-// (peer, datagram) pairs: a real client's ClientHellos (first, and with the cookie it was given), the same
-// with bytes flipped, truncated or with a cookie spliced in from the input, and raw bytes. Invariants: a
-// session (an Engine) is handed out only for a ClientHello carrying a cookie the Listener issued to that very
-// peer; no datagram gets more than one reply; the counters agree with what happened.
+// libFuzzer target: the Listener, the stateless front door, as two workers of one server sharing cookie
+// secrets. The fuzzer's bytes choose a sequence of (listener, peer, datagram): a real client's ClientHellos
+// (first, and with the cookie it was given), the same with bytes flipped, truncated or with a cookie spliced
+// in from the input, raw bytes, and secret rotations. Invariants: a session (an Engine) is handed out only for
+// a ClientHello carrying a cookie issued to that very peer under the current or the previous secret; no
+// datagram gets more than one reply; the counters agree with what happened.
 #include <cstddef>
 #include <algorithm>
+#include <array>
+#include <memory>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -23,8 +26,11 @@ namespace dtls = dgram::dtls;
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   Decisions decide(data, size);
   std::error_code ec;
-  dtls::Listener listener(server_context(), ec);
+  auto secrets = std::make_shared<dtls::CookieSecrets>(std::chrono::hours(1));
+  std::array<dtls::Listener, 2> listeners{dtls::Listener(server_context(), ec, secrets),
+                                          dtls::Listener(server_context(), ec, secrets)};
   require(!ec);
+  std::uint64_t generation = 0;   // rotations so far
   const auto server = dgram::Endpoint::parse("127.0.0.1:11111");
   const dgram::TimePoint now{std::chrono::hours(1)};
   dtls::Engine client = dtls::Engine::client(client_context(), server, nullptr, ec);
@@ -33,13 +39,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Datagram hello = client.outgoing().front();
   client.clear_outgoing();
   std::optional<Datagram> challenge;   // the latest HelloVerifyRequest, for the client
-  std::map<std::string, std::set<Datagram>> issued;   // peer -> cookies the Listener gave it
+  std::map<std::string, std::map<Datagram, std::uint64_t>> issued;   // peer -> cookie -> generation issued in
   std::uint64_t engines = 0;
 
   for (int step = 0; step < 48 && !decide.empty(); ++step) {
-    const auto peer = dgram::Endpoint::parse("127.0.0.1:" + std::to_string(40000 + decide.byte() % 4));
+    const std::uint8_t where = decide.byte();
+    const auto peer = dgram::Endpoint::parse("127.0.0.1:" + std::to_string(40000 + where % 4));
+    dtls::Listener& listener = listeners[where >> 7];
     Datagram datagram;
-    switch (decide.byte() % 6) {
+    switch (decide.byte() % 7) {
+      case 6:
+        secrets->rotate();
+        ++generation;
+        continue;
       case 0: datagram = hello; break;
       case 1:   // one byte changed
         datagram = hello;
@@ -72,7 +84,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     require(listener.replies().size() <= 1);
     for (const auto& reply : listener.replies()) {
       if (const auto cookie = cookie_of(reply, false)) {
-        issued[peer.to_string()].insert(*cookie);
+        issued[peer.to_string()].emplace(*cookie, generation);
         challenge = reply;
       }
     }
@@ -81,11 +93,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       ++engines;
       const auto cookie = cookie_of(datagram, true);
       require(cookie.has_value());
-      require(issued[peer.to_string()].contains(*cookie));   // never a session without its own valid cookie
+      const auto& mine = issued[peer.to_string()];
+      const auto found = mine.find(*cookie);
+      require(found != mine.end());                 // never a session without a cookie issued to this peer,
+      require(found->second + 1 >= generation);     // under the current or the previous secret
       require(engine->peer() == peer);
       require(engine->state() == dtls::EngineState::handshaking);
     }
   }
-  require(listener.stats().sessions_started == engines);
+  require(listeners[0].stats().sessions_started + listeners[1].stats().sessions_started == engines);
   return 0;
 }

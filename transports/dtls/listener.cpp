@@ -3,6 +3,9 @@ module;
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include <sys/random.h>
+
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -27,17 +30,26 @@ import dgram.dtls.record;
 namespace dgram::dtls {
 namespace {
 
+// From the kernel's CSPRNG: an HMAC key. getrandom(2) neither throws nor needs a descriptor (workers call this
+// while serving), and blocks only before the pool is first seeded at boot.
 CookieSecrets::Secret random_secret() {
-  std::random_device entropy;
   CookieSecrets::Secret secret;
-  for (auto& byte : secret) byte = static_cast<unsigned char>(entropy());
+  for (std::size_t filled = 0; filled < secret.size();) {
+    const ssize_t got = ::getrandom(secret.data() + filled, secret.size() - filled, 0);
+    if (got > 0) filled += static_cast<std::size_t>(got);
+  }
   return secret;
+}
+
+TimePoint::rep saturated_ticks(TimePoint now, std::chrono::seconds interval) {
+  const auto room = TimePoint::max() - now;
+  return (interval >= room ? TimePoint::max() : now + interval).time_since_epoch().count();
 }
 
 }  // namespace
 
 CookieSecrets::CookieSecrets(std::chrono::seconds rotation_interval)
-    : interval_{rotation_interval}, current_{random_secret()} {}
+    : interval_{std::max(rotation_interval, std::chrono::seconds(1))}, current_{random_secret()} {}
 
 void CookieSecrets::rotate() {
   const Secret fresh = random_secret();
@@ -50,11 +62,13 @@ void CookieSecrets::rotate() {
 std::uint64_t CookieSecrets::refresh(TimePoint now) {
   const TimePoint::rep ticks = now.time_since_epoch().count();
   TimePoint::rep due = next_rotation_.load(std::memory_order_relaxed);
-  const TimePoint::rep next = (now + interval_).time_since_epoch().count();
+  const TimePoint::rep next = saturated_ticks(now, interval_);
   if (due == not_started) {
     next_rotation_.compare_exchange_strong(due, next, std::memory_order_relaxed);
   } else if (ticks >= due && next_rotation_.compare_exchange_strong(due, next, std::memory_order_relaxed)) {
     rotate();   // only the thread that moved the deadline rotates
+    // After a quiet spell of two intervals or more, the previous secret is as stale as the one before it.
+    if (ticks - due >= std::chrono::duration_cast<TimePoint::duration>(interval_).count()) rotate();
   }
   return generation_.load(std::memory_order_acquire);
 }
@@ -76,6 +90,8 @@ struct Listener::State {
 
   enum class Outcome { challenged, verified, failed, dropped };
 
+  // Fails only when wolfSSL cannot allocate the secret's copy: the probe then keeps its old secret, whose
+  // cookies stop verifying at the next rotation (peers get a new challenge), which is safe.
   bool use_secret(const CookieSecrets::Secret& key) {
     return wolfSSL_DTLS_SetCookieSecret(probe->ssl.get(), key.data(), static_cast<unsigned>(key.size())) == 0;
   }
@@ -113,11 +129,11 @@ struct Listener::State {
     probe->push_input(datagram);
     probe->advance_handshake(error);
     probe->input.clear();
-    if (!probe->output.empty() &&
-        record::first_handshake_type(probe->output.front()) == record::HandshakeType::hello_verify_request)
-      return Outcome::challenged;
+    const auto answer = probe->output.empty() ? std::nullopt : record::first_handshake_type(probe->output.front());
+    if (answer == record::HandshakeType::hello_verify_request) return Outcome::challenged;
     if (error) return Outcome::failed;
-    return probe->output.empty() ? Outcome::dropped : Outcome::verified;
+    // Verified only when the probe went on to its ServerHello: nothing else means the cookie was accepted.
+    return answer == record::HandshakeType::server_hello ? Outcome::verified : Outcome::dropped;
   }
 
   // A cookie the current secret refused may come from the previous one (issued just before a rotation,
@@ -191,8 +207,10 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
       self.failure_kind = self.probe->failure_kind;
       ec = handshake_error;
       break;
-    default:
+    case State::Outcome::dropped:
+    case State::Outcome::verified:   // (handled above)
       ++self.stats.dropped_datagrams;
+      break;
   }
   self.take_probe_output_as_replies();
   if (outcome == State::Outcome::challenged && !handshake_error) self.reset_probe();

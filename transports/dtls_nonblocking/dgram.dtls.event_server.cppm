@@ -81,7 +81,8 @@ void accumulate(EventServerStats& total, const EventServerStats& part) noexcept;
 class EventServer;
 
 // What a program does with the sessions. Every callback runs inside run(), on its thread; a callback may call
-// send() and close() for any session.
+// send() and close() of the server it is given for any of that server's sessions. (A ThreadedServer's workers
+// each call with themselves: another worker's session is reached with ThreadedServer::post.)
 class SessionHandler {
  public:
   virtual ~SessionHandler() = default;

@@ -150,9 +150,9 @@ bool EventServer::Impl::open(const Endpoint& local, std::error_code& ec) {
   socket = UdpSocket::bind(local, ec, options);
   if (ec) return false;
   listener.emplace(context, ec, settings.cookie_secrets);
+  if (ec) return false;
   sessions_in_use = settings.shared_session_count ? settings.shared_session_count
                                                   : std::make_shared<std::atomic<std::size_t>>(0);
-  if (ec) return false;
   epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
   wake.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!epoll || !wake) {
@@ -264,8 +264,8 @@ void EventServer::Impl::on_new_peer(std::span<const std::byte> datagram, const E
     return;
   }
   const auto existing = by_peer.find(peer);
-  if (existing == by_peer.end() && sessions_in_use->load(std::memory_order_relaxed) >= settings.max_sessions) {   // no state, no answer: it
-    // retransmits and is served once a slot frees
+  // At the limit: no state, no answer; the peer retransmits and is served once a slot frees.
+  if (existing == by_peer.end() && sessions_in_use->load(std::memory_order_relaxed) >= settings.max_sessions) {
     ++stats.dropped_over_limit;
     return;
   }
@@ -539,6 +539,10 @@ void EventServer::run(std::error_code& ec) {
     return;
   }
   impl_->loop(ec);
+  if (!ec) {   // what peers sent before the stop is taken first (a client's alert, its last message)
+    impl_->receive_all(ec);
+    impl_->run_timers(Clock::now());
+  }
   impl_->shutdown();
 }
 

@@ -24,8 +24,9 @@ export import dgram.dtls.event_server;
 export namespace dgram::dtls {
 
 struct ThreadedServerSettings : EventServerSettings {
-  std::uint32_t workers{0};                            // 0: one per core
-  std::chrono::seconds cookie_rotation{std::chrono::minutes(5)};
+  std::uint32_t workers{0};                            // 0: one per core this process may use
+  std::chrono::seconds cookie_rotation{std::chrono::minutes(5)};   // > 0, else errc::invalid_argument
+  // worker and shared_session_count are set per worker by the server (values given here are not used).
   // max_sessions is the whole server's (the workers share one count: two that take a new peer at the same
   // moment may exceed it by one each); socket.reuse_port is always on;
   // stats_interval makes every worker call on_stats with its own counters; cookie_secrets null: one is made.
@@ -37,7 +38,8 @@ class ThreadedServer {
 
   // Binds every worker's socket to `local` (port 0 picks a free port for all of them). A port some other
   // socket holds is std::errc::address_in_use, also when that socket would let us join it (SO_REUSEPORT of the
-  // same user): two servers must not split one port's traffic unknowingly.
+  // same user): two servers must not split one port's traffic unknowingly. (The check is a plain bind just
+  // before the workers bind; a process of the same user that binds with SO_REUSEPORT later can still join.)
   ThreadedServer(std::shared_ptr<DtlsContext> context, const Endpoint& local, ThreadedServerSettings settings,
                  SessionHandler& handler, std::error_code& ec);
   ~ThreadedServer();
@@ -48,7 +50,9 @@ class ThreadedServer {
   std::uint32_t workers() const noexcept;
 
   // Runs every worker (one on the calling thread) until stop() or a worker's socket fails (then all stop),
-  // joins them and returns; each worker sends close_notify to its sessions first. ec: the first failure.
+  // joins them and returns; each worker sends close_notify to its sessions first. ec: the failure of the
+  // lowest-numbered worker that failed. An exception from the handler on any worker stops all and is
+  // rethrown here.
   void run(std::error_code& ec);
   // Stops every worker. Safe from any thread and from a signal handler.
   void stop() noexcept;

@@ -1,7 +1,10 @@
 // dgram.dtls.threaded_server: N EventServers on one port (SO_REUSEPORT), one thread each.
 module;
+#include <sched.h>
+
 #include <atomic>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -51,10 +54,14 @@ class WorkerHandler final : public SessionHandler {
   std::vector<EventServerStats> latest_;
 };
 
+// One per core this process may run on (its affinity mask: a container's or taskset's limit, not the host's).
 std::uint32_t worker_count(std::uint32_t asked) {
   if (asked > 0) return asked;
-  const unsigned cores = std::thread::hardware_concurrency();
-  return cores > 0 ? cores : 1;
+  cpu_set_t cores;
+  if (::sched_getaffinity(0, sizeof cores, &cores) == 0 && CPU_COUNT(&cores) > 0)
+    return static_cast<std::uint32_t>(CPU_COUNT(&cores));
+  const unsigned all = std::thread::hardware_concurrency();
+  return all > 0 ? all : 1;
 }
 
 }  // namespace
@@ -73,6 +80,12 @@ struct ThreadedServer::Impl {
 void ThreadedServer::Impl::open(std::shared_ptr<DtlsContext> context, const Endpoint& requested,
                                 ThreadedServerSettings settings, SessionHandler& program, std::error_code& ec) {
   const std::uint32_t count = worker_count(settings.workers);
+  secrets = settings.cookie_secrets ? settings.cookie_secrets
+                                    : std::make_shared<CookieSecrets>(settings.cookie_rotation);
+  if (settings.cookie_rotation.count() <= 0) {
+    ec = make_error_code(errc::invalid_argument);
+    return;
+  }
   // The port must be free: a socket without SO_REUSEPORT cannot bind it otherwise. With port 0 this also
   // picks the port every worker then binds.
   UdpOptions probe_options = settings.socket;
@@ -83,8 +96,6 @@ void ThreadedServer::Impl::open(std::shared_ptr<DtlsContext> context, const Endp
     local = probe.local_endpoint(ec);
     if (ec) return;
   }
-  secrets = settings.cookie_secrets ? settings.cookie_secrets
-                                    : std::make_shared<CookieSecrets>(settings.cookie_rotation);
   handler = std::make_unique<WorkerHandler>(program, count);
   EventServerSettings each = settings;
   each.socket.reuse_port = true;
@@ -120,18 +131,30 @@ void ThreadedServer::run(std::error_code& ec) {
     return;
   }
   std::vector<std::error_code> errors(workers.size());
+  std::vector<std::exception_ptr> thrown(workers.size());   // a handler's exception, rethrown by run()
   const auto serve = [&](std::size_t index) {
-    workers[index]->run(errors[index]);
-    if (errors[index]) stop();   // one worker's socket failed: the server is not whole, so all stop
+    try {
+      workers[index]->run(errors[index]);
+    } catch (...) {
+      thrown[index] = std::current_exception();
+    }
+    if (errors[index] || thrown[index]) stop();   // one worker failed: the server is not whole, so all stop
   };
   {
     std::vector<std::jthread> threads;
-    threads.reserve(workers.size() - 1);
-    for (std::size_t index = 1; index < workers.size(); ++index) threads.emplace_back(serve, index);
+    try {
+      threads.reserve(workers.size() - 1);
+      for (std::size_t index = 1; index < workers.size(); ++index) threads.emplace_back(serve, index);
+    } catch (...) {   // no thread for a worker: stop those started before they are joined
+      stop();
+      throw;
+    }
     serve(0);
   }   // joined
   impl_->finished.store(true, std::memory_order_release);
-  for (const auto& error : errors) {
+  for (const auto& exception : thrown)
+    if (exception) std::rethrow_exception(exception);
+  for (const auto& error : errors) {   // the lowest-numbered worker's failure
     if (error) {
       ec = error;
       return;
