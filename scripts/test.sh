@@ -70,7 +70,7 @@ TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_suite build-tsan --no-s
 
 echo "== fuzz targets (libFuzzer, ASan, UBSan, built in build-asan): a bounded run of each over its corpus"
 # Executions per target: the parsers take many, the engine targets (handshakes inside) fewer; all within ~2 min.
-declare -A runs=([record]=200000 [endpoint_checksum]=200000 [listener]=10000 [pump]=4000 [established]=40000)
+declare -A runs=([record]=200000 [endpoint_checksum]=200000 [listener]=3000 [pump]=4000 [established]=40000)
 for target in record endpoint_checksum listener pump established; do
   binary=build-asan/tests/fuzz/fuzz-${target//_/-}
   mkdir -p "build-asan/corpus/$target"   # new inputs go here, never into the committed corpus

@@ -138,6 +138,10 @@ TEST_CASE("example programs: --help, usage errors and runtime errors", "[example
   const Finished port_refused = bad_port.wait(10s);
   CHECK(port_refused.exit_code == 2);
   CHECK(port_refused.err.find("--port must be an integer from 0 to 65535, got '70000'") != std::string::npos);
+  Process empty_port({program_path("UDP_ECHO_CLIENT"), "--port", "--host", "127.0.0.1"});   // `--port $UNSET`
+  const Finished no_value = empty_port.wait(10s);
+  CHECK(no_value.exit_code == 2);
+  CHECK(no_value.err.find("option '--port' needs a value (N), but '--host' follows it") != std::string::npos);
 
   EchoServer first;   // a second server on the same port cannot bind: one line, exit 1
   Process second({program_path("UDP_ECHO_SERVER"), "--port", first.port});

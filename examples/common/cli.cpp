@@ -39,6 +39,11 @@ void CommandLine::parse(int argc, char** argv) {
     } else if (inline_value) {
       values_[option->name] = std::string(*inline_value);
     } else if (i + 1 < argc) {
+      // `--port $PORT --ca x` with PORT unset: say that --port lacks its value, not "unexpected argument 'x'".
+      const std::string_view next = argv[i + 1];
+      const std::string_view next_name = next.substr(0, next.find('=')).substr(std::min<std::size_t>(2, next.size()));
+      if (next.starts_with("--") && find(next_name))
+        throw UsageError(fmt::format("option '--{}' needs a value ({}), but '{}' follows it", arg, option->value_name, next));
       values_[option->name] = argv[++i];
     } else {
       throw UsageError(fmt::format("option '--{}' needs a value ({})", arg, option->value_name));

@@ -183,7 +183,7 @@ void Engine::Impl::fail(int error, std::error_code& ec) {
 // wolfSSL drops a record that does not decrypt, as DTLS must (RFC 6347 4.1.2.7), so a peer with other keys (a
 // different pre-shared key) would only ever see a timeout. Once the peer's ChangeCipherSpec has arrived, its
 // Finished is readable unless the keys differ; after two unreadable Finished messages (a single corrupted
-// datagram is not enough) the handshake fails and a bad_record_mac alert tells the peer why.
+// datagram is not enough, nor its duplicate) the handshake fails and a bad_record_mac alert tells the peer why.
 void Engine::Impl::note_peer_flight(std::span<const std::byte> datagram, std::uint64_t handed_before,
                                     std::error_code& ec) {
   const record::FlightFacts facts = record::flight_facts(datagram);
@@ -192,6 +192,10 @@ void Engine::Impl::note_peer_flight(std::span<const std::byte> datagram, std::ui
   if (state != EngineState::handshaking || !peer_change_cipher_spec || !facts.encrypted_handshake ||
       handed_over == handed_before)
     return;
+  // A copy the network duplicated is byte for byte the same (a retransmission is encrypted anew): it is not
+  // the peer's second attempt. (Seen on a corrupting path: one altered Finished, duplicated, failed sessions.)
+  if (std::ranges::equal(datagram, last_undecryptable_finished)) return;
+  last_undecryptable_finished.assign(datagram.begin(), datagram.end());
   if (++undecryptable_finished < 2) return;
   tell_peer_we_failed(static_cast<std::uint8_t>(record::AlertDescription::bad_record_mac));
   const std::string peer_side = role == Role::client ? "server" : "client";

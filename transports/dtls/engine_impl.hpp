@@ -99,6 +99,7 @@ struct Engine::Impl {
   std::uint32_t peer_handshake_types{0};   // bit t: the peer sent a handshake message of type t
   bool peer_change_cipher_spec{false};
   int undecryptable_finished{0};           // the peer's Finished arrived after its ChangeCipherSpec, unreadable
+  std::vector<std::byte> last_undecryptable_finished;   // the datagram that carried the last one counted
   std::optional<CertificateProblem> certificate_problem;
   std::optional<std::string> unknown_psk_identity;   // server: an identity the client offered that we lack
 };
