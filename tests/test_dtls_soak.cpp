@@ -78,7 +78,8 @@ void openssl_session(const std::string& port, int number, Tally& tally) {
   Process client({"/usr/bin/openssl", "s_client", "-dtls1_2", "-connect", "127.0.0.1:" + port, "-CAfile",
                   cert_file("ca.pem"), "-verify_return_error"});
   client.write(line + "\n");
-  bool echoed = client.read_until(line, 5s).has_value();
+  // Its handshake (with its own retransmissions) first: the sanitizer builds' server is several times slower.
+  bool echoed = client.read_until(line, sanitized_build ? 15s : 5s).has_value();
   for (int retry = 0; retry < 4 && !echoed; ++retry) {
     client.write(line + "\n");
     echoed = client.read_until(line, 1s).has_value();
@@ -97,6 +98,8 @@ void openssl_session(const std::string& port, int number, Tally& tally) {
     ++tally.errors["openssl s_client still running after its input ended (killed)\n"];
   }
 }
+
+int s_client_sessions(int sessions) { return sessions / 5; }
 
 // `sessions` sessions over `lanes` threads, each lane running one session at a time (so one slow session holds
 // up only its lane); every fifth session is openssl's.
@@ -179,7 +182,8 @@ TEST_CASE("soak: sessions through a path that corrupts about 5% of datagrams eac
   INFO(tally.describe());
   CHECK(tally.broken.empty());
   CHECK(tally.echoed + tally.clear_errors + tally.foreign_hangs == sessions);
-  CHECK(tally.foreign_hangs <= sessions / 20);
+  // openssl's own behaviour, bounded loosely: a systematic failure (no s_client ever served) still shows.
+  CHECK(tally.foreign_hangs <= s_client_sessions(sessions) / 3);
   CHECK(tally.echoed >= sessions * 8 / 10);   // the path is hostile, not hopeless
   CHECK(counts.corrupted > 0);
 
