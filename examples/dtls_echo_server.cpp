@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/cli.hpp"
@@ -69,11 +68,6 @@ std::string mode_help() {
   return fmt::format("{}: {} (default {})", names, meanings, modes.front().first);
 }
 
-long default_workers() {
-  const unsigned cores = std::thread::hardware_concurrency();
-  return cores > 0 ? static_cast<long>(cores) : 1;
-}
-
 bool has_mode(const std::string& name) {
   return std::any_of(modes.begin(), modes.end(), [&](const auto& mode) { return mode.first == name; });
 }
@@ -93,7 +87,8 @@ int main(int argc, char** argv) {
   options.push_back({"stats-interval-ms", "T", "event and threaded modes: print the counters every T ms (default: only at exit)"});
 #endif
 #ifdef DGRAM_THREADED_SERVER
-  options.push_back({"workers", "N", fmt::format("threaded mode: worker threads (default: one per core, here {})", default_workers())});
+  options.push_back({"workers", "N", fmt::format("threaded mode: worker threads (default: one per core, here {})",
+                                                 dgram::dtls::default_worker_count())});
 #endif
   const auto dtls = ex::dtls_options(dgram::dtls::Role::server);
   options.insert(options.end(), dtls.begin(), dtls.end());
@@ -114,7 +109,7 @@ int main(int argc, char** argv) {
     server.idle_timeout = std::chrono::milliseconds{command_line.integer("idle-timeout-ms", 60000, 1, 86'400'000)};
     server.max_sessions = static_cast<std::size_t>(command_line.integer("max-sessions", 10000, 1, 10'000'000));
     server.stats_interval = std::chrono::milliseconds{command_line.integer("stats-interval-ms", 0, 0, 86'400'000)};
-    server.workers = static_cast<std::uint32_t>(command_line.integer("workers", default_workers(), 1, 1024));
+    server.workers = static_cast<std::uint32_t>(command_line.integer("workers", 0, 1, 1024));   // 0: the library's default
 #ifdef DGRAM_THREADED_SERVER
     if (mode == "threaded") return ex::run_threaded_echo_server(server);
 #endif

@@ -23,6 +23,10 @@ export import dgram.dtls.event_server;
 
 export namespace dgram::dtls {
 
+// What ThreadedServerSettings::workers = 0 means: one worker per core this process may run on (its CPU
+// affinity: a container's limit, not the host's core count).
+std::uint32_t default_worker_count();
+
 struct ThreadedServerSettings : EventServerSettings {
   std::uint32_t workers{0};                            // 0: one per core this process may use
   std::chrono::seconds cookie_rotation{std::chrono::minutes(5)};   // > 0, else errc::invalid_argument

@@ -17,6 +17,15 @@ module dgram.dtls.threaded_server;
 
 namespace dgram::dtls {
 
+// One per core this process may run on (its affinity mask: a container's or taskset's limit, not the host's).
+std::uint32_t default_worker_count() {
+  cpu_set_t cores;
+  if (::sched_getaffinity(0, sizeof cores, &cores) == 0 && CPU_COUNT(&cores) > 0)
+    return static_cast<std::uint32_t>(CPU_COUNT(&cores));
+  const unsigned all = std::thread::hardware_concurrency();
+  return all > 0 ? all : 1;
+}
+
 namespace {
 
 // Forwards every callback to the program's handler, keeping each worker's latest counters for stats().
@@ -54,15 +63,7 @@ class WorkerHandler final : public SessionHandler {
   std::vector<EventServerStats> latest_;
 };
 
-// One per core this process may run on (its affinity mask: a container's or taskset's limit, not the host's).
-std::uint32_t worker_count(std::uint32_t asked) {
-  if (asked > 0) return asked;
-  cpu_set_t cores;
-  if (::sched_getaffinity(0, sizeof cores, &cores) == 0 && CPU_COUNT(&cores) > 0)
-    return static_cast<std::uint32_t>(CPU_COUNT(&cores));
-  const unsigned all = std::thread::hardware_concurrency();
-  return all > 0 ? all : 1;
-}
+std::uint32_t worker_count(std::uint32_t asked) { return asked > 0 ? asked : default_worker_count(); }
 
 }  // namespace
 
