@@ -32,6 +32,7 @@ struct DtlsBenchSetup {
   std::string plain_server;   // bench/wolfssl_plain_server.c, built as wolfssl-plain-server
   std::string openssl;        // the openssl CLI, for s_server
   std::string certs;          // certs/
+  std::string system_dtls_server;   // optional: a dtls-echo-server built with -Dwolfssl=system, compared against
 };
 std::vector<Row> dtls_benchmarks(int repetitions, const DtlsBenchSetup& setup);
 // The event server against the blocking one and the plain C server at 1, 16 and 256 clients; its memory per

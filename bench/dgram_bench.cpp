@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
                                 {"dtls-server", "PATH", "dgram's dtls-echo-server (default: next to this build)"},
                                 {"plain-server", "PATH", "the plain C wolfSSL server (default: next to dgram-bench)"},
                                 {"openssl", "PATH", "the openssl CLI (default /usr/bin/openssl)"},
+                                {"system-dtls-server", "PATH", "dtls group: also compare against this dtls-echo-server built with -Dwolfssl=system"},
                                 {"certs", "DIR", "the test certificates (default: the source tree's certs/)"}}};
   return ex::run_program(command_line, argc, argv, [&] {
     rlimit files{};   // 10,000 sessions and 2,000 dispatch sockets need more descriptors than a shell's 1,024
@@ -43,7 +44,8 @@ int main(int argc, char** argv) {
     const dgram::bench::DtlsBenchSetup setup{command_line.value_or("dtls-server", DGRAM_BENCH_DTLS_SERVER),
                                             command_line.value_or("plain-server", DGRAM_BENCH_PLAIN_SERVER),
                                             command_line.value_or("openssl", "/usr/bin/openssl"),
-                                            command_line.value_or("certs", DGRAM_BENCH_CERTS)};
+                                            command_line.value_or("certs", DGRAM_BENCH_CERTS),
+                                            command_line.value_or("system-dtls-server", "")};
     if (only.empty() || only == "dtls") add(dgram::bench::dtls_benchmarks(repetitions, setup));
 #ifdef DGRAM_BENCH_EVENT
     if (only.empty() || only == "event")

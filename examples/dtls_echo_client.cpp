@@ -29,8 +29,7 @@ namespace {
 struct Connection {
   std::unique_ptr<dgram::UdpSocket> socket;   // the blocking client's socket (its channel borrows it)
   std::unique_ptr<dgram::Channel> channel;
-  bool resumed{false};
-  dgram::dtls::Session session;               // to resume with next time
+  const dgram::dtls::Engine* engine{nullptr};   // the channel's
 };
 
 // What the user can do about a failed handshake, in this program's option names.
@@ -42,6 +41,7 @@ std::string hint(dgram::dtls::FailureKind kind, const dgram::dtls::DtlsConfig& c
     case certificate_required: return " (give one with --cert and --key)";
     case unknown_psk_identity: return " (check --psk-identity)";
     case psk_mismatch: return " (check --psk-hex on both sides)";
+    case version_mismatch: return " (choose the server's version with --dtls, or --dtls any)";
     case no_shared_cipher:
       return config.psk ? " (for a server with a certificate, use --ca instead)"
                         : " (for a pre-shared key server, use --psk-identity and --psk-hex)";
@@ -60,13 +60,12 @@ std::string hint(dgram::dtls::FailureKind kind, const dgram::dtls::DtlsConfig& c
 Connection connect_blocking(const std::shared_ptr<dgram::dtls::DtlsContext>& context,
                             const dgram::dtls::DtlsConfig& config, const dgram::Endpoint& server,
                             const dgram::dtls::Session* resume) {
-  Connection connection{std::make_unique<dgram::UdpSocket>(dgram::UdpSocket::connect(server)), nullptr, false, {}};
+  Connection connection{std::make_unique<dgram::UdpSocket>(dgram::UdpSocket::connect(server)), nullptr, nullptr};
   dgram::dtls::DtlsHandshaker handshaker(context);
   std::error_code ec;
   auto channel = handshaker.connect_dtls(*connection.socket, server, dgram::Deadline::never(), ec, resume);
   if (!channel) handshake_failed(server, ec, handshaker.failure(), handshaker.failure_kind(), config);
-  connection.resumed = channel->resumed();
-  connection.session = channel->session();
+  connection.engine = &channel->engine();
   connection.channel = std::move(channel);
   return connection;
 }
@@ -80,7 +79,7 @@ Connection connect_nonblocking(const std::shared_ptr<dgram::dtls::DtlsContext>& 
   auto kind = dgram::dtls::FailureKind::none;
   auto channel = ex::EventChannel::connect(context, server, resume, dgram::Deadline::never(), ec, failure, kind);
   if (!channel) handshake_failed(server, ec, failure, kind, config);
-  Connection connection{nullptr, nullptr, channel->resumed(), channel->session()};
+  Connection connection{nullptr, nullptr, &channel->engine()};
   connection.channel = std::move(channel);
   return connection;
 }
@@ -94,7 +93,8 @@ int main(int argc, char** argv) {
       {"port", "N", "server UDP port (default 11111)"},
       {"timeout-ms", "T", "wait for each reply this long before retrying (default 1000)"},
       {"retries", "R", "send a line again this many times when no reply comes (default 3)"},
-      {"resume", "", "after the first session, connect again resuming it and send the lines again"}};
+      {"resume", "", "after the first session, connect again resuming it and send the lines again"},
+      {"verbose", "", "say what each session negotiated (version, cipher, resumed, CID) on stderr"}};
 #ifdef DGRAM_EVENT_CLIENT
   options.push_back({"nonblocking", "", "drive the session with the event-driven client (EventClient) instead"});
 #endif
@@ -116,13 +116,22 @@ int main(int argc, char** argv) {
     const bool resume = command_line.flag("resume");
     const std::string lines = resume ? std::string(std::istreambuf_iterator<char>(std::cin), {}) : std::string{};
     std::istringstream first_input(lines);
+    const bool verbose = command_line.flag("verbose");
+    const auto connected = [&](const Connection& connection) {
+      if (verbose) fmt::print(stderr, "dtls-echo-client: connected to {}: {}\n", server.to_string(),
+                              ex::describe_session(*connection.engine));
+    };
     Connection first = connect(context, config, server, nullptr);
+    connected(first);
     if (const int status = ex::run_line_client(*first.channel, settings, resume ? first_input : std::cin); status != 0)
       return status;
     if (!resume) return 0;
 
-    Connection second = connect(context, config, server, &first.session);
-    fmt::print(stderr, "session resumed: {}\n", second.resumed ? "yes" : "no");
+    // Taken after the exchange: a DTLS 1.3 ticket arrives after the handshake.
+    const dgram::dtls::Session session = first.engine->session();
+    Connection second = connect(context, config, server, &session);
+    connected(second);
+    fmt::print(stderr, "session resumed: {}\n", second.engine->resumed() ? "yes" : "no");
     std::istringstream again(lines);
     return ex::run_line_client(*second.channel, settings, again);
   });

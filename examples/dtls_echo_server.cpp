@@ -18,10 +18,12 @@ import dgram;
 
 namespace dgram::examples {
 
-void log_session_end(const Endpoint& peer, const char* why, bool resumed, const std::string& cipher,
-                     std::uint64_t messages) {
-  fmt::print(stderr, "dtls-echo-server: session {} ended ({}): resumed {}, cipher {}, {}\n", peer.to_string(), why,
-             resumed ? "yes" : "no", cipher, plural(messages, "message"));
+void log_session_end(const Endpoint& peer, const char* why, const SessionFacts& facts, std::uint64_t messages) {
+  const std::string moved = facts.address_changes > 0 ? fmt::format(" (its address changed {})",
+                                                                      plural(facts.address_changes, "time")) : "";
+  fmt::print(stderr, "dtls-echo-server: session {} ended ({}): resumed {}, cipher {}, {}, CID {}{}, {}\n",
+             peer.to_string(), why, facts.resumed ? "yes" : "no", facts.cipher, facts.version,
+             facts.connection_id ? "on" : "off", moved, plural(messages, "message"));
 }
 
 void log_handshake_failure(RateLimitedLog& log, const Endpoint& peer, const std::string& why) {

@@ -25,9 +25,17 @@ struct EchoServerOptions {
   std::uint32_t workers{0};                  // threaded mode; 0: one per core
 };
 
-// "session PEER ended (WHY): resumed yes|no, cipher C, N messages" on stderr.
-void log_session_end(const Endpoint& peer, const char* why, bool resumed, const std::string& cipher,
-                     std::uint64_t messages);
+// What a session negotiated, for its log line.
+struct SessionFacts {
+  bool resumed{false};
+  std::string cipher;
+  std::string version;
+  bool connection_id{false};
+  std::uint64_t address_changes{0};
+};
+// "session PEER ended (WHY): resumed yes|no, cipher C, VERSION, CID on|off[ (moved N times)], N messages" on
+// stderr.
+void log_session_end(const Endpoint& peer, const char* why, const SessionFacts& facts, std::uint64_t messages);
 // "handshake failed with PEER: WHY", rate-limited.
 void log_handshake_failure(RateLimitedLog& log, const Endpoint& peer, const std::string& why);
 // The closing line: "served N sessions, M messages; K failed handshakes; C cookie challenges, B bad cookies,

@@ -64,7 +64,9 @@ int run_blocking_echo_server(const EchoServerOptions& options) {
     const char* ended = serve(*channel, buffer, options.reply, options.idle_timeout, messages);
     ++sessions;
     total_messages += messages;
-    log_session_end(channel->peer(), ended, channel->resumed(), channel->cipher(), messages);
+    const dtls::Engine& engine = channel->engine();
+    log_session_end(channel->peer(), ended,
+                    {engine.resumed(), engine.cipher(), engine.version(), engine.connection_id_in_use(), 0}, messages);
   }
   failures.flush(true);
   const auto cookies = handshaker.listener_stats();

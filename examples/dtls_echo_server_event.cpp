@@ -33,10 +33,12 @@ const char* why_ended(dtls::SessionEnd end) {
 std::string counters(const dtls::EventServerStats& s) {
   return fmt::format("sessions open {}, total {}; handshakes full {}, resumed {}, failed {} ({} timed out); "
                      "cookies sent {}, bad {}; dropped: {} garbage, {} without a session, {} over the session "
-                     "limit, {} undecryptable; {} idle timeouts, {} replaced",
+                     "limit, {} undecryptable, {} with an unknown connection ID; {} idle timeouts, {} replaced, {} "
+                     "moved to a new address",
                      s.sessions_open, s.sessions_total, s.handshakes_full, s.handshakes_resumed, s.handshakes_failed,
                      s.handshake_timeouts, s.cookies_sent, s.bad_cookies, s.dropped_garbage, s.dropped_no_session,
-                     s.dropped_over_limit, s.dropped_undecryptable, s.idle_timeouts, s.sessions_replaced);
+                     s.dropped_over_limit, s.dropped_undecryptable, s.dropped_unknown_connection_id, s.idle_timeouts,
+                     s.sessions_replaced, s.address_changes);
 }
 
 // Shared by a threaded server's workers: its callbacks may run on several threads at once.
@@ -49,7 +51,9 @@ class EchoHandler final : public dtls::SessionHandler {
     server.send(id, reply_ ? std::as_bytes(std::span(*reply_)) : message, ec);
   }
   void on_ended(dtls::EventServer&, const dtls::SessionSummary& session) override {
-    log_session_end(session.peer, why_ended(session.end), session.resumed, session.cipher, session.messages_in);
+    log_session_end(session.peer, why_ended(session.end),
+                    {session.resumed, session.cipher, session.version, session.connection_id, session.address_changes},
+                    session.messages_in);
   }
   void on_handshake_failed(dtls::EventServer&, const Endpoint& peer, dtls::FailureKind, const std::string& why) override {
     const std::lock_guard lock(log_mutex_);

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs what dgram needs to build, test and run its demos on Debian 12 (bookworm). Safe to run again.
+# Installs what dgram needs to build, test and run its demos on Debian 12 (bookworm), and fetches the source of
+# the optimized wolfSSL (scripts/fetch-wolfssl.sh: once per machine). Safe to run again.
 set -euo pipefail
 packages=(
   clang-19 libclang-rt-19-dev llvm-19 meson ninja-build pkg-config   # toolchain (clang-19: C++20 modules;
                                                                     # llvm-19 symbolizes sanitizer reports)
   libwolfssl-dev libmsgsl-dev catch2 libfmt-dev              # libraries
   openssl gnutls-bin tshark                                   # foreign peers and checkers for the tests
+  autoconf automake libtool dpkg-dev                          # the optimized wolfSSL from Debian's source
 )
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
@@ -14,3 +16,4 @@ export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | "${sudo[@]}" debconf-set-selections
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}" > /dev/null
+bash "$(dirname "$0")/fetch-wolfssl.sh"

@@ -2,6 +2,7 @@
 // application data, resumption, PSK, loss and reordering of handshake datagrams, and hostile input.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdlib>
 #include <deque>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "support/dtls_fixtures.hpp"
+#include "support/engine_pump.hpp"
 
 import dgram;
 
@@ -24,7 +26,9 @@ using dgram::dtls::Engine;
 using dgram::dtls::EngineState;
 using dgram::dtls::Listener;
 using dgram::dtls::Pem;
-using Datagram = std::vector<std::byte>;
+using dgram::testing::Datagram;
+using dgram::testing::Pump;
+using dgram::testing::bytes;
 
 namespace {
 
@@ -33,151 +37,6 @@ DtlsConfig client_config() { return dgram::testing::test_client_config(); }
 DtlsConfig server_config() { return dgram::testing::test_server_config(); }
 std::string certs(const std::string& name) { return dgram::testing::cert_file(name); }
 
-std::span<const std::byte> bytes(const std::string& text) { return std::as_bytes(std::span(text)); }
-
-// Two engines and a listener joined by in-memory queues; `drop` decides the fate of each datagram.
-struct Pump {
-  enum class Direction { to_server, to_client };
-
-  std::shared_ptr<DtlsContext> client_context;
-  std::shared_ptr<DtlsContext> server_context;
-  Listener listener;
-  std::optional<Engine> client;
-  std::optional<Engine> server;
-  std::deque<Datagram> to_server, to_client;
-  dgram::TimePoint now{std::chrono::hours(1)};
-  dgram::Endpoint client_endpoint = dgram::Endpoint::parse("127.0.0.1:40000");
-  dgram::Endpoint server_endpoint = dgram::Endpoint::parse("127.0.0.1:11111");
-  std::function<bool(Direction, std::size_t)> drop = [](Direction, std::size_t) { return false; };
-  std::function<void(std::deque<Datagram>&)> shuffle = [](std::deque<Datagram>&) {};
-  std::size_t sent_to_server = 0, sent_to_client = 0;
-  std::error_code client_error, server_error;
-
-  static Listener make_listener(std::shared_ptr<DtlsContext> context) {
-    std::error_code ec;
-    Listener listener(std::move(context), ec);
-    REQUIRE(!ec);
-    return listener;
-  }
-
-  Pump(std::shared_ptr<DtlsContext> client_side, std::shared_ptr<DtlsContext> server_side)
-      : client_context{std::move(client_side)},
-        server_context{server_side},
-        listener{make_listener(std::move(server_side))} {}
-
-  void start_client(const dgram::dtls::Session* resume = nullptr) {
-    std::error_code ec;
-    client.emplace(Engine::client(client_context, server_endpoint, resume, ec));
-    REQUIRE(!ec);
-    server.reset();
-    client->start(now, ec);
-    REQUIRE(!ec);
-  }
-
-  void collect() {
-    std::deque<Datagram> flight;
-    for (const auto& d : client->outgoing())
-      if (!drop(Direction::to_server, sent_to_server++)) flight.push_back(d);
-    client->clear_outgoing();
-    shuffle(flight);
-    to_server.insert(to_server.end(), flight.begin(), flight.end());
-    flight.clear();
-    auto take = [&](std::span<const Datagram> out) {
-      for (const auto& d : out)
-        if (!drop(Direction::to_client, sent_to_client++)) flight.push_back(d);
-    };
-    take(listener.replies());
-    listener.clear_replies();
-    if (server) {
-      take(server->outgoing());
-      server->clear_outgoing();
-    }
-    shuffle(flight);
-    to_client.insert(to_client.end(), flight.begin(), flight.end());
-  }
-
-  // The engine's contract: after on_datagram, take_message until it has nothing (that is also when an
-  // established engine answers a peer's retransmitted flight).
-  void deliver(Engine& engine, const Datagram& datagram, std::error_code& ec) {
-    engine.on_datagram(datagram, now, ec);
-    std::vector<std::byte> buffer(2048);
-    while (!ec && engine.take_message(buffer, ec)) {
-    }
-  }
-
-  void deliver_to_server(const Datagram& datagram) {
-    if (!server) {
-      auto engine = listener.on_datagram(client_endpoint, datagram, now, server_error);
-      if (engine) server.emplace(std::move(*engine));
-    } else {
-      deliver(*server, datagram, server_error);
-    }
-  }
-
-  bool settled() const {
-    const bool client_done = client->state() != EngineState::handshaking;
-    const bool server_done = !server || server->state() != EngineState::handshaking;
-    return client_done && server && server_done && to_server.empty() && to_client.empty();
-  }
-
-  // Runs until both sides left the handshake, or a bound on steps is hit. Time moves only when nothing is in
-  // flight: then it jumps to the earliest retransmission timer.
-  // A driver gives up after its handshake timeout; so does this pump, on its own clock.
-  void handshake(std::chrono::seconds limit = std::chrono::seconds(600)) {
-    const dgram::TimePoint give_up = now + limit;
-    for (int step = 0; step < 500; ++step) {
-      collect();
-      if (settled() || client->state() == EngineState::failed || now >= give_up) return;
-      if (to_server.empty() && to_client.empty()) {
-        dgram::Deadline next = client->next_timer();
-        if (server) next = next.min(server->next_timer());
-        REQUIRE(!next.is_never());
-        now = next.point();
-        client->on_timer(now, client_error);
-        if (server) server->on_timer(now, server_error);
-        continue;
-      }
-      if (!to_server.empty()) {
-        const Datagram d = std::move(to_server.front());
-        to_server.pop_front();
-        deliver_to_server(d);
-      }
-      if (!to_client.empty()) {
-        const Datagram d = std::move(to_client.front());
-        to_client.pop_front();
-        deliver(*client, d, client_error);
-      }
-    }
-    FAIL("the handshake did not settle in 500 steps: client sent " << client->stats().datagrams_out
-         << ", server sent " << (server ? server->stats().datagrams_out : 0) << ", clock at +"
-         << std::chrono::duration_cast<std::chrono::seconds>(now - give_up + limit).count() << " s");
-  }
-
-  void require_established() {
-    INFO("client failure: " << client->failure() << " / server: " << (server ? server->failure() : "no session"));
-    INFO("client retransmissions " << client->stats().retransmissions << ", server sent "
-         << (server ? server->stats().datagrams_out : 0) << ", server damped "
-         << (server ? server->stats().damped_retransmissions : 0) << ", server dropped "
-         << (server ? server->stats().dropped_datagrams : 0));
-    REQUIRE(client->state() == EngineState::established);
-    REQUIRE(server);
-    REQUIRE(server->state() == EngineState::established);
-  }
-
-  // Sends `message` from `from` and returns what `to` decrypted.
-  static std::optional<std::string> relay(Engine& from, Engine& to, const std::string& message) {
-    std::error_code ec;
-    from.send(bytes(message), ec);
-    REQUIRE(!ec);
-    for (const auto& d : from.outgoing()) to.on_datagram(d, {}, ec);
-    from.clear_outgoing();
-    std::vector<std::byte> buffer(to.max_message_size());
-    const auto size = to.take_message(buffer, ec);
-    REQUIRE(!ec);
-    if (!size) return std::nullopt;
-    return std::string(reinterpret_cast<const char*>(buffer.data()), *size);
-  }
-};
 
 }  // namespace
 
@@ -412,6 +271,85 @@ TEST_CASE("engine: lost and reordered handshake datagrams are retransmitted on t
     pump.start_client();
     pump.handshake();
     pump.require_established();
+  }
+  SECTION("every datagram arrives twice, the copy late") {
+    for (const bool resume : {false, true}) {
+      Pump pump(make_context(client_config()), make_context(server_config()));
+      dgram::dtls::Session session;
+      if (resume) {
+        pump.start_client();
+        pump.handshake();
+        pump.require_established();
+        session = pump.client->session();
+      }
+      // Each flight's copies arrive with the next flight that way. collect() shuffles the flight to the
+      // server, then the one to the client, every time.
+      std::array<std::deque<Datagram>, 2> late;
+      std::size_t shuffles = 0;
+      pump.shuffle = [&](std::deque<Datagram>& flight) {
+        std::deque<Datagram>& copies = late[shuffles++ % 2];
+        std::deque<Datagram> fresh = flight;
+        flight.insert(flight.begin(), copies.begin(), copies.end());
+        copies = std::move(fresh);
+      };
+      pump.start_client(resume ? &session : nullptr);
+      pump.handshake();
+      pump.require_established();
+      CHECK(pump.client->resumed() == resume);
+      for (const auto& copy : late[0]) pump.deliver_to_server(copy);   // the last copies, after the handshake
+      for (const auto& copy : late[1]) pump.deliver(*pump.client, copy, pump.client_error);
+      CHECK(Pump::relay(*pump.client, *pump.server, "still here") == "still here");
+      CHECK(Pump::relay(*pump.server, *pump.client, "and here") == "and here");
+      CHECK(pump.client->state() == EngineState::established);
+      CHECK(pump.server->state() == EngineState::established);
+    }
+  }
+  SECTION("copies of every handshake datagram, in any order, after the handshake") {
+    Pump pump(make_context(client_config()), make_context(server_config()));
+    std::array<std::vector<Datagram>, 2> sent;   // to the server, to the client
+    std::size_t shuffles = 0;
+    pump.shuffle = [&](std::deque<Datagram>& flight) {
+      auto& log = sent[shuffles++ % 2];
+      log.insert(log.end(), flight.begin(), flight.end());
+    };
+    pump.start_client();
+    pump.handshake();
+    pump.require_established();
+    for (int round = 0; round < 2; ++round) {
+      for (const auto& copy : sent[0]) pump.deliver_to_server(copy);
+      for (const auto& copy : sent[1]) pump.deliver(*pump.client, copy, pump.client_error);
+      std::reverse(sent[0].begin(), sent[0].end());
+      std::reverse(sent[1].begin(), sent[1].end());
+      INFO("server: " << pump.server->failure() << " client: " << pump.client->failure());
+      CHECK(Pump::relay(*pump.client, *pump.server, "still here") == "still here");
+      CHECK(Pump::relay(*pump.server, *pump.client, "and here") == "and here");
+    }
+  }
+  SECTION("a resent ClientHello overtaken by the rest of the handshake") {
+    Pump pump(make_context(client_config()), make_context(server_config()));
+    std::optional<Datagram> held;
+    // The server's first flight is lost; the client resends its ClientHello on its timer (to_server #2), and
+    // that resend is held back until both sides are established.
+    pump.drop = [&](Pump::Direction direction, std::size_t index) { return direction == Pump::Direction::to_client && index == 1; };
+    pump.shuffle = [&, shuffles = std::size_t{0}, sent = std::size_t{0}](std::deque<Datagram>& flight) mutable {
+      if (shuffles++ % 2 != 0) return;
+      for (auto it = flight.begin(); it != flight.end();) {
+        if (sent++ == 2) {
+          held = *it;
+          it = flight.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    };
+    pump.start_client();
+    pump.handshake();
+    pump.require_established();
+    REQUIRE(held);
+    pump.deliver_to_server(*held);
+    INFO("server: " << pump.server->failure());
+    CHECK(pump.server->state() == EngineState::established);
+    CHECK(Pump::relay(*pump.client, *pump.server, "still here") == "still here");
   }
   SECTION("the server's last flight is lost: the client retransmits and the server answers again") {
     Pump pump(make_context(client_config()), make_context(server_config()));

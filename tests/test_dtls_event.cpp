@@ -524,3 +524,80 @@ TEST_CASE("event server: a new handshake from a session's address replaces it on
   CHECK(stats.sessions_open == 1);
   CHECK(stats.handshakes_full == 2);
 }
+
+TEST_CASE("event server: with a DTLS 1.3 connection ID a client whose address changes keeps its session",
+          "[dtls13][cid][nonblocking]") {
+  FOR_EACH_SERVER_KIND();
+  auto server_config = test_server_config();
+  server_config.version = dtls::Version::dtls1_3;
+  server_config.connection_id = true;
+  if (!dtls::connection_id_available()) {   // Debian's wolfSSL: asking is a clear error, not a silent downgrade
+    std::error_code ec;
+    std::string reason;
+    CHECK(!dtls::DtlsContext::create(server_config, ec, &reason));
+    CHECK(reason.find("has no DTLS 1.3") != std::string::npos);
+    return;
+  }
+  RunningServer server(server_config);
+  dgram::testing::UdpRelay relay("127.0.0.1", server.endpoint().port(), {});   // a NAT that will rebind
+  const auto through_relay = dgram::Endpoint::loopback(dgram::Family::ipv4, relay.port());
+  std::error_code ec;
+  dtls::ClientLoop loop(ec);
+  REQUIRE(!ec);
+  const auto echo = [&](EchoingClient& client, const std::string& message, std::chrono::milliseconds limit) {
+    client.messages.push_back(message);
+    std::vector<EchoingClient> one;
+    one.push_back(std::move(client));
+    run_until(loop, [&] { one[0].step(300ms); return one[0].done(); }, limit, 100ms);
+    client = std::move(one[0]);
+    return client.next == client.messages.size();
+  };
+
+  auto client_config = test_client_config();
+  client_config.version = dtls::Version::dtls1_3;
+  client_config.connection_id = true;
+  EchoingClient moving{event_client(context_for(client_config), through_relay), {}};
+  loop.add(*moving.client, ec);
+  REQUIRE(echo(moving, "before the move", 10s));
+  REQUIRE(moving.client->engine().connection_id_in_use());
+
+  // A record with the session's ID from an address that is not the peer's, which does not decrypt: dropped,
+  // and the session stays where it is.
+  const auto id = moving.client->engine().send_connection_id();
+  REQUIRE(id.size() == dtls::record::connection_id_size);
+  std::vector<std::byte> forged{std::byte{0x3f}};   // unified header: CID, 16-bit sequence, length; epoch 3
+  forged.insert(forged.end(), id.begin(), id.end());
+  for (const int b : {0x00, 0x07, 0x00, 0x20}) forged.push_back(static_cast<std::byte>(b));
+  forged.resize(forged.size() + 32, std::byte{0x5a});
+  const auto undecryptable_before = server.stats().dropped_undecryptable;
+  auto stranger = dgram::UdpSocket::bind(dgram::Endpoint::loopback(dgram::Family::ipv4, 0));
+  stranger.send_to(forged, server.endpoint(), ec);
+  REQUIRE(!ec);
+  REQUIRE(echo(moving, "after a forgery", 10s));   // the reply still reaches the real peer
+  const auto after_forgery = server.stats();
+  CHECK(after_forgery.address_changes == 0);
+  CHECK(after_forgery.dropped_undecryptable > undecryptable_before);   // it did reach the session, and no further
+
+  // The NAT rebinds three times; each time the session follows, from whichever worker gets the datagrams.
+  for (int move = 1; move <= 3; ++move) {
+    REQUIRE(relay.move_clients());
+    CHECK(echo(moving, "after move " + std::to_string(move), 10s));
+  }
+  const auto stats = server.stats();
+  INFO(describe(stats));
+  CHECK(stats.address_changes == 3);
+  CHECK(stats.handshakes_full == 1);   // one session throughout
+  loop.remove(*moving.client);
+
+  // Without a connection ID the server cannot know the moved peer: its records are dropped, no reply comes.
+  client_config.connection_id = false;
+  EchoingClient stuck{event_client(context_for(client_config), through_relay), {}};
+  loop.add(*stuck.client, ec);
+  REQUIRE(echo(stuck, "before the move", 10s));
+  CHECK(!stuck.client->engine().connection_id_in_use());
+  const auto dropped_before = server.stats().dropped_no_session;
+  REQUIRE(relay.move_clients());
+  CHECK(!echo(stuck, "after the move", 2s));
+  CHECK(server.stats().dropped_no_session > dropped_before);
+  loop.remove(*stuck.client);
+}

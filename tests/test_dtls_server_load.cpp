@@ -1,5 +1,5 @@
 // dtls-echo-server under load and attack, in every mode this build has: a flood of spoofed ClientHellos
-// while real clients keep handshaking; and, for the event mode, its session limit and counters as a user
+// while real clients keep handshaking (DTLS 1.2, and 1.3 where the build has it); and, for the event mode, its session limit and counters as a user
 // sees them.
 #include <catch2/catch.hpp>
 
@@ -29,10 +29,22 @@ namespace {
 
 using dgram::testing::sanitized_build;
 
+// The client configuration for DTLS `version` ("1.2" or "1.3").
+dtls::DtlsConfig client_config(const std::string& version) {
+  auto config = dgram::testing::test_client_config();
+  config.version = version == "1.3" ? dtls::Version::dtls1_3 : dtls::Version::dtls1_2;
+  return config;
+}
+
+// The versions this build's flood test covers: DTLS 1.3's stateless HelloRetryRequest too, where it exists.
+std::vector<std::string> flood_versions() {
+  return dtls::dtls13_available() ? std::vector<std::string>{"1.2", "1.3"} : std::vector<std::string>{"1.2"};
+}
+
 // A real first ClientHello, as our client sends it.
-std::vector<std::byte> client_hello() {
+std::vector<std::byte> client_hello(const std::string& version) {
   std::error_code ec;
-  auto engine = dtls::Engine::client(dgram::testing::context_for(dgram::testing::test_client_config()),
+  auto engine = dtls::Engine::client(dgram::testing::context_for(client_config(version)),
                                      dgram::Endpoint::parse("127.0.0.1:1"), nullptr, ec);
   engine.start(dgram::Clock::now(), ec);
   REQUIRE(!ec);
@@ -77,10 +89,11 @@ TEST_CASE("dtls echo server: 100,000 spoofed ClientHellos leave no state while r
   const auto modes = concurrent_modes();
   if (modes.empty()) return;   // a build with the blocking server only
   const std::string mode = GENERATE_COPY(from_range(modes));
-  INFO("server mode " << mode);
-  auto server = dgram::testing::start_dtls_server(mode);
+  const std::string version = GENERATE(from_range(flood_versions()));
+  INFO("server mode " << mode << ", DTLS " << version);
+  auto server = dgram::testing::start_dtls_server(mode, {"--dtls", version});
   const auto endpoint = dgram::Endpoint::parse("127.0.0.1:" + server.port);
-  auto context = dgram::testing::context_for(dgram::testing::test_client_config());
+  auto context = dgram::testing::context_for(client_config(version));
   // wolfSSL's caches are filled once per thread: 32 sessions from fresh ports reach each of up to 4 workers
   // (one left out: a chance of 4 x (3/4)^32).
   constexpr int warm_ups = 32;
@@ -88,12 +101,12 @@ TEST_CASE("dtls echo server: 100,000 spoofed ClientHellos leave no state while r
   const long before = dgram::testing::resident_kib(server.process.pid());
   REQUIRE(before > 0);
 
-  // The flood is clocked by the server's answers (each source sends 64, then takes the HelloVerifyRequests
-  // that came back, waiting at most 200 ms), so it goes as fast as the server answers.
+  // The flood is clocked by the server's answers (each source sends 64, then takes the HelloVerifyRequests or
+  // HelloRetryRequests that came back, waiting at most 200 ms), so it goes as fast as the server answers.
   std::atomic<bool> flooding{true};
   std::atomic<std::uint32_t> answered{0};
   std::thread flood([&] {
-    const std::vector<std::byte> hello = client_hello();
+    const std::vector<std::byte> hello = client_hello(version);
     std::vector<dgram::UdpSocket> sources;   // many source ports: many "peers"
     for (int i = 0; i < 256; ++i) sources.push_back(dgram::UdpSocket::bind(dgram::Endpoint::loopback(dgram::Family::ipv4, 0)));
     std::vector<std::vector<std::byte>> batch(64, hello);

@@ -20,6 +20,11 @@ std::vector<Option> dtls_options(dtls::Role role) {
       {"ca", "FILE", server ? "CA (PEM) that signs client certificates" : "CA (PEM) that signs the server's certificate"},
       {"psk-identity", "ID", "pre-shared key identity (with --psk-hex; replaces certificates)"},
       {"psk-hex", "KEY", "pre-shared key as hex digits"},
+      {"dtls", "VERSION", fmt::format("1.2|1.3|any: the DTLS version (any: 1.3 preferred, 1.2 accepted; default 1.2). "
+                                      "This build's wolfSSL {} {} DTLS 1.3", dtls::wolfssl_version(),
+                                      dtls::dtls13_available() ? "has" : "has no")},
+      {"cid", "", server ? "give DTLS 1.3 sessions a Connection ID: a client whose address changes keeps its session"
+                         : "ask for a DTLS 1.3 Connection ID: the session survives our address changing"},
   };
   if (server) {
     options.push_back({"require-client-cert", "", "refuse clients without a certificate signed by --ca"});
@@ -30,9 +35,25 @@ std::vector<Option> dtls_options(dtls::Role role) {
   return options;
 }
 
+namespace {
+
+dtls::Version version_from(const CommandLine& command_line) {
+  const std::string version = command_line.value_or("dtls", "1.2");
+  if (version == "1.2") return dtls::Version::dtls1_2;
+  if (version == "1.3") return dtls::Version::dtls1_3;
+  if (version == "any") return dtls::Version::any;
+  throw UsageError(fmt::format("--dtls '{}': say 1.2, 1.3 or any", version));
+}
+
+}  // namespace
+
 dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role role) {
   dtls::DtlsConfig config;
   config.role = role;
+  config.version = version_from(command_line);
+  config.connection_id = command_line.flag("cid");
+  if (config.connection_id && config.version == dtls::Version::dtls1_2)
+    throw UsageError("--cid needs --dtls 1.3 or any (Connection IDs are a DTLS 1.3 feature here)");
   const auto cert = command_line.value("cert");
   const auto key = command_line.value("key");
   if (cert.has_value() != key.has_value()) throw UsageError("--cert and --key go together");
@@ -63,6 +84,11 @@ dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role ro
       throw UsageError("a client needs --ca to verify the server (or --psk-identity and --psk-hex)");
   }
   return config;
+}
+
+std::string describe_session(const dtls::Engine& engine) {
+  return fmt::format("{}, cipher {}, resumed {}, CID {}", engine.version(), engine.cipher(),
+                     engine.resumed() ? "yes" : "no", engine.connection_id_in_use() ? "on" : "off");
 }
 
 std::shared_ptr<dtls::DtlsContext> make_dtls_context(const dtls::DtlsConfig& config) {

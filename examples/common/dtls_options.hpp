@@ -1,5 +1,5 @@
-// The DTLS options the echo server and client share (--cert, --key, --ca, --psk-identity, --psk-hex) and the
-// context they make, with one readable line for whatever is wrong.
+// The DTLS options the echo server and client share (--cert, --key, --ca, --psk-identity, --psk-hex, --dtls,
+// --cid) and the context they make, with one readable line for whatever is wrong.
 #pragma once
 
 #include <memory>
@@ -16,6 +16,9 @@ std::vector<Option> dtls_options(dtls::Role role);
 
 // The configuration the options ask for. Throws UsageError for options that do not go together.
 dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role role);
+
+// "DTLSv1.3, cipher C, resumed yes|no, CID on|off": what an established session negotiated.
+std::string describe_session(const dtls::Engine& engine);
 
 // Builds the wolfSSL context; throws std::runtime_error with the reason (which file, what is wrong).
 std::shared_ptr<dtls::DtlsContext> make_dtls_context(const dtls::DtlsConfig& config);

@@ -33,6 +33,7 @@ class EventChannel final : public Channel {
   bool resumed() const noexcept { return client_->resumed(); }
   std::string cipher() const { return client_->cipher(); }
   dtls::Session session() const { return client_->session(); }
+  const dtls::Engine& engine() const noexcept { return client_->engine(); }
 
  private:
   EventChannel(std::unique_ptr<dtls::ClientLoop> loop, std::unique_ptr<dtls::EventClient> client);

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -125,7 +126,11 @@ struct UdpRelay::Impl {
   std::mt19937_64 random;   // relay thread only
   std::vector<std::unique_ptr<Client>> clients_by_index;   // unique_ptr: Flow::to points into a Client
   std::unordered_map<std::string, Client*> clients_by_key;
-  std::vector<pollfd> polled;   // stop_event, listener, then each client's upstream in clients_by_index order
+  Fd move_event;                // move_clients(): give every client a new upstream port
+  std::uint64_t moves_done = 0; // guarded by mutex; move_clients waits for it to grow
+  std::condition_variable moved;
+  std::vector<pollfd> polled;   // stop_event, move_event, listener, then each client's upstream in
+                                // clients_by_index order
   std::size_t held_count = 0;
   std::array<std::byte, 65536> buffer;
   mutable std::mutex mutex;   // guards counts: one lock, so a snapshot is consistent across the fields
@@ -143,10 +148,11 @@ struct UdpRelay::Impl {
     for (int timeout = -1;; timeout = release_due()) {
       if (::poll(polled.data(), polled.size(), timeout) < 0 && errno != EINTR) return;   // only on a bug
       if (polled[0].revents != 0) return;   // the destructor asked us to stop
-      if (polled[1].revents != 0) from_client();
+      if (polled[1].revents != 0) move_all();
+      if (polled[2].revents != 0) from_client();
       // Indexes, not iterators: from_client may have appended a client (whose revents is still 0).
-      for (std::size_t i = 2; i < polled.size(); ++i)
-        if (polled[i].revents != 0) from_server(*clients_by_index[i - 2]);
+      for (std::size_t i = first_client_poll; i < polled.size(); ++i)
+        if (polled[i].revents != 0) from_server(*clients_by_index[i - first_client_poll]);
     }
   }
 
@@ -186,6 +192,25 @@ struct UdpRelay::Impl {
     // Also clears a pending ICMP error (ECONNREFUSED while the server is gone), so POLLERR cannot spin.
     const ssize_t got = ::recv(client.upstream.get(), buffer.data(), buffer.size(), 0);
     if (got >= 0) on_datagram(client.to_client, Datagram(buffer.begin(), buffer.begin() + got));
+  }
+
+  static constexpr std::size_t first_client_poll = 3;
+
+  // Every client's traffic leaves from a new port from now on, as behind a NAT that rebinds.
+  void move_all() {
+    std::uint64_t count = 0;
+    [[maybe_unused]] const ssize_t got = ::read(move_event.get(), &count, sizeof count);
+    for (std::size_t i = 0; i < clients_by_index.size(); ++i) {
+      Client& client = *clients_by_index[i];
+      Fd upstream = udp_socket(server.storage.ss_family);
+      if (!upstream || ::connect(upstream.get(), server.get(), server.length) != 0) continue;
+      client.upstream = std::move(upstream);
+      client.to_server.fd = client.upstream.get();
+      polled[first_client_poll + i].fd = client.upstream.get();
+    }
+    const std::lock_guard lock{mutex};
+    ++moves_done;
+    moved.notify_all();
   }
 
   // The client for `address`, made on first sight; nullptr past the cap or when no socket can be had.
@@ -279,7 +304,11 @@ UdpRelay::UdpRelay(const std::string& server_host, std::uint16_t server_port, Re
   impl.stop_event = Fd{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
   if (const int error = errno; !impl.stop_event)
     throw std::runtime_error(std::string("relay: eventfd: ") + std::strerror(error));
-  impl.polled = {pollfd{impl.stop_event.get(), POLLIN, 0}, pollfd{impl.listener.get(), POLLIN, 0}};
+  impl.move_event = Fd{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+  if (const int error = errno; !impl.move_event)
+    throw std::runtime_error(std::string("relay: eventfd: ") + std::strerror(error));
+  impl.polled = {pollfd{impl.stop_event.get(), POLLIN, 0}, pollfd{impl.move_event.get(), POLLIN, 0},
+                 pollfd{impl.listener.get(), POLLIN, 0}};
   impl.thread = std::thread([&impl] { impl.run(); });
 }
 
@@ -298,5 +327,13 @@ RelayCounts UdpRelay::counts() const {
 }
 
 std::size_t UdpRelay::clients() const { return impl_->client_count; }
+
+bool UdpRelay::move_clients() {
+  std::unique_lock lock{impl_->mutex};
+  const std::uint64_t before = impl_->moves_done;
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const ssize_t written = ::write(impl_->move_event.get(), &one, sizeof one);
+  return impl_->moved.wait_for(lock, std::chrono::seconds(5), [&] { return impl_->moves_done > before; });
+}
 
 }  // namespace dgram::testing

@@ -53,6 +53,9 @@ class UdpRelay {
   std::uint16_t port() const;    // where clients should send (on listen_host)
   RelayCounts counts() const;    // thread-safe, consistent snapshot
   std::size_t clients() const;   // distinct client addresses seen and given an upstream socket (<= 4096)
+  // NAT rebinding: from now on every client's datagrams reach the server from a new port (replies to the old
+  // one are no longer received). Returns once done (false if the relay did not answer within 5 s).
+  bool move_clients();
 
  private:
   struct Impl;   // sockets, thread and random state live in the .cpp: this header stays free of POSIX

@@ -2,6 +2,7 @@
 module;
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/openssl/pem.h>   // wolfSSL_PEM_read_bio_PrivateKey (5.7.2 declares it only here)
 
 #include <chrono>
 #include <cerrno>
@@ -103,6 +104,33 @@ bool key_matches_certificate(const std::string& certificate_pem, const std::stri
          wolfSSL_EVP_DigestVerifyFinal(verify.get(), signature.data(), signature_size) == 1;
 }
 
+// Whether this wolfSSL can do what `config` asks for (never a silent downgrade); the reason when it cannot.
+bool supported(const DtlsConfig& config, std::string& reason) {
+  const std::string build = "this dgram is built with wolfSSL " + wolfssl_version() +
+                            ", which has no %s (configure dgram with -Dwolfssl=optimized)";
+  const auto lacking = [&](const char* what) {
+    reason = build;
+    reason.replace(reason.find("%s"), 2, what);
+    return false;
+  };
+  if (config.version != Version::dtls1_2 && !dtls13_available()) return lacking("DTLS 1.3");
+  if (config.connection_id && !connection_id_available()) return lacking("Connection IDs");
+  if (config.connection_id && config.version == Version::dtls1_2) {
+    reason = "Connection IDs need DTLS 1.3 (wolfSSL " + wolfssl_version() + " has none for DTLS 1.2): choose DTLS 1.3 or any";
+    return false;
+  }
+  return true;
+}
+
+WOLFSSL_METHOD* method_for(const DtlsConfig& config) {
+  const bool client = config.role == Role::client;
+#ifdef WOLFSSL_DTLS13
+  if (config.version == Version::dtls1_3) return client ? wolfDTLSv1_3_client_method() : wolfDTLSv1_3_server_method();
+  if (config.version == Version::any) return client ? wolfDTLS_client_method() : wolfDTLS_server_method();
+#endif
+  return client ? wolfDTLSv1_2_client_method() : wolfDTLSv1_2_server_method();
+}
+
 // Applies `config` to `ctx`; false with a reason on the first problem.
 bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) {
   const auto wolf_reason = [](int code) { return wolfssl_category().message(code); };
@@ -162,8 +190,10 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
   }
   wolfSSL_CTX_set_verify(ctx, verify, record_certificate_problem);   // keeps the refused certificate's names
 
-  const std::string ciphers =
+  std::string ciphers =
       !config.cipher_list.empty() ? config.cipher_list : config.psk ? default_psk_cipher_list : default_cipher_list;
+  if (config.cipher_list.empty() && config.version != Version::dtls1_2)
+    ciphers = std::string(default_tls13_cipher_list) + (config.version == Version::any ? ":" + ciphers : "");
   if (wolfSSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != WOLFSSL_SUCCESS) {
     reason = "cipher list '" + ciphers + "' names no cipher suite this wolfSSL supports";
     return false;
@@ -188,13 +218,36 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
   }
   if (!config.session_cache) wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
   if (config.role == Role::client && config.session_tickets) wolfSSL_CTX_UseSessionTicket(ctx);
-  if (config.role == Role::server && !config.session_tickets) wolfSSL_CTX_NoTicketTLSv12(ctx);
+  if (config.role == Role::server && !config.session_tickets) {
+    wolfSSL_CTX_NoTicketTLSv12(ctx);
+#ifdef WOLFSSL_DTLS13
+    wolfSSL_CTX_no_ticket_TLSv13(ctx);
+#endif
+  }
   wolfSSL_CTX_SetIORecv(ctx, Engine::Impl::receive_callback);
   wolfSSL_CTX_SetIOSend(ctx, Engine::Impl::send_callback);
   return true;
 }
 
 }  // namespace
+
+bool dtls13_available() noexcept {
+#ifdef WOLFSSL_DTLS13
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool connection_id_available() noexcept {
+#if defined(WOLFSSL_DTLS13) && defined(WOLFSSL_DTLS_CID)
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string wolfssl_version() { return wolfSSL_lib_version(); }
 
 const std::error_category& wolfssl_category() noexcept {
   static const WolfSslCategory category;
@@ -212,16 +265,17 @@ std::shared_ptr<DtlsContext> DtlsContext::create(const DtlsConfig& config, std::
   ec.clear();
   auto impl = std::make_unique<Impl>();
   impl->config = config;
-  impl->ctx.reset(wolfSSL_CTX_new(config.role == Role::client ? wolfDTLSv1_2_client_method()
-                                                               : wolfDTLSv1_2_server_method()));
   std::string why;
-  if (!impl->ctx) {
-    why = "wolfSSL could not create a DTLS 1.2 context";
-  } else if (configure(impl->ctx.get(), impl->config, why)) {
-    // The PSK callbacks find the configuration through this pointer (wolfSSL_new copies it into every
-    // session); Impl does not move.
-    wolfSSL_CTX_set_psk_callback_ctx(impl->ctx.get(), &impl->config);
-    return std::shared_ptr<DtlsContext>(new DtlsContext(std::move(impl)));
+  if (supported(config, why)) {
+    impl->ctx.reset(wolfSSL_CTX_new(method_for(config)));
+    if (!impl->ctx) {
+      why = "wolfSSL could not create a DTLS context";
+    } else if (configure(impl->ctx.get(), impl->config, why)) {
+      // The PSK callbacks find the configuration through this pointer (wolfSSL_new copies it into every
+      // session); Impl does not move.
+      wolfSSL_CTX_set_psk_callback_ctx(impl->ctx.get(), &impl->config);
+      return std::shared_ptr<DtlsContext>(new DtlsContext(std::move(impl)));
+    }
   }
   ec = make_error_code(errc::invalid_argument);
   if (reason) *reason = why;

@@ -1,4 +1,4 @@
-// dgram.dtls.config: everything a DTLS 1.2 endpoint is configured with, as plain C++ values.
+// dgram.dtls.config: everything a DTLS endpoint is configured with, as plain C++ values.
 //
 // No wolfSSL type or macro appears here: a DtlsContext (dgram.dtls.engine) turns a DtlsConfig into a
 // wolfSSL context and reports what is wrong with it (unreadable file, key not matching the certificate...).
@@ -33,15 +33,27 @@ struct PreSharedKey {
 
 enum class Role { client, server };
 
+// The protocol versions an endpoint speaks. DTLS 1.3 (RFC 9147) needs a wolfSSL built with it (dgram's
+// -Dwolfssl=optimized); dtls13_available() says whether this build has it.
+enum class Version {
+  dtls1_2,   // DTLS 1.2 only
+  dtls1_3,   // DTLS 1.3 only
+  any,       // DTLS 1.3 preferred, 1.2 accepted
+};
+
 // ChaCha20-Poly1305 first: without AES-NI (Debian's wolfSSL) it is about twice as fast as AES-GCM.
 inline constexpr const char* default_cipher_list =
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
 inline constexpr const char* default_psk_cipher_list =
     "PSK-CHACHA20-POLY1305:PSK-AES128-GCM-SHA256";
+// DTLS 1.3 suites (certificates and pre-shared keys alike), added in front for Version::dtls1_3 and any. AES-GCM
+// first: the wolfSSL that has DTLS 1.3 here also has AES-NI, where AES-GCM is the faster one.
+inline constexpr const char* default_tls13_cipher_list = "TLS13-AES128-GCM-SHA256:TLS13-CHACHA20-POLY1305-SHA256";
 
 struct DtlsConfig {
   Role role = Role::client;
+  Version version = Version::dtls1_2;
 
   // Our certificate chain (leaf first) and its private key. Required for a server without PSK.
   std::optional<Pem> certificate_chain;
@@ -64,9 +76,14 @@ struct DtlsConfig {
 
   std::optional<PreSharedKey> psk;
 
-  // Resumption: session IDs via the server's cache, and RFC 5077 tickets.
+  // Resumption: session IDs via the server's cache, and RFC 5077 tickets (DTLS 1.3 resumes by ticket only).
   bool session_cache = true;
   bool session_tickets = true;
+
+  // DTLS 1.3 Connection IDs: a server gives each session a random ID (record::connection_id_size bytes) that
+  // the client puts in every record, so a session survives the client's address changing (NAT rebinding).
+  // Both sides must ask; a session without DTLS 1.3 has none. Needs connection_id_available().
+  bool connection_id = false;
 
   // A handshake that has not completed after this long fails with errc::timeout. (How long an established
   // session may stay idle is the serving program's choice: it bounds its receive deadlines.)

@@ -38,6 +38,12 @@ inline constexpr std::size_t max_datagram_size = 16384 + 2048;
 // wolfSSL's error codes (negative numbers) with wolfSSL's own text; the category's name is "wolfssl".
 const std::error_category& wolfssl_category() noexcept;
 
+// What the wolfSSL this build links can do (-Dwolfssl: Debian's 5.5.4 has neither; the optimized build both).
+bool dtls13_available() noexcept;
+bool connection_id_available() noexcept;
+// "5.7.2", for messages.
+std::string wolfssl_version();
+
 class DtlsContext {
  public:
   // Loads the certificates, key and settings. On failure sets ec and writes one readable line to `reason`
@@ -86,6 +92,7 @@ enum class FailureKind {
   unknown_psk_identity,        // the server does not know the client's pre-shared key identity
   psk_mismatch,                // both sides use the same identity but their pre-shared keys differ
   no_shared_cipher,            // no cipher suite or group in common (e.g. a certificate client, PSK-only server)
+  version_mismatch,            // no DTLS version in common (DtlsConfig::version)
   peer_closed,                 // the peer closed or aborted the session during the handshake
   timed_out,                   // the peer stopped answering
   other,
@@ -138,10 +145,22 @@ class Engine {
 
   EngineState state() const noexcept;
   const Endpoint& peer() const noexcept;
+  // The peer's address moved (a record from the new one authenticated): replies go there from now on.
+  void set_peer(const Endpoint& peer);
   bool resumed() const noexcept;
+  // wolfSSL's standard name of the negotiated suite (e.g. TLS_AES_128_GCM_SHA256, ECDHE-ECDSA-CHACHA20-POLY1305).
   std::string cipher() const;
+  // "DTLSv1.2" or "DTLSv1.3" once established.
+  std::string version() const;
+  // Whether the session uses a Connection ID (DTLS 1.3, both sides asked).
+  bool connection_id_in_use() const noexcept;
+  // The Connection ID the peer puts in its records to us (a server's own CID); empty when there is none.
+  std::vector<std::byte> receive_connection_id() const;
+  // The Connection ID we put in our records to the peer (a client's: the server's CID); empty when none.
+  std::vector<std::byte> send_connection_id() const;
   std::size_t max_message_size() const noexcept;
-  // Client, once established: the session to offer next time for resumption.
+  // Client, once established: the session to offer next time for resumption. DTLS 1.3 tickets arrive after the
+  // handshake, with or before the server's first message: take the session after a message from the server.
   Session session() const;
   // Why the handshake failed, in words (what went wrong, with the certificate's subject and issuer or the
   // names it holds where that is the cause); empty otherwise.
@@ -158,7 +177,7 @@ class Engine {
 };
 
 struct ListenerStats {
-  std::uint64_t hello_verify_requests{0};   // stateless cookie challenges sent
+  std::uint64_t hello_verify_requests{0};   // stateless cookie challenges sent (HelloVerify/RetryRequests)
   std::uint64_t bad_cookies{0};             // ClientHellos whose cookie did not verify (forged or stale)
   std::uint64_t dropped_datagrams{0};       // datagrams from peers without a session that were no ClientHello
   std::uint64_t sessions_started{0};        // ClientHellos with a valid cookie, handed over as engines
@@ -200,22 +219,25 @@ class CookieSecrets {
   std::optional<Secret> previous_;
 };
 
-// The stateless front door of a server port (RFC 6347 section 4.2.1). A ClientHello without a valid cookie
-// gets a HelloVerifyRequest and leaves no state behind: the Listener holds one wolfSSL object that it reuses
+// The stateless front door of a server port (RFC 6347 section 4.2.1, RFC 9147 section 5.1). A ClientHello
+// without a valid cookie gets a HelloVerifyRequest (DTLS 1.2) or a HelloRetryRequest with a cookie (DTLS 1.3)
+// and leaves no state behind: the Listener holds one wolfSSL object that it reuses
 // for every peer and gives away only when a cookie verifies. So no memory is spent on a peer before it proved
 // it receives at its address.
 class Listener {
  public:
   // `secrets` may be shared with other Listeners (of other threads); without one the Listener makes its own.
+  // With connection IDs configured, each session gets a random one whose first byte is
+  // `connection_id_prefix` (the threaded server's worker index: any worker can tell whose session it is).
   Listener(std::shared_ptr<DtlsContext> context, std::error_code& ec,
-           std::shared_ptr<CookieSecrets> secrets = nullptr);
+           std::shared_ptr<CookieSecrets> secrets = nullptr, std::uint8_t connection_id_prefix = 0);
   Listener(Listener&&) noexcept;
   Listener& operator=(Listener&&) noexcept;
   ~Listener();
 
   // A datagram from `peer`, which has no session. Returns a started server engine for a ClientHello with a
   // valid cookie (send its outgoing()). Otherwise replies() holds what to send back to `peer` (a
-  // HelloVerifyRequest or a fatal alert), possibly nothing (the datagram was dropped and counted). ec is set
+  // HelloVerifyRequest, a HelloRetryRequest or a fatal alert), possibly nothing (the datagram was dropped and counted). ec is set
   // when a ClientHello with a valid cookie cannot be served (no cipher suite in common): failure() and
   // failure_kind() say why, until the next such failure.
   std::optional<Engine> on_datagram(const Endpoint& peer, std::span<const std::byte> datagram, TimePoint now,

@@ -1,7 +1,9 @@
-// dgram.dtls.record: just enough of the DTLS 1.2 record layer (RFC 6347 section 4.1) to triage datagrams
-// before any wolfSSL state is touched: is it a well-formed sequence of records, is it a ClientHello (and does
-// it carry a cookie), is it a HelloVerifyRequest. Pure and constexpr; it decrypts nothing.
+// dgram.dtls.record: just enough of the DTLS record layer to triage datagrams before any wolfSSL state is
+// touched: is it a well-formed sequence of records (DTLS 1.2 headers, RFC 6347 4.1, and the DTLS 1.3 unified
+// header, RFC 9147 4), is it a ClientHello (and does it carry a cookie), a HelloVerifyRequest or a
+// HelloRetryRequest, which Connection ID does it carry. Pure and constexpr; it decrypts nothing.
 module;
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -19,6 +21,7 @@ enum class HandshakeType : std::uint8_t {
   client_hello = 1,
   server_hello = 2,
   hello_verify_request = 3,
+  new_session_ticket = 4,
   certificate = 11,
   server_key_exchange = 12,
   certificate_request = 13,
@@ -36,19 +39,83 @@ constexpr std::uint32_t read24(std::span<const std::byte> at) noexcept {
 
 // True when `datagram` is one or more complete DTLS records of known content types and DTLS versions
 // (1.0 = 0xfeff or 1.2 = 0xfefd), with nothing left over.
+// The length of the Connection IDs dgram issues (a server's; its clients use none). A DTLS 1.3 record carries
+// the CID without its length, so parsing a record with one needs to know it.
+inline constexpr std::size_t connection_id_size = 8;
+
+// One record of a datagram. DTLS 1.2 and unencrypted DTLS 1.3 records have the 13-byte header; encrypted
+// DTLS 1.3 records the unified header (first byte 001CSLEE: C a CID follows, S a 16-bit sequence number,
+// L a length; without L the record runs to the end of the datagram).
+struct Record {
+  std::uint8_t content_type;          // 20-23, 26 (ack); 0 for a unified header (encrypted: type unknown)
+  bool unified;
+  std::span<const std::byte> header;
+  std::span<const std::byte> connection_id;   // empty unless a unified header with C
+  std::span<const std::byte> fragment;
+};
+
+// The shortest encrypted DTLS 1.3 record: its inner content type and a 16-byte AEAD tag.
+inline constexpr std::size_t min_ciphertext = 17;
+
+// Splits the first record off `rest`; nullopt when it is malformed.
+constexpr std::optional<Record> next_record(std::span<const std::byte>& rest) noexcept {
+  if (rest.empty()) return std::nullopt;
+  const auto first = static_cast<std::uint8_t>(rest[0]);
+  if ((first & 0xe0) == 0x20) {   // unified header
+    const std::size_t cid = (first & 0x10) ? connection_id_size : 0;
+    const std::size_t sequence = (first & 0x08) ? 2 : 1;
+    const bool has_length = (first & 0x04) != 0;
+    const std::size_t header = 1 + cid + sequence + (has_length ? 2 : 0);
+    if (rest.size() < header) return std::nullopt;
+    const std::size_t length = has_length ? read16(rest.subspan(header - 2)) : rest.size() - header;
+    if (rest.size() - header < length || length < min_ciphertext) return std::nullopt;
+    const Record record{0, true, rest.first(header), rest.subspan(1, cid), rest.subspan(header, length)};
+    rest = rest.subspan(header + length);
+    return record;
+  }
+  if (rest.size() < header_size) return std::nullopt;
+  if ((first < 20 || first > 23) && first != 26) return std::nullopt;
+  if (rest[1] != std::byte{0xfe} || (rest[2] != std::byte{0xff} && rest[2] != std::byte{0xfd})) return std::nullopt;
+  const std::size_t length = read16(rest.subspan(11));
+  if (rest.size() - header_size < length) return std::nullopt;
+  const Record record{first, false, rest.first(header_size), {}, rest.subspan(header_size, length)};
+  rest = rest.subspan(header_size + length);
+  return record;
+}
+
 constexpr bool well_formed(std::span<const std::byte> datagram) noexcept {
   if (datagram.empty()) return false;
+  while (!datagram.empty())
+    if (!next_record(datagram)) return false;
+  return true;
+}
+
+// Whether every record has the 13-byte header (what a DTLS 1.2 session may receive). Needs well_formed.
+constexpr bool dtls12_headers_only(std::span<const std::byte> datagram) noexcept {
+  while (!datagram.empty())
+    if (next_record(datagram)->unified) return false;
+  return true;
+}
+
+// Whether every record states its length, so that another record may follow it in the same datagram.
+constexpr bool packable(std::span<const std::byte> datagram) noexcept {
+  if (!well_formed(datagram)) return false;
   while (!datagram.empty()) {
-    if (datagram.size() < header_size) return false;
-    const auto type = static_cast<std::uint8_t>(datagram[0]);
-    if (type < 20 || type > 23) return false;
-    if (datagram[1] != std::byte{0xfe} || (datagram[2] != std::byte{0xff} && datagram[2] != std::byte{0xfd}))
-      return false;
-    const std::size_t length = read16(datagram.subspan(11));
-    if (datagram.size() - header_size < length) return false;
-    datagram = datagram.subspan(header_size + length);
+    const auto record = next_record(datagram);
+    if (record->unified && (static_cast<std::uint8_t>(record->header[0]) & 0x04) == 0) return false;
   }
   return true;
+}
+
+// The Connection ID of the first record (a DTLS 1.3 record with one); empty otherwise.
+constexpr std::span<const std::byte> connection_id(std::span<const std::byte> datagram) noexcept {
+  const auto record = next_record(datagram);
+  return record ? record->connection_id : std::span<const std::byte>{};
+}
+
+// Whether the first record is an unencrypted (epoch 0) handshake record. Needs a well_formed datagram.
+constexpr bool starts_with_plaintext_handshake(std::span<const std::byte> datagram) noexcept {
+  return datagram.size() >= header_size && datagram[0] == std::byte{22} && read16(datagram.subspan(3)) == 0;
 }
 
 // The first record's handshake message type, for an unencrypted (epoch 0) handshake record carrying a whole
@@ -65,8 +132,38 @@ constexpr std::optional<HandshakeType> first_handshake_type(std::span<const std:
   return static_cast<HandshakeType>(message[0]);
 }
 
+// Whether a ClientHello body, from its legacy cookie on, carries a DTLS 1.3 cookie extension (type 44: the
+// answer to a HelloRetryRequest).
+constexpr bool has_cookie_extension(std::span<const std::byte> from_cookie) noexcept {
+  std::size_t at = 1 + static_cast<std::size_t>(from_cookie[0]);                 // legacy cookie
+  if (from_cookie.size() < at + 2) return false;
+  at += 2 + read16(from_cookie.subspan(at));                                     // cipher suites
+  if (from_cookie.size() < at + 1) return false;
+  at += 1 + static_cast<std::size_t>(from_cookie[at]);                           // compression methods
+  if (from_cookie.size() < at + 2) return false;
+  const std::size_t end = std::min(from_cookie.size(), at + 2 + read16(from_cookie.subspan(at)));
+  for (at += 2; at + 4 <= end; at += 4 + read16(from_cookie.subspan(at + 2)))
+    if (read16(from_cookie.subspan(at)) == 44) return true;
+  return false;
+}
+
+// Whether the datagram starts with a DTLS 1.3 HelloRetryRequest: a ServerHello whose random is the fixed value
+// of RFC 8446 4.1.3 (the stateless cookie challenge of DTLS 1.3, as HelloVerifyRequest is of 1.2).
+constexpr bool starts_with_hello_retry_request(std::span<const std::byte> datagram) noexcept {
+  constexpr std::array<std::uint8_t, 32> magic{0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c,
+                                               0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb,
+                                               0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c};
+  if (first_handshake_type(datagram) != HandshakeType::server_hello) return false;
+  const auto body = datagram.subspan(header_size + handshake_header_size);
+  if (body.size() < 2 + magic.size()) return false;
+  for (std::size_t i = 0; i < magic.size(); ++i)
+    if (static_cast<std::uint8_t>(body[2 + i]) != magic[i]) return false;
+  return true;
+}
+
 struct ClientHelloFacts {
-  bool has_cookie;
+  bool has_cookie;                    // a legacy (DTLS 1.2) cookie or a DTLS 1.3 cookie extension
+  bool has_cookie_extension{false};   // the DTLS 1.3 one
   std::array<std::byte, 32> random;   // the client's random: the same in a retransmission and after a cookie
 };
 
@@ -79,8 +176,10 @@ constexpr std::optional<ClientHelloFacts> client_hello(std::span<const std::byte
   const std::size_t session_id = static_cast<std::size_t>(body[version_and_random]);
   const std::size_t cookie_at = version_and_random + 1 + session_id;
   if (session_id > 32 || body.size() < cookie_at + 1) return std::nullopt;
-  ClientHelloFacts facts{body[cookie_at] != std::byte{0}, {}};
+  ClientHelloFacts facts{body[cookie_at] != std::byte{0}, false, {}};
   for (std::size_t i = 0; i < facts.random.size(); ++i) facts.random[i] = body[2 + i];
+  facts.has_cookie_extension = has_cookie_extension(body.subspan(cookie_at));
+  facts.has_cookie = facts.has_cookie || facts.has_cookie_extension;
   return facts;
 }
 
@@ -104,6 +203,9 @@ constexpr FlightFacts flight_facts(std::span<const std::byte> datagram) noexcept
   FlightFacts facts;
   if (!well_formed(datagram)) return facts;
   while (!datagram.empty()) {
+    const std::span<const std::byte> at = datagram;
+    if (next_record(datagram)->unified) continue;   // DTLS 1.3, encrypted: nothing to read
+    datagram = at;
     const std::size_t length = read16(datagram.subspan(11));
     const auto type = static_cast<ContentType>(datagram[0]);
     const bool epoch0 = read16(datagram.subspan(3)) == 0;   // not encrypted

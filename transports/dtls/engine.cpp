@@ -5,6 +5,7 @@ module;
 #include <wolfssl/wolfcrypt/ecc.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -12,6 +13,7 @@ module;
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -30,14 +32,22 @@ namespace {
 // wolfSSL's own limit for the time between resends (DTLS_TIMEOUT_MAX): reaching it ends the handshake.
 constexpr int default_wolfssl_timeout_max = 64;
 
+// The largest datagram pack_flight makes: wolfSSL 5.5.4 reads handshake datagrams into a 1400-byte buffer.
+constexpr std::size_t max_packed_datagram = 1400;
+
 // Debian's wolfSSL keeps a fixed-point ECC cache per thread (FP_ECC) that is freed only by wc_ecc_fp_free() on
 // that thread; a thread that ran engines and ends without it leaks ~3 KiB per cached point. Every thread that
 // makes an engine gets this guard, whose destructor runs at that thread's exit.
+// (The optimized build does its ECC in SP assembly and has no such cache.)
+#ifdef FP_ECC
 struct EccCacheGuard {
   ~EccCacheGuard() { wc_ecc_fp_free(); }
 };
 
 void free_ecc_cache_at_thread_exit() { thread_local EccCacheGuard guard; }
+#else
+void free_ecc_cache_at_thread_exit() {}
+#endif
 
 }  // namespace
 
@@ -93,7 +103,11 @@ bool Engine::Impl::damp_retransmission(std::span<const std::byte> datagram) {
   if (facts.highest_epoch0_sequence)
     highest_epoch0_sequence_sent = std::max(highest_epoch0_sequence_sent.value_or(0), *facts.highest_epoch0_sequence);
   change_cipher_spec_sent = change_cipher_spec_sent || facts.change_cipher_spec;
-  if (!repeat && state == EngineState::handshaking) retransmit_wait_seconds = 1;   // a new flight starts afresh
+  sent_handshake_types |= facts.handshake_types;
+  // A new flight starts its resend schedule afresh. (A datagram of DTLS 1.3 records only tells nothing; a resend
+  // on our own timer is never a new flight.)
+  const bool readable = facts.lowest_message_seq || facts.change_cipher_spec;
+  if (!repeat && readable && !in_timer && state == EngineState::handshaking) retransmit_wait_seconds = 1;
   if (!repeat || in_timer) return false;
   return !input_resend_allowed(std::chrono::milliseconds(500) * retransmit_wait_seconds);
 }
@@ -127,6 +141,28 @@ int Engine::Impl::send_callback(WOLFSSL*, char* buffer, int size, void* context)
   return size;
 }
 
+// wolfSSL writes a flight as several datagrams (5.7 even sends the NewSessionTicket apart from the
+// ChangeCipherSpec and Finished). Apart, they are lost and reordered apart, and wolfSSL 5.7.2's DTLS 1.2
+// client never recovers from a Finished that overtook the NewSessionTicket (the ticket, resent in epoch 0,
+// is then dropped as old). Packed into as few datagrams as fit, a flight arrives whole or not at all, and
+// costs fewer packets. Only records that state their length are packed (DTLS 1.3 may omit it).
+void Engine::Impl::pack_flight(std::size_t first) {
+  if (output.size() <= first + 1) return;
+  std::size_t into = first;
+  for (std::size_t next = first + 1; next < output.size(); ++next) {
+    std::vector<std::byte>& packed = output[into];
+    if (packed.size() + output[next].size() <= max_packed_datagram && record::packable(packed) &&
+        record::packable(output[next])) {
+      packed.insert(packed.end(), output[next].begin(), output[next].end());
+      spare.push_back(std::move(output[next]));
+      --stats.datagrams_out;
+    } else if (++into != next) {
+      output[into] = std::move(output[next]);
+    }
+  }
+  output.resize(into + 1);
+}
+
 void Engine::Impl::push_input(std::span<const std::byte> datagram) { input.push_back(recycled_copy(datagram)); }
 
 void Engine::Impl::answer_repeated_flight(std::span<const std::byte> datagram) {
@@ -148,6 +184,19 @@ void Engine::Impl::set_cookie_peer(const Endpoint& remote) {
   wolfSSL_dtls_set_peer(ssl.get(), address.get(), static_cast<unsigned int>(address.length));
 }
 
+bool Engine::Impl::use_connection_id(std::span<const std::byte> receive_id) {
+#if defined(WOLFSSL_DTLS13) && defined(WOLFSSL_DTLS_CID)
+  if (!wolfSSL_dtls_cid_is_enabled(ssl.get()) && wolfSSL_dtls_cid_use(ssl.get()) != WOLFSSL_SUCCESS) return false;
+  std::array<unsigned char, record::connection_id_size> id{};
+  const std::size_t size = std::min(receive_id.size(), id.size());
+  std::memcpy(id.data(), receive_id.data(), size);
+  return wolfSSL_dtls_cid_set(ssl.get(), size ? id.data() : nullptr, static_cast<unsigned>(size)) == WOLFSSL_SUCCESS;
+#else
+  (void)receive_id;
+  return false;
+#endif
+}
+
 void Engine::Impl::fail(FailureKind kind, std::string why, std::error_code& ec) {
   state = EngineState::failed;
   failure_kind = kind;
@@ -163,7 +212,10 @@ void Engine::Impl::tell_peer_we_failed(std::uint8_t alert_description) {
   const bool alert_sent = wolfSSL_get_alert_history(ssl.get(), &alerts) == WOLFSSL_SUCCESS && alerts.last_tx.code > 0;
   if (alert_sent || close_sent) return;
   close_sent = true;
-  if (change_cipher_spec_sent) {
+  // DTLS 1.3 encrypts from the ServerHello on: a plaintext alert after it is ignored.
+  const bool dtls13_encrypted = std::string_view(wolfSSL_get_version(ssl.get())) == "DTLSv1.3" &&
+                                ((sent_handshake_types | peer_handshake_types) >> 2 & 1u) != 0;   // ServerHello
+  if (change_cipher_spec_sent || dtls13_encrypted) {
     wolfSSL_shutdown(ssl.get());
     return;
   }
@@ -188,13 +240,17 @@ void Engine::Impl::note_peer_flight(std::span<const std::byte> datagram, std::ui
                                     std::error_code& ec) {
   const record::FlightFacts facts = record::flight_facts(datagram);
   peer_handshake_types |= facts.handshake_types;
-  peer_change_cipher_spec = peer_change_cipher_spec || facts.change_cipher_spec;
+  // A ChangeCipherSpec (or Finished) that overtook the messages before it is dropped by wolfSSL 5.7 (5.5 kept
+  // it): it counts only once the rest of the peer's flight has arrived.
+  peer_change_cipher_spec = peer_change_cipher_spec || (facts.change_cipher_spec && peer_flight_before_finished_seen());
   if (state != EngineState::handshaking || !peer_change_cipher_spec || !facts.encrypted_handshake ||
       handed_over == handed_before)
     return;
   // A copy the network duplicated is byte for byte the same (a retransmission is encrypted anew): it is not
   // the peer's second attempt. (Seen on a corrupting path: one altered Finished, duplicated, failed sessions.)
   if (std::ranges::equal(datagram, last_undecryptable_finished)) return;
+  // A Finished that overtook the messages before it does not decrypt either (wolfSSL 5.7 drops it; 5.5 kept it).
+
   last_undecryptable_finished.assign(datagram.begin(), datagram.end());
   if (++undecryptable_finished < 2) return;
   tell_peer_we_failed(static_cast<std::uint8_t>(record::AlertDescription::bad_record_mac));
@@ -205,6 +261,17 @@ void Engine::Impl::note_peer_flight(std::span<const std::byte> datagram, std::ui
   } else {
     fail(FailureKind::other, "the " + peer_side + "'s Finished message does not decrypt (corrupted on the way?)", ec);
   }
+}
+
+// Whether the messages the peer sends before its Finished have all arrived: the key exchange (the server's
+// ServerHelloDone or, resuming, its ServerHello) and, when the client asked for a ticket, the NewSessionTicket.
+bool Engine::Impl::peer_flight_before_finished_seen() const {
+  const auto seen = [this](record::HandshakeType type) {
+    return (peer_handshake_types >> static_cast<unsigned>(type) & 1u) != 0;
+  };
+  if (role == Role::server) return seen(record::HandshakeType::client_key_exchange);
+  const bool hello_done = seen(record::HandshakeType::server_hello_done) || seen(record::HandshakeType::server_hello);
+  return hello_done && (!context->config().session_tickets || seen(record::HandshakeType::new_session_ticket));
 }
 
 // After a client's handshake: the certificate must name the address we dialled when that was an IP (wolfSSL
@@ -236,7 +303,9 @@ std::optional<Endpoint> ip_address(const std::string& name) {
 }
 
 void Engine::Impl::advance_handshake(std::error_code& ec) {
+  const std::size_t output_before = output.size();
   const int result = role == Role::client ? wolfSSL_connect(ssl.get()) : wolfSSL_accept(ssl.get());
+  pack_flight(output_before);
   if (result != WOLFSSL_SUCCESS) {
     const int error = wolfSSL_get_error(ssl.get(), result);
     if (error != WOLFSSL_ERROR_WANT_READ && error != WOLFSSL_ERROR_WANT_WRITE) fail(error, ec);
@@ -271,6 +340,12 @@ Engine Engine::client(std::shared_ptr<DtlsContext> context, const Endpoint& peer
     wolfSSL_UseSNI(impl->ssl.get(), WOLFSSL_SNI_HOST_NAME, name.data(), static_cast<word16>(name.size()));
     if (config.verify_peer && !config.psk) wolfSSL_check_domain_name(impl->ssl.get(), name.c_str());
   }
+#ifdef WOLFSSL_DTLS13
+  // wolfSSL's DTLS 1.3 client sends a P-256 key share whatever the group order: offer the first group's.
+  if (config.version != Version::dtls1_2 && !config.groups.empty())
+    wolfSSL_UseKeyShare(impl->ssl.get(), static_cast<word16>(config.groups.front()));
+#endif
+  if (config.connection_id) impl->use_connection_id({});   // the server's records to us carry none
   if (resume && *resume)
     wolfSSL_set_session(impl->ssl.get(), static_cast<WOLFSSL_SESSION*>(resume->handle()));
   return Engine{std::move(impl)};
@@ -287,11 +362,22 @@ void Engine::on_datagram(std::span<const std::byte> datagram, TimePoint now, std
   Impl& self = *impl_;
   self.now = now;
   ++self.stats.datagrams_in;
-  if (!record::well_formed(datagram) || self.state == EngineState::failed || self.state == EngineState::closed) {
+  // (A DTLS 1.2 session takes no DTLS 1.3 records: wolfSSL would fail the handshake on the unknown type.)
+  const bool dtls12_only = self.context->config().version == Version::dtls1_2;
+  if (!record::well_formed(datagram) || (dtls12_only && !record::dtls12_headers_only(datagram)) ||
+      self.state == EngineState::failed || self.state == EngineState::closed) {
     ++self.stats.dropped_datagrams;
     return;
   }
-  if (self.state == EngineState::established) self.answer_repeated_flight(datagram);
+  if (self.state == EngineState::established) {
+    self.answer_repeated_flight(datagram);
+    // Once established, an unencrypted handshake message is a late copy (renegotiation is not supported), and
+    // wolfSSL 5.7 fails the session on a resent ClientHello that the rest of the handshake overtook.
+    if (record::starts_with_plaintext_handshake(datagram)) {
+      ++self.stats.dropped_datagrams;
+      return;
+    }
+  }
   self.push_input(datagram);
   if (self.state != EngineState::handshaking) return;
   const std::uint64_t handed_before = self.handed_over;
@@ -314,7 +400,9 @@ void Engine::on_timer(TimePoint now, std::error_code& ec) {
   self.retransmit_wait_seconds =
       std::min(self.retransmit_wait_seconds * 2, std::max(1, self.context->config().retransmission_timeout_max_seconds));
   self.in_timer = true;
+  const std::size_t output_before = self.output.size();
   const int result = wolfSSL_dtls_got_timeout(self.ssl.get());
+  self.pack_flight(output_before);
   self.in_timer = false;
   if (result != WOLFSSL_SUCCESS) {
     const int error = wolfSSL_get_error(self.ssl.get(), WOLFSSL_FATAL_ERROR);
@@ -404,6 +492,53 @@ bool Engine::resumed() const noexcept { return wolfSSL_session_reused(impl_->ssl
 const std::string& Engine::failure() const noexcept { return impl_->failure; }
 FailureKind Engine::failure_kind() const noexcept { return impl_->failure_kind; }
 const EngineStats& Engine::stats() const noexcept { return impl_->stats; }
+
+void Engine::set_peer(const Endpoint& peer) { impl_->peer = peer; }
+
+std::string Engine::version() const {
+  const char* name = wolfSSL_get_version(impl_->ssl.get());
+  return name ? name : "";
+}
+
+bool Engine::connection_id_in_use() const noexcept {
+#if defined(WOLFSSL_DTLS13) && defined(WOLFSSL_DTLS_CID)
+  WOLFSSL* ssl = impl_->ssl.get();
+  unsigned int receive = 0;
+  unsigned int send = 0;
+  return wolfSSL_dtls_cid_is_enabled(ssl) &&
+         ((wolfSSL_dtls_cid_get_rx_size(ssl, &receive) == WOLFSSL_SUCCESS && receive > 0) ||
+          (wolfSSL_dtls_cid_get_tx_size(ssl, &send) == WOLFSSL_SUCCESS && send > 0));
+#else
+  return false;
+#endif
+}
+
+#if defined(WOLFSSL_DTLS13) && defined(WOLFSSL_DTLS_CID)
+namespace {
+
+// One direction's Connection ID through wolfSSL's size and copy functions for it.
+template <typename GetSize, typename Get>
+std::vector<std::byte> connection_id_of(WOLFSSL* ssl, GetSize get_size, Get get) {
+  std::vector<std::byte> id;
+  unsigned int size = 0;
+  if (!wolfSSL_dtls_cid_is_enabled(ssl) || get_size(ssl, &size) != WOLFSSL_SUCCESS || size == 0) return id;
+  id.resize(size);
+  if (get(ssl, reinterpret_cast<unsigned char*>(id.data()), size) != WOLFSSL_SUCCESS) id.clear();
+  return id;
+}
+
+}  // namespace
+
+std::vector<std::byte> Engine::receive_connection_id() const {
+  return connection_id_of(impl_->ssl.get(), wolfSSL_dtls_cid_get_rx_size, wolfSSL_dtls_cid_get_rx);
+}
+std::vector<std::byte> Engine::send_connection_id() const {
+  return connection_id_of(impl_->ssl.get(), wolfSSL_dtls_cid_get_tx_size, wolfSSL_dtls_cid_get_tx);
+}
+#else
+std::vector<std::byte> Engine::receive_connection_id() const { return {}; }
+std::vector<std::byte> Engine::send_connection_id() const { return {}; }
+#endif
 
 std::string Engine::cipher() const {
   const char* name = wolfSSL_get_cipher_name(impl_->ssl.get());

@@ -54,9 +54,15 @@ struct Engine::Impl {
   // Notes what a peer's handshake datagram carries (for explaining failures); during the handshake, fails it
   // when the peer's Finished keeps arriving undecryptable after its ChangeCipherSpec (the keys differ).
   void note_peer_flight(std::span<const std::byte> datagram, std::uint64_t handed_before, std::error_code& ec);
+  bool peer_flight_before_finished_seen() const;
+  // Asks for a DTLS 1.3 Connection ID; `receive_id` is the one the peer shall put in its records to us (none for a
+  // client). False when this wolfSSL cannot.
+  bool use_connection_id(std::span<const std::byte> receive_id);
   // Tells wolfSSL the peer's address: its stateless cookie is computed over it.
   void set_cookie_peer(const Endpoint& remote);
   void push_input(std::span<const std::byte> datagram);
+  // Packs the datagrams written since output[first] into as few as fit (see engine.cpp).
+  void pack_flight(std::size_t first);
   // True for a datagram that repeats an earlier flight and was prompted by input, not by our timer, when we
   // resent one too recently: see send_callback.
   bool damp_retransmission(std::span<const std::byte> datagram);
@@ -87,6 +93,7 @@ struct Engine::Impl {
   // Retransmission damping (see send_callback): what we sent so far, and when we last resent on input.
   std::optional<std::uint32_t> highest_message_seq_sent;
   bool change_cipher_spec_sent{false};
+  std::uint32_t sent_handshake_types{0};   // bit t: we sent a handshake message of type t in the clear
   std::optional<std::uint64_t> highest_epoch0_sequence_sent;
   bool in_timer{false};
   std::optional<TimePoint> last_input_retransmission;

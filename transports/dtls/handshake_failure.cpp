@@ -133,6 +133,15 @@ std::optional<std::string> certificate_verdict(const Engine::Impl& impl) {
   }
 }
 
+const char* versions_of(const DtlsConfig& config) {
+  switch (config.version) {
+    case Version::dtls1_2: return "DTLS 1.2 only";
+    case Version::dtls1_3: return "DTLS 1.3 only";
+    case Version::any: return "DTLS 1.3 or 1.2";
+  }
+  return "";
+}
+
 // A failure the peer announced with a fatal alert.
 FailureExplanation explain_alert(const Engine::Impl& impl, int alert) {
   const DtlsConfig& config = impl.context->config();
@@ -165,6 +174,9 @@ FailureExplanation explain_alert(const Engine::Impl& impl, int alert) {
                                       alert_name(alert) + ")"};
     case close_notify:
       return {FailureKind::peer_closed, "the " + std::string(peer_side(impl)) + " closed the session during the handshake"};
+    case protocol_version:
+      return {FailureKind::version_mismatch, "the " + std::string(peer_side(impl)) +
+                                                 " speaks none of the DTLS versions we do (" + versions_of(config) + ")"};
     default:
       break;
   }
@@ -250,10 +262,14 @@ FailureExplanation explain_failure(const Engine::Impl& impl, int error) {
     case NO_PEER_CERT:
       return {FailureKind::certificate_required, "the client sent no certificate, and this server requires one"};
     case PSK_KEY_ERROR:
+    case NO_CERT_ERROR:   // DTLS 1.3: an unknown identity falls back to a certificate, which a PSK server lacks
       if (impl.unknown_psk_identity)
         return {FailureKind::unknown_psk_identity,
                 "the client's pre-shared key identity '" + *impl.unknown_psk_identity + "' is unknown here"};
       break;
+    case VERSION_ERROR:
+      return {FailureKind::version_mismatch, std::string("the ") + peer_side(impl) +
+                                                 " speaks none of the DTLS versions we do (" + versions_of(config) + ")"};
     case MATCH_SUITE_ERROR:
       return {FailureKind::no_shared_cipher,
               "the client offers none of the cipher suites this server accepts (" + cipher_list_of(config) + ")"};

@@ -32,12 +32,16 @@ namespace {
 
 // From the kernel's CSPRNG: an HMAC key. getrandom(2) neither throws nor needs a descriptor (workers call this
 // while serving), and blocks only before the pool is first seeded at boot.
-CookieSecrets::Secret random_secret() {
-  CookieSecrets::Secret secret;
-  for (std::size_t filled = 0; filled < secret.size();) {
-    const ssize_t got = ::getrandom(secret.data() + filled, secret.size() - filled, 0);
+void fill_random(std::span<std::byte> bytes) {
+  for (std::size_t filled = 0; filled < bytes.size();) {
+    const ssize_t got = ::getrandom(bytes.data() + filled, bytes.size() - filled, 0);
     if (got > 0) filled += static_cast<std::size_t>(got);
   }
+}
+
+CookieSecrets::Secret random_secret() {
+  CookieSecrets::Secret secret;
+  fill_random(std::as_writable_bytes(std::span(secret)));
   return secret;
 }
 
@@ -88,12 +92,33 @@ struct Listener::State {
   std::string failure;
   FailureKind failure_kind{FailureKind::none};
 
-  enum class Outcome { challenged, verified, failed, dropped };
+  // refused: a cookie that does not verify, answered with an alert (DTLS 1.3; 1.2 challenges again).
+  enum class Outcome { challenged, verified, failed, refused, dropped };
+
+  std::uint8_t connection_id_prefix{0};
+
+  bool speaks_dtls13() const { return context->config().version != Version::dtls1_2; }
 
   // Fails only when wolfSSL cannot allocate the secret's copy: the probe then keeps its old secret, whose
-  // cookies stop verifying at the next rotation (peers get a new challenge), which is safe.
+  // cookies stop verifying at the next rotation (peers get a new challenge), which is safe. DTLS 1.3 keeps
+  // the secret of its HelloRetryRequest cookies apart: both get the same.
   bool use_secret(const CookieSecrets::Secret& key) {
-    return wolfSSL_DTLS_SetCookieSecret(probe->ssl.get(), key.data(), static_cast<unsigned>(key.size())) == 0;
+    bool done = wolfSSL_DTLS_SetCookieSecret(probe->ssl.get(), key.data(), static_cast<unsigned>(key.size())) == 0;
+#ifdef WOLFSSL_DTLS13
+    if (speaks_dtls13())
+      done = wolfSSL_send_hrr_cookie(probe->ssl.get(), key.data(), static_cast<unsigned>(key.size())) == WOLFSSL_SUCCESS && done;
+#endif
+    return done;
+  }
+
+  // A ClientHello that may open a session gets the Connection ID that session will have: the prefix and
+  // random bytes, unpredictable to others (a CID is visible on the path but should not be guessable).
+  void issue_connection_id() {
+    if (!context->config().connection_id) return;
+    std::array<std::byte, record::connection_id_size> id{};
+    id[0] = std::byte{connection_id_prefix};
+    fill_random(std::span(id).subspan(1));
+    probe->use_connection_id(id);
   }
 
   // A fresh probe; on failure (wolfSSL out of memory) none at all, and the next ClientHello tries again.
@@ -116,6 +141,9 @@ struct Listener::State {
   void reset_probe() {
     wolfSSL_clear(probe->ssl.get());
     wolfSSL_dtls_set_using_nonblock(probe->ssl.get(), 1);
+    // wolfSSL 5.7.2's clear keeps both cookie secrets; they are set again anyway (a copy, no allocation), as a
+    // clear that dropped the DTLS 1.3 one would make wolfSSL invent a secret no other Listener has.
+    if (speaks_dtls13()) use_secret(secret.current);
     probe->highest_message_seq_sent.reset();
     probe->change_cipher_spec_sent = false;
     probe->highest_epoch0_sequence_sent.reset();
@@ -130,7 +158,9 @@ struct Listener::State {
     probe->advance_handshake(error);
     probe->input.clear();
     const auto answer = probe->output.empty() ? std::nullopt : record::first_handshake_type(probe->output.front());
-    if (answer == record::HandshakeType::hello_verify_request) return Outcome::challenged;
+    if (answer == record::HandshakeType::hello_verify_request ||
+        (answer == record::HandshakeType::server_hello && record::starts_with_hello_retry_request(probe->output.front())))
+      return Outcome::challenged;
     if (error) return Outcome::failed;
     // Verified only when the probe went on to its ServerHello: nothing else means the cookie was accepted.
     return answer == record::HandshakeType::server_hello ? Outcome::verified : Outcome::dropped;
@@ -139,21 +169,22 @@ struct Listener::State {
   // A cookie the current secret refused may come from the previous one (issued just before a rotation,
   // perhaps by another thread's Listener): the hello is offered once more to a probe with that secret.
   Outcome offer_to_previous_secret(const Endpoint& peer, std::span<const std::byte> datagram, TimePoint now,
-                                   std::error_code& error) {
+                                   Outcome first, std::error_code& error) {
     std::vector<std::vector<std::byte>> challenge = std::move(probe->output);
     probe->output.clear();
     reset_probe();
     use_secret(*secret.previous);
+    issue_connection_id();
     std::error_code retry_error;
     const Outcome outcome = offer(peer, datagram, now, retry_error);
     if (outcome == Outcome::verified || outcome == Outcome::failed) {
       error = retry_error;
       return outcome;
     }
-    reset_probe();   // refused again: the answer is the challenge made with the current secret
+    reset_probe();   // refused again: the answer is the one made with the current secret
     use_secret(secret.current);
     probe->output = std::move(challenge);
-    return Outcome::challenged;
+    return first;
   }
 
   void take_probe_output_as_replies() {
@@ -162,9 +193,11 @@ struct Listener::State {
   }
 };
 
-Listener::Listener(std::shared_ptr<DtlsContext> context, std::error_code& ec, std::shared_ptr<CookieSecrets> secrets)
+Listener::Listener(std::shared_ptr<DtlsContext> context, std::error_code& ec, std::shared_ptr<CookieSecrets> secrets,
+                   std::uint8_t connection_id_prefix)
     : state_{std::make_unique<State>()} {
   ec.clear();
+  state_->connection_id_prefix = connection_id_prefix;
   state_->context = std::move(context);
   state_->secrets = secrets ? std::move(secrets) : std::make_shared<CookieSecrets>();
   state_->secret = state_->secrets->snapshot();
@@ -185,10 +218,14 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
     return std::nullopt;
   }
   self.sync_secret(now);
+  if (hello->has_cookie) self.issue_connection_id();
   std::error_code handshake_error;
   State::Outcome outcome = self.offer(peer, datagram, now, handshake_error);
-  if (outcome == State::Outcome::challenged && hello->has_cookie && self.secret.previous)
-    outcome = self.offer_to_previous_secret(peer, datagram, now, handshake_error);
+  // A DTLS 1.3 cookie that does not verify gets an alert, and nothing else (no error: not a handshake).
+  if (outcome == State::Outcome::dropped && hello->has_cookie_extension) outcome = State::Outcome::refused;
+  if ((outcome == State::Outcome::challenged || outcome == State::Outcome::refused) && hello->has_cookie &&
+      self.secret.previous)
+    outcome = self.offer_to_previous_secret(peer, datagram, now, outcome, handshake_error);
 
   if (outcome == State::Outcome::verified) {   // this probe is now that peer's session; a fresh one takes its place
     ++self.stats.sessions_started;
@@ -207,13 +244,17 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
       self.failure_kind = self.probe->failure_kind;
       ec = handshake_error;
       break;
+    case State::Outcome::refused:
+      ++self.stats.bad_cookies;
+      break;
     case State::Outcome::dropped:
     case State::Outcome::verified:   // (handled above)
       ++self.stats.dropped_datagrams;
       break;
   }
   self.take_probe_output_as_replies();
-  if (outcome == State::Outcome::challenged && !handshake_error) self.reset_probe();
+  if ((outcome == State::Outcome::challenged || outcome == State::Outcome::refused) && !handshake_error)
+    self.reset_probe();
   if (handshake_error || self.probe->state != EngineState::handshaking) {   // it is spent
     std::error_code renew_error;
     self.renew_probe(renew_error);

@@ -58,6 +58,7 @@ class EventClient {
   std::string cipher() const;
   std::size_t max_message_size() const noexcept;
   Session session() const;
+  const Engine& engine() const noexcept { return engine_; }
   const std::string& failure() const noexcept;
   FailureKind failure_kind() const noexcept;
   // The socket error that ended the client (std::errc::connection_refused, errc::timeout), if one did.

@@ -1,7 +1,8 @@
-// dgram.dtls.event_server: DTLS 1.2 for many peers on one UDP port, driven by one thread's event loop.
+// dgram.dtls.event_server: DTLS for many peers on one UDP port, driven by one thread's event loop.
 //
 // EventServer is a driver over the sans-I/O Engine, like the blocking one: a non-blocking socket in epoll,
-// datagrams in batches (recvmmsg/sendmmsg), a session table keyed by the peer's address, the Listener's
+// datagrams in batches (recvmmsg/sendmmsg), a session table keyed by the peer's address (and by Connection ID
+// for DTLS 1.3 sessions that have one: a peer whose address changes keeps its session), the Listener's
 // stateless cookie exchange for peers without a session (nothing is allocated for a peer before its cookie
 // verifies), one timer heap for every session's retransmission, handshake and idle deadlines, and a bound on
 // sessions. It never busy-waits: with no timer due it sleeps in epoll_wait until a datagram or stop() comes.
@@ -14,6 +15,7 @@ module;
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <system_error>
@@ -52,6 +54,18 @@ struct SessionSummary {
   std::uint64_t messages_in{0};
   std::uint64_t messages_out{0};
   SessionEnd end{SessionEnd::closed_by_peer};
+  std::string version;          // "DTLSv1.2" or "DTLSv1.3"
+  bool connection_id{false};    // the session used a Connection ID
+  std::uint64_t address_changes{0};   // times its peer moved to another address and kept the session (CID)
+};
+
+// What an established session negotiated (EventServer::session_info).
+struct SessionInfo {
+  Endpoint peer;
+  std::string version;
+  std::string cipher;
+  bool resumed{false};
+  bool connection_id{false};
 };
 
 struct EventServerStats {
@@ -69,6 +83,9 @@ struct EventServerStats {
   std::uint64_t dropped_over_limit{0};    // from a new peer while max_sessions were open
   std::uint64_t dropped_undecryptable{0}; // inside sessions: replayed, bad MAC, stray records
   std::uint64_t sessions_replaced{0};     // a new handshake from a session's address took its place
+  std::uint64_t address_changes{0};       // a session's peer moved (its Connection ID authenticated from a new
+                                          // address) and the session followed it
+  std::uint64_t dropped_unknown_connection_id{0};   // DTLS 1.3 records with a Connection ID no session has
   std::uint64_t datagrams_in{0};
   std::uint64_t datagrams_out{0};
   std::uint64_t messages_in{0};
@@ -109,6 +126,11 @@ struct EventServerSettings {
   // Servers that share a port share max_sessions through this count of their sessions (one atomic update per
   // session begun or ended); null: the server counts alone.
   std::shared_ptr<std::atomic<std::size_t>> shared_session_count;
+  // Servers that share a port: a record whose Connection ID another of them issued (its first byte is that
+  // server's `worker` number) is handed to this function, on this server's thread, instead of being dropped;
+  // the ThreadedServer forwards it to the worker that owns the session (EventServer::take_forwarded). False:
+  // it was not taken (no such worker, or too many waiting), and is counted as an unknown Connection ID.
+  std::function<bool(std::uint8_t owner, std::span<const std::byte> datagram, const Endpoint& from)> foreign_connection_id;
 };
 
 class EventServer {
@@ -139,6 +161,11 @@ class EventServer {
   void send(SessionId id, std::span<const std::byte> message, std::error_code& ec);
   // On run()'s thread: sends close_notify and ends the session (SessionEnd::closed_by_server).
   void close(SessionId id);
+  // On run()'s thread: what the session negotiated; nullopt when it has ended or is still handshaking.
+  std::optional<SessionInfo> session_info(SessionId id);
+  // On run()'s thread (from a posted task): a datagram that arrived at another server's socket of the same port
+  // for one of this server's sessions (EventServerSettings::foreign_connection_id). Handled as if received here.
+  void take_forwarded(std::span<const std::byte> datagram, const Endpoint& from);
 
   // On run()'s thread (or after run() returned): the counters.
   const EventServerStats& stats() const noexcept;

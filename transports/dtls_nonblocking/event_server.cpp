@@ -44,6 +44,8 @@ void accumulate(EventServerStats& total, const EventServerStats& worker) noexcep
   total.dropped_over_limit += worker.dropped_over_limit;
   total.dropped_undecryptable += worker.dropped_undecryptable;
   total.sessions_replaced += worker.sessions_replaced;
+  total.address_changes += worker.address_changes;
+  total.dropped_unknown_connection_id += worker.dropped_unknown_connection_id;
   total.datagrams_in += worker.datagrams_in;
   total.datagrams_out += worker.datagrams_out;
   total.messages_in += worker.messages_in;
@@ -75,7 +77,17 @@ struct Slot {
   std::array<std::byte, 32> client_random{};   // of the ClientHello that opened it: tells a new handshake
   bool dirty{false};                       // has outgoing datagrams, listed in Impl::dirty
   bool open{false};                        // established and counted in sessions_open: ends with on_ended
+  std::optional<std::uint64_t> connection_id;   // its key in by_connection_id
+  std::optional<Endpoint> arriving_from;   // a datagram for it came from another address: moved once it decrypts
+  std::uint64_t address_changes{0};
 };
+
+// A Connection ID as a map key (dgram's CIDs are 8 bytes).
+std::uint64_t connection_id_key(std::span<const std::byte> id) {
+  std::uint64_t key = 0;
+  for (const std::byte b : id) key = key << 8 | static_cast<std::uint64_t>(b);
+  return key;
+}
 
 }  // namespace
 
@@ -99,6 +111,7 @@ struct EventServer::Impl {
   std::vector<Slot> slots;
   std::vector<std::uint32_t> free_slots;
   std::unordered_map<Endpoint, std::uint32_t, EndpointHash> by_peer;
+  std::unordered_map<std::uint64_t, std::uint32_t> by_connection_id;   // DTLS 1.3 sessions with a CID
   std::shared_ptr<std::atomic<std::size_t>> sessions_in_use;   // this server's by_peer entries, or with
                                                               // settings.shared_session_count every worker's
   TimerQueue timers;
@@ -121,6 +134,11 @@ struct EventServer::Impl {
   void receive_all(std::error_code& ec);
   void on_datagram(std::span<const std::byte> datagram, const Endpoint& peer, TimePoint now);
   void on_new_peer(std::span<const std::byte> datagram, const Endpoint& peer, TimePoint now);
+  // A record with a Connection ID: to its session wherever it came from (or to the worker that issued it).
+  void on_connection_id(std::span<const std::byte> datagram, std::span<const std::byte> id, const Endpoint& peer,
+                        TimePoint now);
+  // The session's peer moved to `to` (a record from there decrypted): the table and replies follow.
+  void move_peer(std::uint32_t index, const Endpoint& to);
   void deliver(std::uint32_t index, std::span<const std::byte> datagram, TimePoint now);
   void take_messages(std::uint32_t index);
   void after_engine_call(std::uint32_t index, TimePoint now, bool was_handshaking, const std::error_code& ec);
@@ -149,7 +167,7 @@ bool EventServer::Impl::open(const Endpoint& local, std::error_code& ec) {
   options.nonblocking_send = true;
   socket = UdpSocket::bind(local, ec, options);
   if (ec) return false;
-  listener.emplace(context, ec, settings.cookie_secrets);
+  listener.emplace(context, ec, settings.cookie_secrets, static_cast<std::uint8_t>(settings.worker));
   if (ec) return false;
   sessions_in_use = settings.shared_session_count ? settings.shared_session_count
                                                   : std::make_shared<std::atomic<std::size_t>>(0);
@@ -243,6 +261,10 @@ void EventServer::Impl::on_datagram(std::span<const std::byte> datagram, const E
     ++stats.dropped_garbage;
     return;
   }
+  if (const auto id = record::connection_id(datagram); !id.empty()) {
+    on_connection_id(datagram, id, peer, now);
+    return;
+  }
   if (const auto found = by_peer.find(peer); found != by_peer.end()) {
     // Application data (the common case) skips the ClientHello parse.
     const auto hello = datagram[0] == std::byte{22} ? record::client_hello(datagram) : std::nullopt;
@@ -254,6 +276,38 @@ void EventServer::Impl::on_datagram(std::span<const std::byte> datagram, const E
     // old session gives way only when the cookie proves the peer owns the address (on_new_peer).
   }
   on_new_peer(datagram, peer, now);
+}
+
+void EventServer::Impl::on_connection_id(std::span<const std::byte> datagram, std::span<const std::byte> id,
+                                         const Endpoint& peer, TimePoint now) {
+  const auto owner = static_cast<std::uint8_t>(id[0]);   // the issuing worker (the Listener's prefix)
+  if (owner != static_cast<std::uint8_t>(settings.worker) && settings.foreign_connection_id) {
+    if (!settings.foreign_connection_id(owner, datagram, peer)) ++stats.dropped_unknown_connection_id;
+    return;
+  }
+  const auto found = by_connection_id.find(connection_id_key(id));
+  if (found == by_connection_id.end()) {
+    ++stats.dropped_unknown_connection_id;
+    return;
+  }
+  Slot& slot = slots[found->second];
+  // From a new address the session follows only once a record from there decrypts (take_messages): a forged
+  // or replayed record moves nothing.
+  if (peer != slot.engine->peer()) slot.arriving_from = peer;
+  deliver(found->second, datagram, now);
+  if (slot.engine) slot.arriving_from.reset();
+}
+
+void EventServer::Impl::move_peer(std::uint32_t index, const Endpoint& to) {
+  // Not onto an address another session holds: that peer may still be there (a replayed record could claim
+  // it), and ending a session here would call the handler in the middle of this one's message.
+  if (by_peer.contains(to)) return;
+  Slot& slot = slots[index];
+  by_peer.erase(slot.engine->peer());
+  by_peer.emplace(to, index);   // one entry out, one in: the count of sessions stays
+  slot.engine->set_peer(to);
+  ++slot.address_changes;
+  ++stats.address_changes;
 }
 
 // A peer without a session: only a ClientHello may start one, through the stateless cookie exchange.
@@ -300,6 +354,11 @@ void EventServer::Impl::on_new_peer(std::span<const std::byte> datagram, const E
   slot.messages_in = slot.messages_out = 0;
   slot.engine_dropped = slot.engine->stats().dropped_datagrams;   // the Listener's, before it had a session
   slot.client_random = hello->random;
+  slot.address_changes = 0;
+  if (const auto id = slot.engine->receive_connection_id(); id.size() == record::connection_id_size) {
+    // Random, so a clash is a 2^-56 event: the older session keeps the ID, this one is reached by address.
+    if (by_connection_id.emplace(connection_id_key(id), index).second) slot.connection_id = connection_id_key(id);
+  }
   if (by_peer.emplace(peer, index).second) sessions_in_use->fetch_add(1, std::memory_order_relaxed);
   mark_dirty(index);
   reschedule(index);
@@ -365,6 +424,10 @@ void EventServer::Impl::take_messages(std::uint32_t index) {
     std::error_code ec;
     const auto size = slot.engine->take_message(message, ec);
     if (!size) return;   // nothing more (a close_notify or failure shows in the state)
+    if (slot.arriving_from) {   // it decrypted: the peer did move
+      move_peer(index, *slot.arriving_from);
+      slot.arriving_from.reset();
+    }
     ++slot.messages_in;
     ++stats.messages_in;
     handler.on_message(server, SessionId{index, generation, settings.worker}, std::span(message).first(*size));
@@ -476,7 +539,8 @@ void EventServer::Impl::end_session(std::uint32_t index, SessionEnd why) {
   for (const auto& datagram : engine.outgoing()) queue_reply(datagram, engine.peer());   // close_notify, alerts
   stats.dropped_undecryptable += engine.stats().dropped_datagrams - slot.engine_dropped;
   const SessionSummary summary{SessionId{index, slot.generation, settings.worker}, engine.peer(), engine.resumed(),
-                               engine.cipher(), slot.messages_in, slot.messages_out, why};
+                               engine.cipher(), slot.messages_in, slot.messages_out, why, engine.version(),
+                               engine.connection_id_in_use(), slot.address_changes};
   --stats.sessions_open;
   free_slot(index);
   handler.on_ended(server, summary);
@@ -493,6 +557,9 @@ void EventServer::Impl::remove_session(std::uint32_t index, SessionEnd why) {
 void EventServer::Impl::free_slot(std::uint32_t index) {
   Slot& slot = slots[index];
   if (by_peer.erase(slot.engine->peer()) > 0) sessions_in_use->fetch_sub(1, std::memory_order_relaxed);
+  if (slot.connection_id) by_connection_id.erase(*slot.connection_id);
+  slot.connection_id.reset();
+  slot.arriving_from.reset();
   slot.engine.reset();
   ++slot.generation;   // stale timer entries and SessionIds of this session no longer match
   slot.scheduled = TimePoint::max();
@@ -585,6 +652,18 @@ void EventServer::close(SessionId id) {
   if (!slot) return;
   slot->engine->close();   // queues close_notify (when established), which end_session sends
   impl_->remove_session(id.index, SessionEnd::closed_by_server);
+}
+
+std::optional<SessionInfo> EventServer::session_info(SessionId id) {
+  const Slot* slot = impl_->find(id);
+  if (!slot || slot->engine->state() != EngineState::established) return std::nullopt;
+  const Engine& engine = *slot->engine;
+  return SessionInfo{engine.peer(), engine.version(), engine.cipher(), engine.resumed(), engine.connection_id_in_use()};
+}
+
+void EventServer::take_forwarded(std::span<const std::byte> datagram, const Endpoint& from) {
+  // (counted in datagrams_in by the server whose socket received it)
+  impl_->on_datagram(datagram, from, Clock::now());
 }
 
 const EventServerStats& EventServer::stats() const noexcept { return impl_->stats; }

@@ -23,12 +23,17 @@ export import dgram.dtls.event_server;
 
 export namespace dgram::dtls {
 
+// With Connection IDs, the first byte of each ID names the worker that owns the session (so any worker can
+// route a moved peer's records): at most this many workers, else errc::invalid_argument.
+inline constexpr std::uint32_t max_connection_id_workers = 256;
+
 // What ThreadedServerSettings::workers = 0 means: one worker per core this process may run on (its CPU
 // affinity: a container's limit, not the host's core count).
 std::uint32_t default_worker_count();
 
 struct ThreadedServerSettings : EventServerSettings {
-  std::uint32_t workers{0};                            // 0: one per core this process may use
+  std::uint32_t workers{0};                            // 0: one per core this process may use; at most
+                                                       // max_connection_id_workers with Connection IDs
   std::chrono::seconds cookie_rotation{std::chrono::minutes(5)};   // > 0, else errc::invalid_argument
   // worker and shared_session_count are set per worker by the server (values given here are not used).
   // max_sessions is the whole server's (the workers share one count: two that take a new peer at the same

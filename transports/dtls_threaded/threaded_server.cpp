@@ -73,6 +73,8 @@ struct ThreadedServer::Impl {
   std::vector<std::unique_ptr<EventServer>> workers;
   Endpoint local;
   std::atomic<bool> finished{false};   // run() returned: the workers' own counters are final
+  std::vector<std::atomic<std::uint32_t>> forwards_waiting;   // per worker: datagrams posted to it, not yet taken
+  static constexpr std::uint32_t max_waiting_forwards = 256;
 
   void open(std::shared_ptr<DtlsContext> context, const Endpoint& requested, ThreadedServerSettings settings,
             SessionHandler& program, std::error_code& ec);
@@ -83,7 +85,8 @@ void ThreadedServer::Impl::open(std::shared_ptr<DtlsContext> context, const Endp
   const std::uint32_t count = worker_count(settings.workers);
   secrets = settings.cookie_secrets ? settings.cookie_secrets
                                     : std::make_shared<CookieSecrets>(settings.cookie_rotation);
-  if (settings.cookie_rotation.count() <= 0) {
+  // A Connection ID names its worker in one byte.
+  if (settings.cookie_rotation.count() <= 0 || (context->config().connection_id && count > max_connection_id_workers)) {
     ec = make_error_code(errc::invalid_argument);
     return;
   }
@@ -102,6 +105,25 @@ void ThreadedServer::Impl::open(std::shared_ptr<DtlsContext> context, const Endp
   each.socket.reuse_port = true;
   each.cookie_secrets = secrets;
   each.shared_session_count = std::make_shared<std::atomic<std::size_t>>(0);
+  // SO_REUSEPORT picks a worker by the peer's address, so a peer whose address changed may land on another
+  // worker than the one that owns its session: that worker hands the record over (one copy and one wake-up,
+  // only for records of moved peers).
+  // Anyone can make up an ID, so at most max_waiting_forwards datagrams wait for one worker at a time.
+  forwards_waiting = std::vector<std::atomic<std::uint32_t>>(count);
+  each.foreign_connection_id = [this](std::uint8_t owner, std::span<const std::byte> datagram, const Endpoint& from) {
+    if (owner >= workers.size()) return false;   // no worker issued it: nothing to route to
+    std::atomic<std::uint32_t>& waiting = forwards_waiting[owner];
+    if (waiting.fetch_add(1, std::memory_order_relaxed) >= max_waiting_forwards) {
+      waiting.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
+    workers[owner]->post([copy = std::vector<std::byte>(datagram.begin(), datagram.end()), from,
+                          &waiting](EventServer& server) {
+      waiting.fetch_sub(1, std::memory_order_relaxed);
+      server.take_forwarded(copy, from);
+    });
+    return true;
+  };
   for (std::uint32_t index = 0; index < count; ++index) {
     each.worker = index;
     workers.push_back(std::make_unique<EventServer>(context, local, each, *handler, ec));

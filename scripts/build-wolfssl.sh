@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Builds the optimized wolfSSL for -Dwolfssl=optimized; meson.build runs it as one custom_target, so ninja
+# runs it only when its outputs are missing or this script changed (a reconfigure does not rebuild wolfSSL).
+#
+#   build-wolfssl.sh SOURCE_DIR OUT_DIR
+#
+# SOURCE_DIR is the unpacked Debian source (scripts/fetch-wolfssl.sh). Everything is written under OUT_DIR:
+# the build tree (OUT_DIR/wolfssl-build), the static library and headers (OUT_DIR/wolfssl-prefix), wolfSSL's
+# example client and server (OUT_DIR/wolfssl-{client,server}: the DTLS 1.3 peer of the interop tests, run
+# from OUT_DIR/wolfssl-root) and
+# OUT_DIR/wolfssl_built.h, the stamp the compiles that include wolfSSL's headers wait for. The full log is
+# OUT_DIR/wolfssl-build.log.
+#
+# A finished build is also kept in ${XDG_CACHE_HOME:-~/.cache}/dgram/ (or $DGRAM_CACHE), keyed by this script,
+# the source package and the C compiler: another build directory of the same machine (the test command makes
+# two) copies it instead of building again.
+set -euo pipefail
+source_dir=$(cd "$1" && pwd)
+out=$(mkdir -p "$2" && cd "$2" && pwd)
+build=$out/wolfssl-build
+prefix=$out/wolfssl-prefix
+log=$out/wolfssl-build.log
+
+# What dgram uses and nothing else (a small attack surface), plus the assembly that makes it fast.
+flags=(
+  --enable-static --disable-shared --with-pic
+  --enable-dtls --enable-dtls13 --enable-dtlscid --enable-dtls-frag-ch --enable-dtls-mtu
+  --enable-session-ticket --enable-sessioncerts --enable-psk
+  --enable-curve25519 --enable-ecc --enable-sp --enable-aesgcm --enable-chacha --enable-poly1305
+  --enable-opensslextra                                  # the X509 helpers the engine uses to explain failures
+  --enable-sp-asm --enable-intelasm --enable-aesni       # assembly crypto
+  --enable-ip-alt-name --disable-crypttests --disable-benchmark --enable-examples
+)
+# Connection IDs of 8 bytes (wolfSSL's default maximum is 2). What the engine relies on that Debian's build
+# also has: certificate names and IP addresses (ALT_NAMES), the peer's certificate kept after the handshake,
+# the verify callback's access to its session (EX_DATA), alerts for more fatal errors, tickets with IDs.
+cflags="-O2 -DDTLS_CID_MAX_SIZE=8 -DWOLFSSL_ALT_NAMES -DKEEP_PEER_CERT -DHAVE_EX_DATA -DWOLFSSL_EXTRA_ALERTS"
+cflags+=" -DWOLFSSL_TICKET_HAVE_ID -DWOLFSSL_CERT_NAME_ALL"
+
+key=$( { cat "$0"; cat "$source_dir/debian/changelog" 2>/dev/null | head -1; cc --version 2>/dev/null | head -1; } |
+  sha256sum | cut -c1-16)
+cache=${DGRAM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dgram}/wolfssl-build-$key
+outputs=(libwolfssl.a wolfssl-client wolfssl-server wolfssl-prefix wolfssl-root wolfssl_built.h)
+if [ -f "$cache/wolfssl_built.h" ]; then
+  rm -rf "$prefix" "$out/wolfssl-root"
+  (cd "$cache" && cp -a "${outputs[@]}" "$out/")
+  touch "$out/libwolfssl.a" "$out/wolfssl_built.h" "$out/wolfssl-client" "$out/wolfssl-server"   # newer than
+  # this script and the source: ninja sees them up to date
+  echo "$(cat "$out/wolfssl_built.h") (copied from $cache)"
+  exit 0
+fi
+
+rm -rf "$build" "$prefix"
+mkdir -p "$build"
+started=$SECONDS
+# (A subshell with each step chained: `set -e` does not apply inside a `||` list.)
+(cd "$build" && echo "configure ${flags[*]} CFLAGS=$cflags" &&
+  "$source_dir/configure" --prefix="$prefix" "${flags[@]}" CFLAGS="$cflags" &&
+  make -j"$(nproc)" && make install) > "$log" 2>&1 || {
+  echo "building wolfSSL failed; the last lines of $log:" >&2
+  tail -25 "$log" >&2
+  exit 1
+}
+cp "$prefix/lib/libwolfssl.a" "$out/libwolfssl.a"
+cp "$build/examples/client/client" "$out/wolfssl-client"
+cp "$build/examples/server/server" "$out/wolfssl-server"
+# The examples look for ./certs/dh2048.pem from their working directory upwards (their "wolf root").
+mkdir -p "$out/wolfssl-root/certs"
+cp "$source_dir/certs/dh2048.pem" "$out/wolfssl-root/certs/"
+echo "// wolfSSL $(sed -n 's/^#define LIBWOLFSSL_VERSION_STRING "\(.*\)"/\1/p' "$prefix/include/wolfssl/version.h") built in $((SECONDS - started)) s" \
+  > "$out/wolfssl_built.h"
+cat "$out/wolfssl_built.h"
+# Into the cache atomically (a copy under another name, then one rename), so a half copy is never used.
+if mkdir -p "$(dirname "$cache")" 2>/dev/null; then
+  rm -rf "$cache.tmp.$$"
+  mkdir "$cache.tmp.$$" && (cd "$out" && cp -a "${outputs[@]}" "$cache.tmp.$$/") &&
+    mv -T "$cache.tmp.$$" "$cache" 2>/dev/null || rm -rf "$cache.tmp.$$"
+fi
