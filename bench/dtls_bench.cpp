@@ -25,7 +25,9 @@ using Seconds = std::chrono::duration<double>;
 constexpr int handshakes_per_run = 150;
 constexpr int round_trips_per_run = 3000;
 
-// What the bench client speaks: a version and the one key-exchange group it offers.
+// What the bench client speaks: a version and the key-exchange group it offers first. (P-256 is offered after
+// X25519 too: the servers' ECDSA certificate is a P-256 one, which a DTLS 1.2 peer signs only with a group
+// the client lists.)
 struct ClientChoice {
   dtls::Version version{dtls::Version::dtls1_2};
   dtls::Group group{dtls::Group::x25519};
@@ -37,6 +39,7 @@ std::shared_ptr<dtls::DtlsContext> client_context(const DtlsBenchSetup& setup, C
   auto config = dtls::client_config(dtls::Pem::file(setup.certs + "/ca.pem"), "localhost");
   config.version = choice.version;
   config.groups = {choice.group};
+  if (choice.group != dtls::Group::secp256r1) config.groups.push_back(dtls::Group::secp256r1);
   auto context = dtls::DtlsContext::create(config, ec, &reason);
   if (!context) throw std::runtime_error("bench client context: " + reason);
   return context;
@@ -113,12 +116,12 @@ std::vector<Row> dtls_benchmarks(int repetitions, const DtlsBenchSetup& setup) {
     return ServerProcess({program, "--mode", "blocking", "--port", "0", "--cert", cert, "--key", key, "--dtls", version},
                          listening);
   };
-  ServerProcess ours = dgram_server(setup.dtls_server, "any");   // 1.2 and 1.3, as the client chooses
+  const bool optimized = dtls::dtls13_available();   // the build with assembly crypto (-Dwolfssl=optimized)
+  ServerProcess ours = dgram_server(setup.dtls_server, optimized ? "any" : "1.2");   // 1.3 too where there is one
   ServerProcess plain({setup.plain_server, cert, key}, listening);
   ServerProcess openssl({setup.openssl, "s_server", "-dtls1_2", "-accept", "127.0.0.1:0", "-mtu", "1400", "-cert", cert,
                          "-key", key},
                         R"(ACCEPT 127\.0\.0\.1:(\d+))");
-  const bool optimized = dtls::dtls13_available();   // the build with assembly crypto (-Dwolfssl=optimized)
   const auto full = [&](const ServerProcess& server, ClientChoice choice) {
     return [&server, context = client_context(setup, choice)] { return handshake_rate(context, server.port(), false); };
   };
@@ -135,7 +138,9 @@ std::vector<Row> dtls_benchmarks(int repetitions, const DtlsBenchSetup& setup) {
   std::vector<Row> rows{
       compare("dtls 1.2 full handshakes X25519", "handshakes/s", "openssl s_server", versus_openssl, repetitions,
               full(ours, x25519), full(openssl, x25519)),
-      compare("dtls 1.2 full handshakes P-256", "handshakes/s", "openssl s_server", versus_openssl, repetitions,
+      // (Debian's wolfSSL does P-256 in generic C, OpenSSL in assembly: for reference there, the point of the
+      // optimized build here.)
+      compare("dtls 1.2 full handshakes P-256", "handshakes/s", "openssl s_server", optimized ? 1.5 : 0.0, repetitions,
               full(ours, p256), full(openssl, p256)),
       compare("dtls 1.2 full handshakes X25519", "handshakes/s", "plain C wolfSSL", 0.0, repetitions,
               full(ours, x25519), full(plain, x25519)),

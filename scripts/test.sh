@@ -7,7 +7,8 @@
 #      tests; a variant asked for without its dependency stops meson setup with a clear line;
 #   3. an AddressSanitizer + UndefinedBehaviorSanitizer build of every test on Debian's wolfSSL (the whole suite
 #      on the system library: DTLS 1.2, and the DTLS 1.3 cases check the clear refusal), and a ThreadSanitizer
-#      build of them on the optimized one;
+#      build of the suites where threads meet (event and threaded servers, servers under load) on the
+#      optimized one;
 #   4. the libFuzzer targets (tests/fuzz, built in the ASan build), each run for a bounded number of inputs
 #      over its corpus.
 # Ends with one line "N passed, N failed". Build dirs: build-ci/, build-udp/, build-blocking/, build-asan/,
@@ -68,10 +69,15 @@ for symbolizer in /usr/bin/llvm-symbolizer-19 /usr/bin/llvm-symbolizer; do
 done
 run_suite build-asan --no-suite consumer
 
-echo "== ThreadSanitizer build on the optimized wolfSSL"
+echo "== ThreadSanitizer build on the optimized wolfSSL: the suites where threads meet"
+# The event server (posted tasks, stop from other threads), the threaded server (workers, shared secrets and
+# session cache, Connection ID forwarding between workers) and the servers under load; only their programs
+# are built (the whole suite already ran twice).
 configure build-tsan -Dwerror=true -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug -Dwolfssl=optimized
-ninja -C build-tsan -j2
-TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_suite build-tsan --no-suite consumer
+tsan_suites=(dtls-event dtls-threaded dtls-server-load)
+ninja -C build-tsan -j2 tests/test-dtls-event tests/test-dtls-threaded tests/test-dtls-server-load \
+  examples/dtls-echo-server examples/dtls-echo-client
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_suite build-tsan --no-rebuild "${tsan_suites[@]}"
 
 echo "== fuzz targets (libFuzzer, ASan, UBSan, built in build-asan): a bounded run of each over its corpus"
 # Executions per target: the parsers take many, the engine targets (handshakes inside) fewer; all within ~2 min.

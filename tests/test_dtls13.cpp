@@ -191,7 +191,7 @@ TEST_CASE("dtls 1.3: version choice: any prefers 1.3 and accepts 1.2; 1.3 alone 
     Pump pump(make_context(client12), make_context(server_any));
     handshake_established(pump);
     CHECK(pump.server->version() == "DTLSv1.2");
-    CHECK(pump.server->cipher() == "ECDHE-ECDSA-CHACHA20-POLY1305");
+    CHECK(pump.server->cipher() == dgram::testing::default_ecdsa_suite());
     CHECK(Pump::relay(*pump.client, *pump.server, "old") == "old");
   }
   {

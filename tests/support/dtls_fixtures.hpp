@@ -17,6 +17,11 @@ std::string cert_file(const std::string& name);
 std::string bad_cert_file(const std::string& name);
 
 dtls::DtlsConfig test_client_config(const std::string& server_name = "localhost");
+// The DTLS 1.2 suite two dgram peers with ECDSA certificates agree on by default in this build (AES-128-GCM
+// where wolfSSL has AES-NI, ChaCha20-Poly1305 otherwise), in wolfSSL's and OpenSSL's name.
+inline std::string default_ecdsa_suite() {
+  return dtls::aes_ni_available() ? "ECDHE-ECDSA-AES128-GCM-SHA256" : "ECDHE-ECDSA-CHACHA20-POLY1305";
+}
 dtls::DtlsConfig test_server_config();
 // Builds a context; fails the test with the reason when it cannot.
 std::shared_ptr<dtls::DtlsContext> context_for(const dtls::DtlsConfig& config);

@@ -190,10 +190,7 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
   }
   wolfSSL_CTX_set_verify(ctx, verify, record_certificate_problem);   // keeps the refused certificate's names
 
-  std::string ciphers =
-      !config.cipher_list.empty() ? config.cipher_list : config.psk ? default_psk_cipher_list : default_cipher_list;
-  if (config.cipher_list.empty() && config.version != Version::dtls1_2)
-    ciphers = std::string(default_tls13_cipher_list) + (config.version == Version::any ? ":" + ciphers : "");
+  const std::string ciphers = cipher_list_for(config);
   if (wolfSSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != WOLFSSL_SUCCESS) {
     reason = "cipher list '" + ciphers + "' names no cipher suite this wolfSSL supports";
     return false;
@@ -248,6 +245,27 @@ bool connection_id_available() noexcept {
 }
 
 std::string wolfssl_version() { return wolfSSL_lib_version(); }
+
+bool aes_ni_available() noexcept {
+#ifdef WOLFSSL_AESNI
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string cipher_list_for(const DtlsConfig& config) {
+  if (!config.cipher_list.empty()) return config.cipher_list;
+  const std::string dtls12 = config.psk             ? default_psk_cipher_list
+                             : aes_ni_available() ? default_aesni_cipher_list
+                                                  : default_cipher_list;
+  switch (config.version) {
+    case Version::dtls1_2: return dtls12;
+    case Version::dtls1_3: return default_tls13_cipher_list;
+    case Version::any: return std::string(default_tls13_cipher_list) + ":" + dtls12;
+  }
+  return dtls12;
+}
 
 const std::error_category& wolfssl_category() noexcept {
   static const WolfSslCategory category;

@@ -45,6 +45,10 @@ enum class Version {
 inline constexpr const char* default_cipher_list =
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+// With AES-NI (the optimized wolfSSL) AES-128-GCM is the faster one (4 GiB/s against 1.5): the default there.
+inline constexpr const char* default_aesni_cipher_list =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 inline constexpr const char* default_psk_cipher_list =
     "PSK-CHACHA20-POLY1305:PSK-AES128-GCM-SHA256";
 // DTLS 1.3 suites (certificates and pre-shared keys alike), added in front for Version::dtls1_3 and any. AES-GCM
@@ -69,7 +73,8 @@ struct DtlsConfig {
   // Client: the DNS name or IP address the server's certificate must carry. Empty: chain checked, name not.
   std::string expected_server_name;
 
-  // Empty: default_cipher_list, or default_psk_cipher_list when psk is set.
+  // Empty: default_cipher_list (default_aesni_cipher_list where wolfSSL has AES-NI: aes_ni_available()), or
+  // default_psk_cipher_list when psk is set; DTLS 1.3 suites in front when the version allows 1.3.
   std::string cipher_list;
   // Never wolfSSL's P-521-first default: offering it first makes handshakes with OpenSSL ~3.5x slower.
   std::vector<Group> groups{Group::x25519, Group::secp256r1};

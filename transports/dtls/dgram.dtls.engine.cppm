@@ -41,6 +41,10 @@ const std::error_category& wolfssl_category() noexcept;
 // What the wolfSSL this build links can do (-Dwolfssl: Debian's 5.5.4 has neither; the optimized build both).
 bool dtls13_available() noexcept;
 bool connection_id_available() noexcept;
+// Whether wolfSSL uses AES-NI here, and so prefers AES-128-GCM by default (DtlsConfig::cipher_list).
+bool aes_ni_available() noexcept;
+// The cipher list a configuration uses: its own, or the default for its version, key type and this build.
+std::string cipher_list_for(const DtlsConfig& config);
 // "5.7.2", for messages.
 std::string wolfssl_version();
 

@@ -183,9 +183,7 @@ FailureExplanation explain_alert(const Engine::Impl& impl, int alert) {
   return {FailureKind::other, "the " + std::string(peer_side(impl)) + " aborted the handshake with alert " + alert_name(alert)};
 }
 
-std::string cipher_list_of(const DtlsConfig& config) {
-  return !config.cipher_list.empty() ? config.cipher_list : config.psk ? default_psk_cipher_list : default_cipher_list;
-}
+
 
 }  // namespace
 
@@ -272,7 +270,7 @@ FailureExplanation explain_failure(const Engine::Impl& impl, int error) {
                                                  " speaks none of the DTLS versions we do (" + versions_of(config) + ")"};
     case MATCH_SUITE_ERROR:
       return {FailureKind::no_shared_cipher,
-              "the client offers none of the cipher suites this server accepts (" + cipher_list_of(config) + ")"};
+              "the client offers none of the cipher suites this server accepts (" + cipher_list_for(config) + ")"};
     case WOLFSSL_ERROR_ZERO_RETURN:
       return {FailureKind::peer_closed, std::string("the ") + peer_side(impl) + " closed the session during the handshake"};
     // Handshake messages are protected only by the Finished exchange: one altered on the way shows as a
