@@ -37,7 +37,14 @@ flags=(
 cflags="-O2 -DDTLS_CID_MAX_SIZE=8 -DWOLFSSL_ALT_NAMES -DKEEP_PEER_CERT -DHAVE_EX_DATA -DWOLFSSL_EXTRA_ALERTS"
 cflags+=" -DWOLFSSL_TICKET_HAVE_ID -DWOLFSSL_CERT_NAME_ALL"
 
-key=$( { cat "$0"; cat "$source_dir/debian/changelog" 2>/dev/null | head -1; cc --version 2>/dev/null | head -1; } |
+# The C compiler: $CC, else cc (gcc, which install-deps.sh installs), else clang-19.
+CC=${CC:-$(command -v cc || command -v gcc || command -v clang-19 || true)}
+if [ -z "$CC" ]; then
+  echo "building wolfSSL needs a C compiler: install gcc (scripts/install-deps.sh does)" >&2
+  exit 1
+fi
+export CC
+key=$( { cat "$0"; cat "$source_dir/debian/changelog" 2>/dev/null | head -1; "$CC" --version 2>/dev/null | head -1; } |
   sha256sum | cut -c1-16)
 cache=${DGRAM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dgram}/wolfssl-build-$key
 outputs=(libwolfssl.a wolfssl-client wolfssl-server wolfssl-prefix wolfssl-root wolfssl_built.h)

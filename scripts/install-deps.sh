@@ -7,7 +7,9 @@ packages=(
                                                                     # llvm-19 symbolizes sanitizer reports)
   libwolfssl-dev libmsgsl-dev catch2 libfmt-dev              # libraries
   openssl gnutls-bin tshark                                   # foreign peers and checkers for the tests
-  autoconf automake libtool dpkg-dev                          # the optimized wolfSSL from Debian's source
+  autoconf automake libtool dpkg-dev gcc make                 # the optimized wolfSSL from Debian's source
+                                                              # (clang-19 satisfies libtool's C compiler, so gcc
+                                                              # would not come by itself)
 )
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
