@@ -106,11 +106,9 @@ bool key_matches_certificate(const std::string& certificate_pem, const std::stri
 
 // Whether this wolfSSL can do what `config` asks for (never a silent downgrade); the reason when it cannot.
 bool supported(const DtlsConfig& config, std::string& reason) {
-  const std::string build = "this dgram is built with wolfSSL " + wolfssl_version() +
-                            ", which has no %s (configure dgram with -Dwolfssl=optimized)";
   const auto lacking = [&](const char* what) {
-    reason = build;
-    reason.replace(reason.find("%s"), 2, what);
+    reason = "this dgram is built with wolfSSL " + wolfssl_version() + ", which has no " + what +
+             " (configure dgram with -Dwolfssl=optimized)";
     return false;
   };
   if (config.version != Version::dtls1_2 && !dtls13_available()) return lacking("DTLS 1.3");

@@ -225,9 +225,9 @@ class CookieSecrets {
 
 // The stateless front door of a server port (RFC 6347 section 4.2.1, RFC 9147 section 5.1). A ClientHello
 // without a valid cookie gets a HelloVerifyRequest (DTLS 1.2) or a HelloRetryRequest with a cookie (DTLS 1.3)
-// and leaves no state behind: the Listener holds one wolfSSL object that it reuses
-// for every peer and gives away only when a cookie verifies. So no memory is spent on a peer before it proved
-// it receives at its address.
+// and leaves no state behind: the Listener holds one wolfSSL object that it reuses for every peer and gives
+// away only when a cookie verifies. So no memory is spent on a peer before it proved it receives at its
+// address.
 class Listener {
  public:
   // `secrets` may be shared with other Listeners (of other threads); without one the Listener makes its own.
@@ -241,9 +241,9 @@ class Listener {
 
   // A datagram from `peer`, which has no session. Returns a started server engine for a ClientHello with a
   // valid cookie (send its outgoing()). Otherwise replies() holds what to send back to `peer` (a
-  // HelloVerifyRequest, a HelloRetryRequest or a fatal alert), possibly nothing (the datagram was dropped and counted). ec is set
-  // when a ClientHello with a valid cookie cannot be served (no cipher suite in common): failure() and
-  // failure_kind() say why, until the next such failure.
+  // HelloVerifyRequest, a HelloRetryRequest or a fatal alert), possibly nothing (the datagram was dropped and
+  // counted). ec is set when a ClientHello with a valid cookie cannot be served (no cipher suite in common):
+  // failure() and failure_kind() say why, until the next such failure.
   std::optional<Engine> on_datagram(const Endpoint& peer, std::span<const std::byte> datagram, TimePoint now,
                                     std::error_code& ec);
   std::span<const std::vector<std::byte>> replies() const noexcept;

@@ -37,8 +37,6 @@ constexpr std::uint32_t read24(std::span<const std::byte> at) noexcept {
   return static_cast<std::uint32_t>(at[0]) << 16 | read16(at.subspan(1));
 }
 
-// True when `datagram` is one or more complete DTLS records of known content types and DTLS versions
-// (1.0 = 0xfeff or 1.2 = 0xfefd), with nothing left over.
 // The length of the Connection IDs dgram issues (a server's; its clients use none). A DTLS 1.3 record carries
 // the CID without its length, so parsing a record with one needs to know it.
 inline constexpr std::size_t connection_id_size = 8;
@@ -83,6 +81,8 @@ constexpr std::optional<Record> next_record(std::span<const std::byte>& rest) no
   return record;
 }
 
+// True when `datagram` is one or more complete DTLS records (13-byte headers of known content types and DTLS
+// versions, 1.0 = 0xfeff or 1.2 = 0xfefd, or DTLS 1.3 unified headers), with nothing left over.
 constexpr bool well_formed(std::span<const std::byte> datagram) noexcept {
   if (datagram.empty()) return false;
   while (!datagram.empty())
@@ -167,6 +167,11 @@ struct ClientHelloFacts {
   std::array<std::byte, 32> random;   // the client's random: the same in a retransmission and after a cookie
 };
 
+// Whether a set of handshake message types (bit t: type t, as FlightFacts::handshake_types) has `type`.
+constexpr bool includes(std::uint32_t types, HandshakeType type) noexcept {
+  return static_cast<std::uint8_t>(type) < 32 && (types >> static_cast<std::uint8_t>(type) & 1u) != 0;
+}
+
 // Facts about a ClientHello datagram (see first_handshake_type); nullopt when it is not one or is malformed.
 constexpr std::optional<ClientHelloFacts> client_hello(std::span<const std::byte> datagram) noexcept {
   if (first_handshake_type(datagram) != HandshakeType::client_hello) return std::nullopt;
@@ -194,37 +199,31 @@ struct FlightFacts {
   bool encrypted_handshake{false};       // a handshake record of epoch 1 or later: a Finished
   bool alert{false};                     // an alert record (any epoch)
 
-  constexpr bool has(HandshakeType type) const noexcept {
-    return static_cast<std::uint8_t>(type) < 32 && (handshake_types >> static_cast<std::uint8_t>(type) & 1u) != 0;
-  }
+  constexpr bool has(HandshakeType type) const noexcept { return includes(handshake_types, type); }
 };
 
 constexpr FlightFacts flight_facts(std::span<const std::byte> datagram) noexcept {
   FlightFacts facts;
   if (!well_formed(datagram)) return facts;
-  while (!datagram.empty()) {
-    const std::span<const std::byte> at = datagram;
-    if (next_record(datagram)->unified) continue;   // DTLS 1.3, encrypted: nothing to read
-    datagram = at;
-    const std::size_t length = read16(datagram.subspan(11));
-    const auto type = static_cast<ContentType>(datagram[0]);
-    const bool epoch0 = read16(datagram.subspan(3)) == 0;   // not encrypted
+  while (const auto record = next_record(datagram)) {
+    if (record->unified) continue;   // DTLS 1.3, encrypted: nothing to read
+    const auto type = static_cast<ContentType>(record->content_type);
+    const bool epoch0 = read16(record->header.subspan(3)) == 0;   // not encrypted
     if (type == ContentType::change_cipher_spec) facts.change_cipher_spec = true;
     if (type == ContentType::alert) facts.alert = true;
     if (type == ContentType::handshake && !epoch0) facts.encrypted_handshake = true;
     if (epoch0) {
       std::uint64_t sequence = 0;
-      for (std::size_t i = 5; i < 11; ++i) sequence = sequence << 8 | static_cast<std::uint64_t>(datagram[i]);
+      for (std::size_t i = 5; i < 11; ++i) sequence = sequence << 8 | static_cast<std::uint64_t>(record->header[i]);
       if (!facts.highest_epoch0_sequence || sequence > *facts.highest_epoch0_sequence)
         facts.highest_epoch0_sequence = sequence;
     }
-    if (type == ContentType::handshake && epoch0 && length >= handshake_header_size) {
-      const std::uint32_t sequence = read16(datagram.subspan(header_size + 4));
+    if (type == ContentType::handshake && epoch0 && record->fragment.size() >= handshake_header_size) {
+      const std::uint32_t sequence = read16(record->fragment.subspan(4));
       if (!facts.lowest_message_seq || sequence < *facts.lowest_message_seq) facts.lowest_message_seq = sequence;
-      if (const auto message_type = static_cast<std::uint8_t>(datagram[header_size]); message_type < 32)
+      if (const auto message_type = static_cast<std::uint8_t>(record->fragment[0]); message_type < 32)
         facts.handshake_types |= 1u << message_type;
     }
-    datagram = datagram.subspan(header_size + length);
   }
   return facts;
 }

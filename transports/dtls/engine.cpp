@@ -213,8 +213,9 @@ void Engine::Impl::tell_peer_we_failed(std::uint8_t alert_description) {
   if (alert_sent || close_sent) return;
   close_sent = true;
   // DTLS 1.3 encrypts from the ServerHello on: a plaintext alert after it is ignored.
-  const bool dtls13_encrypted = std::string_view(wolfSSL_get_version(ssl.get())) == "DTLSv1.3" &&
-                                ((sent_handshake_types | peer_handshake_types) >> 2 & 1u) != 0;   // ServerHello
+  const bool dtls13_encrypted =
+      std::string_view(wolfSSL_get_version(ssl.get())) == "DTLSv1.3" &&
+      record::includes(sent_handshake_types | peer_handshake_types, record::HandshakeType::server_hello);
   if (change_cipher_spec_sent || dtls13_encrypted) {
     wolfSSL_shutdown(ssl.get());
     return;
@@ -249,8 +250,6 @@ void Engine::Impl::note_peer_flight(std::span<const std::byte> datagram, std::ui
   // A copy the network duplicated is byte for byte the same (a retransmission is encrypted anew): it is not
   // the peer's second attempt. (Seen on a corrupting path: one altered Finished, duplicated, failed sessions.)
   if (std::ranges::equal(datagram, last_undecryptable_finished)) return;
-  // A Finished that overtook the messages before it does not decrypt either (wolfSSL 5.7 drops it; 5.5 kept it).
-
   last_undecryptable_finished.assign(datagram.begin(), datagram.end());
   if (++undecryptable_finished < 2) return;
   tell_peer_we_failed(static_cast<std::uint8_t>(record::AlertDescription::bad_record_mac));
@@ -266,9 +265,7 @@ void Engine::Impl::note_peer_flight(std::span<const std::byte> datagram, std::ui
 // Whether the messages the peer sends before its Finished have all arrived: the key exchange (the server's
 // ServerHelloDone or, resuming, its ServerHello) and, when the client asked for a ticket, the NewSessionTicket.
 bool Engine::Impl::peer_flight_before_finished_seen() const {
-  const auto seen = [this](record::HandshakeType type) {
-    return (peer_handshake_types >> static_cast<unsigned>(type) & 1u) != 0;
-  };
+  const auto seen = [this](record::HandshakeType type) { return record::includes(peer_handshake_types, type); };
   if (role == Role::server) return seen(record::HandshakeType::client_key_exchange);
   const bool hello_done = seen(record::HandshakeType::server_hello_done) || seen(record::HandshakeType::server_hello);
   return hello_done && (!context->config().session_tickets || seen(record::HandshakeType::new_session_ticket));

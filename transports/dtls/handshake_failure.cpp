@@ -98,7 +98,7 @@ std::string certificate_names(WOLFSSL_X509* certificate) {
 }
 
 bool received(const Engine::Impl& impl, record::HandshakeType type) {
-  return (impl.peer_handshake_types >> static_cast<std::uint8_t>(type) & 1u) != 0;
+  return record::includes(impl.peer_handshake_types, type);
 }
 
 const char* peer_side(const Engine::Impl& impl) { return impl.role == Role::client ? "server" : "client"; }
@@ -182,8 +182,6 @@ FailureExplanation explain_alert(const Engine::Impl& impl, int alert) {
   }
   return {FailureKind::other, "the " + std::string(peer_side(impl)) + " aborted the handshake with alert " + alert_name(alert)};
 }
-
-
 
 }  // namespace
 

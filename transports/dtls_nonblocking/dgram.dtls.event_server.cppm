@@ -15,7 +15,6 @@ module;
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <span>
 #include <string>
 #include <system_error>
@@ -59,14 +58,6 @@ struct SessionSummary {
   std::uint64_t address_changes{0};   // times its peer moved to another address and kept the session (CID)
 };
 
-// What an established session negotiated (EventServer::session_info).
-struct SessionInfo {
-  Endpoint peer;
-  std::string version;
-  std::string cipher;
-  bool resumed{false};
-  bool connection_id{false};
-};
 
 struct EventServerStats {
   std::uint64_t sessions_open{0};
@@ -161,8 +152,6 @@ class EventServer {
   void send(SessionId id, std::span<const std::byte> message, std::error_code& ec);
   // On run()'s thread: sends close_notify and ends the session (SessionEnd::closed_by_server).
   void close(SessionId id);
-  // On run()'s thread: what the session negotiated; nullopt when it has ended or is still handshaking.
-  std::optional<SessionInfo> session_info(SessionId id);
   // On run()'s thread (from a posted task): a datagram that arrived at another server's socket of the same port
   // for one of this server's sessions (EventServerSettings::foreign_connection_id). Handled as if received here.
   void take_forwarded(std::span<const std::byte> datagram, const Endpoint& from);

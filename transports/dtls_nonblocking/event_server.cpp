@@ -295,7 +295,7 @@ void EventServer::Impl::on_connection_id(std::span<const std::byte> datagram, st
   // or replayed record moves nothing.
   if (peer != slot.engine->peer()) slot.arriving_from = peer;
   deliver(found->second, datagram, now);
-  if (slot.engine) slot.arriving_from.reset();
+  slot.arriving_from.reset();   // (the slot stays where it is: a delivery adds none)
 }
 
 void EventServer::Impl::move_peer(std::uint32_t index, const Endpoint& to) {
@@ -652,13 +652,6 @@ void EventServer::close(SessionId id) {
   if (!slot) return;
   slot->engine->close();   // queues close_notify (when established), which end_session sends
   impl_->remove_session(id.index, SessionEnd::closed_by_server);
-}
-
-std::optional<SessionInfo> EventServer::session_info(SessionId id) {
-  const Slot* slot = impl_->find(id);
-  if (!slot || slot->engine->state() != EngineState::established) return std::nullopt;
-  const Engine& engine = *slot->engine;
-  return SessionInfo{engine.peer(), engine.version(), engine.cipher(), engine.resumed(), engine.connection_id_in_use()};
 }
 
 void EventServer::take_forwarded(std::span<const std::byte> datagram, const Endpoint& from) {
