@@ -113,6 +113,12 @@ int main(int argc, char** argv) {
     server.stats_interval = std::chrono::milliseconds{command_line.integer("stats-interval-ms", 0, 0, 86'400'000)};
     server.workers = static_cast<std::uint32_t>(command_line.integer("workers", 0, 1, 1024));   // 0: the library's default
 #ifdef DGRAM_THREADED_SERVER
+    // A Connection ID names its worker in one byte (ThreadedServer refuses more workers).
+    if (mode == "threaded" && server.config.connection_id &&
+        (server.workers > 0 ? server.workers : dgram::dtls::default_worker_count()) > dgram::dtls::max_connection_id_workers)
+      throw ex::UsageError(fmt::format("--cid allows at most {} --workers", dgram::dtls::max_connection_id_workers));
+#endif
+#ifdef DGRAM_THREADED_SERVER
     if (mode == "threaded") return ex::run_threaded_echo_server(server);
 #endif
 #ifdef DGRAM_EVENT_SERVER
