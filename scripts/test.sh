@@ -11,7 +11,7 @@
 #      optimized one;
 #   4. the libFuzzer targets (tests/fuzz, built in the ASan build), each run for a bounded number of inputs
 #      over its corpus.
-# Ends with one line "N passed, N failed". Build dirs: build-ci/, build-udp/, build-blocking/, build-asan/,
+# Ends with one line "N passed, N failed (in M min S s)". Build dirs: build-ci/, build-udp/, build-blocking/, build-asan/,
 # build-tsan/ (reused when present).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 
 passed=0
 failed=0
+stage() { echo "== $* (at $((SECONDS / 60)) min $((SECONDS % 60)) s)"; }
 run_suite() {   # run_suite BUILD_DIR [meson test args...]
   local build=$1; shift
   local log="$build/meson-logs/testlog.txt"
@@ -43,14 +44,14 @@ configure() {   # configure BUILD_DIR [meson options...]
   fi
 }
 
-echo "== strict build (-Dwerror=true, -j2)"
+stage "strict build (-Dwerror=true, -j2)"
 configure build-ci -Dwerror=true -Dwarning_level=3 -Dbench=true -Ddtls=enabled -Ddtls_nonblocking=enabled \
   -Ddtls_threaded=enabled -Dwolfssl=optimized
 ninja -C build-ci -j2
 bash scripts/check-build.sh build-ci
 run_suite build-ci
 
-echo "== option matrix: raw UDP only; UDP and blocking DTLS on Debian's wolfSSL"
+stage "option matrix: raw UDP only; UDP and blocking DTLS on Debian's wolfSSL"
 configure build-udp -Dwerror=true -Ddtls=disabled
 ninja -C build-udp -j2
 run_suite build-udp --no-suite consumer
@@ -59,7 +60,7 @@ ninja -C build-blocking -j2
 run_suite build-blocking --no-suite consumer
 bash scripts/check-options.sh
 
-echo "== AddressSanitizer + UndefinedBehaviorSanitizer build on Debian's wolfSSL (with the libFuzzer targets)"
+stage "AddressSanitizer + UndefinedBehaviorSanitizer build on Debian's wolfSSL (with the libFuzzer targets)"
 configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Dfuzz=true \
   -Dwolfssl=system
 ninja -C build-asan -j2
@@ -69,7 +70,7 @@ for symbolizer in /usr/bin/llvm-symbolizer-19 /usr/bin/llvm-symbolizer; do
 done
 run_suite build-asan --no-suite consumer
 
-echo "== ThreadSanitizer build on the optimized wolfSSL: the suites where threads meet"
+stage "ThreadSanitizer build on the optimized wolfSSL: the suites where threads meet"
 # The event server (posted tasks, stop from other threads), the threaded server (workers, shared secrets and
 # session cache, Connection ID forwarding between workers) and the servers under load; only their programs
 # are built (the whole suite already ran twice).
@@ -79,7 +80,7 @@ ninja -C build-tsan -j2 tests/test-dtls-event tests/test-dtls-threaded tests/tes
   examples/dtls-echo-server examples/dtls-echo-client
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_suite build-tsan --no-rebuild "${tsan_suites[@]}"
 
-echo "== fuzz targets (libFuzzer, ASan, UBSan, built in build-asan): a bounded run of each over its corpus"
+stage "fuzz targets (libFuzzer, ASan, UBSan, built in build-asan): a bounded run of each over its corpus"
 # Executions per target: the parsers take many, the engine targets (handshakes inside) fewer; all within ~2 min.
 declare -A runs=([record]=200000 [endpoint_checksum]=200000 [listener]=3000 [pump]=4000 [established]=40000)
 for target in record endpoint_checksum listener pump established; do
@@ -95,5 +96,5 @@ for target in record endpoint_checksum listener pump established; do
   fi
 done
 
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed (in $((SECONDS / 60)) min $((SECONDS % 60)) s)"
 [ "$failed" -eq 0 ]

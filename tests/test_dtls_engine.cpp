@@ -459,3 +459,70 @@ TEST_CASE("engine: hostile datagrams are dropped and counted", "[dtls][engine]")
   CHECK(pump.server->state() == EngineState::established);
   CHECK(Pump::relay(*pump.client, *pump.server, "still here") == "still here");
 }
+
+namespace {
+
+// Every way the soak's path damages a datagram, at every byte: a bit flipped (low and high), the byte
+// replaced, the datagram cut there, bytes appended.
+std::vector<Datagram> damaged_copies(const Datagram& original) {
+  std::vector<Datagram> copies;
+  for (std::size_t at = 0; at < original.size(); ++at) {
+    for (const std::byte mask : {std::byte{0x01}, std::byte{0x80}, std::byte{0xff}}) {
+      copies.push_back(original);
+      copies.back()[at] ^= mask;
+    }
+    copies.emplace_back(original.begin(), original.begin() + static_cast<std::ptrdiff_t>(at));
+  }
+  copies.push_back(original);
+  copies.back().insert(copies.back().end(), 7, std::byte{0x16});
+  // The record sequence number (bytes 5 to 10) set to values around wolfSSL's 64-record window, and far off.
+  for (std::uint64_t sequence : {1ull, 2ull, 31ull, 32ull, 63ull, 64ull, 65ull, 1000ull, 1ull << 32, (1ull << 48) - 1}) {
+    copies.push_back(original);
+    for (std::size_t at = 10; at >= 5; --at, sequence >>= 8) copies.back()[at] = static_cast<std::byte>(sequence & 0xff);
+  }
+  return copies;
+}
+
+}  // namespace
+
+TEST_CASE("engine: no damaged ClientHello leaves the listener unable to answer the next peer", "[dtls][engine]") {
+  // The probe that answers ClientHellos is shared by every peer: a hello it neither answered nor failed on must
+  // not leave it in a state that ignores the next peer's (a server that silently stopped taking handshakes).
+  std::vector<dgram::dtls::Version> versions{dgram::dtls::Version::dtls1_2};
+  if (dgram::dtls::dtls13_available()) versions.push_back(dgram::dtls::Version::dtls1_3);
+  const auto version = GENERATE_COPY(from_range(versions));
+  INFO("DTLS " << (version == dgram::dtls::Version::dtls1_2 ? "1.2" : "1.3"));
+  DtlsConfig client_side = client_config();
+  DtlsConfig server_side = server_config();
+  client_side.version = server_side.version = version;
+  auto client_context = make_context(client_side);
+  std::error_code ec;
+  Listener listener(make_context(server_side), ec);
+  REQUIRE(!ec);
+  const auto server = dgram::Endpoint::parse("127.0.0.1:11111");
+  const auto attacker = dgram::Endpoint::parse("127.0.0.1:40000");
+  const dgram::TimePoint now{std::chrono::hours(1)};
+  Engine first = Engine::client(client_context, server, nullptr, ec);
+  first.start(now, ec);
+  const Datagram first_hello = first.outgoing().front();
+  const Datagram second_hello = hello_with_cookie(first, listener, attacker, now);
+
+  int port = 40001;
+  for (const Datagram* original : {&first_hello, &second_hello}) {
+    const std::vector<Datagram> copies = damaged_copies(*original);
+    for (std::size_t i = 0; i < copies.size(); ++i) {
+      const Datagram& damaged = copies[i];
+      INFO((original == &first_hello ? "first" : "second") << " ClientHello, damaged copy " << i);
+      listener.on_datagram(attacker, damaged, now, ec);
+      INFO("the damaged copy got " << listener.replies().size() << " replies, error '" << ec.message() << "'");
+      listener.clear_replies();
+      // A fresh peer's first ClientHello is answered with its challenge, and its cookie opens a session.
+      const auto peer = dgram::Endpoint::parse("127.0.0.1:" + std::to_string(port++ % 60000 + 1024));
+      Engine client = Engine::client(client_context, server, nullptr, ec);
+      client.start(now, ec);
+      const Datagram cookie_hello = hello_with_cookie(client, listener, peer, now);
+      REQUIRE(listener.on_datagram(peer, cookie_hello, now, ec));
+      listener.clear_replies();
+    }
+  }
+}

@@ -176,23 +176,25 @@ TEST_CASE("soak: sessions through a path that corrupts about 5% of datagrams eac
   const int sessions = blocking ? (sanitized_build ? 20 : 30) : (sanitized_build ? 60 : 200);
   const Tally tally = soak(std::to_string(relay.port()), sessions, lanes);
   const auto counts = relay.counts();
+  // Everything is measured before anything is asserted, so that a failure shows the server's own account.
+  const bool served_afterwards = clean_session(server.port, "after the soak");
+  const long after = dgram::testing::resident_kib(server.process.pid());
+  const Finished stopped = server.stop();
   INFO("echoed " << tally.echoed << ", ended with an error " << tally.clear_errors << ", s_client hangs "
        << tally.foreign_hangs << "; relay corrupted " << counts.corrupted << ", duplicated " << counts.duplicated
        << ", reordered " << counts.reordered << " of " << counts.forwarded);
   INFO(tally.describe());
+  INFO("the server's last words:\n" << dgram::testing::last_lines(stopped.err, 12));
   CHECK(tally.broken.empty());
   CHECK(tally.echoed + tally.clear_errors + tally.foreign_hangs == sessions);
   // openssl's own behaviour, bounded loosely: a systematic failure (no s_client ever served) still shows.
   CHECK(tally.foreign_hangs <= s_client_sessions(sessions) / 3);
   CHECK(tally.echoed >= sessions * 8 / 10);   // the path is hostile, not hopeless
   CHECK(counts.corrupted > 0);
-
-  CHECK(clean_session(server.port, "after the soak"));
+  CHECK(served_afterwards);
   if (!sanitized_build) {
-    const long after = dgram::testing::resident_kib(server.process.pid());
     INFO("resident before " << before << " KiB, after " << after << " KiB");
     CHECK(after - before <= 2048);
   }
-  const Finished stopped = server.stop();
   CHECK(stopped.exit_code == 0);
 }

@@ -3,7 +3,8 @@
 // (first, and with the cookie it was given), the same with bytes flipped, truncated or with a cookie spliced
 // in from the input, raw bytes, and secret rotations. Invariants: a session (an Engine) is handed out only for
 // a ClientHello carrying a cookie issued to that very peer under the current or the previous secret; no
-// datagram gets more than one reply; the counters agree with what happened.
+// datagram gets more than one reply; the counters agree with what happened; afterwards a new peer is still
+// served.
 #include <cstddef>
 #include <algorithm>
 #include <array>
@@ -102,5 +103,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   require(listeners[0].stats().sessions_started + listeners[1].stats().sessions_started == engines);
+  // Whatever came before, the front door still opens: a new peer's first hello is challenged, and its cookie
+  // starts a session (a damaged sequence number once left wolfSSL ignoring every later peer).
+  for (dtls::Listener& listener : listeners) {
+    const auto newcomer = dgram::Endpoint::parse("127.0.0.1:50000");
+    dtls::Engine fresh = dtls::Engine::client(client_context(), server, nullptr, ec);
+    fresh.start(now, ec);
+    require(!listener.on_datagram(newcomer, fresh.outgoing().front(), now, ec) && listener.replies().size() == 1);
+    fresh.clear_outgoing();
+    fresh.on_datagram(listener.replies().front(), now, ec);
+    listener.clear_replies();
+    require(fresh.outgoing().size() == 1 && listener.on_datagram(newcomer, fresh.outgoing().front(), now, ec));
+  }
   return 0;
 }

@@ -205,6 +205,14 @@ Finished ListeningServer::stop() {
   return process.wait(std::chrono::seconds(1));
 }
 
+std::string last_lines(const std::string& output, std::size_t count) {
+  std::size_t start = output.size();
+  if (start > 0 && output[start - 1] == '\n') --start;
+  for (std::size_t lines = 0; start > 0; --start)
+    if (output[start - 1] == '\n' && ++lines == count) break;
+  return output.substr(start);
+}
+
 std::string program_path(const char* environment_variable) {
   const char* path = std::getenv(environment_variable);
   if (!path || !*path) throw std::runtime_error(std::string(environment_variable) + " is not set: run through meson test");

@@ -70,6 +70,9 @@ struct ListeningServer {
 // Starts `argv` and reads its first line; fails the test when it does not say where it listens in 10 s.
 ListeningServer start_listening(const std::vector<std::string>& argv);
 
+// The last `count` lines of a program's output (what a failed test shows of a long log).
+std::string last_lines(const std::string& output, std::size_t count);
+
 // The path of a program given to the test through the environment (meson sets these); fails the test with a
 // clear message when missing.
 std::string program_path(const char* environment_variable);

@@ -36,6 +36,10 @@ constexpr std::uint32_t read16(std::span<const std::byte> at) noexcept {
 constexpr std::uint32_t read24(std::span<const std::byte> at) noexcept {
   return static_cast<std::uint32_t>(at[0]) << 16 | read16(at.subspan(1));
 }
+// A DTLS 1.2 record header's sequence number (bytes 5 to 10).
+constexpr std::uint64_t record_sequence(std::span<const std::byte> header) noexcept {
+  return static_cast<std::uint64_t>(read24(header.subspan(5))) << 24 | read24(header.subspan(8));
+}
 
 // The length of the Connection IDs dgram issues (a server's; its clients use none). A DTLS 1.3 record carries
 // the CID without its length, so parsing a record with one needs to know it.
@@ -165,6 +169,7 @@ struct ClientHelloFacts {
   bool has_cookie;                    // a legacy (DTLS 1.2) cookie or a DTLS 1.3 cookie extension
   bool has_cookie_extension{false};   // the DTLS 1.3 one
   std::array<std::byte, 32> random;   // the client's random: the same in a retransmission and after a cookie
+  std::uint64_t record_sequence{0};   // of the record carrying it (a client's first few hellos: 0, 1, 2, ...)
 };
 
 // Whether a set of handshake message types (bit t: type t, as FlightFacts::handshake_types) has `type`.
@@ -181,7 +186,7 @@ constexpr std::optional<ClientHelloFacts> client_hello(std::span<const std::byte
   const std::size_t session_id = static_cast<std::size_t>(body[version_and_random]);
   const std::size_t cookie_at = version_and_random + 1 + session_id;
   if (session_id > 32 || body.size() < cookie_at + 1) return std::nullopt;
-  ClientHelloFacts facts{body[cookie_at] != std::byte{0}, false, {}};
+  ClientHelloFacts facts{body[cookie_at] != std::byte{0}, false, {}, record_sequence(datagram)};
   for (std::size_t i = 0; i < facts.random.size(); ++i) facts.random[i] = body[2 + i];
   facts.has_cookie_extension = has_cookie_extension(body.subspan(cookie_at));
   facts.has_cookie = facts.has_cookie || facts.has_cookie_extension;
@@ -213,8 +218,7 @@ constexpr FlightFacts flight_facts(std::span<const std::byte> datagram) noexcept
     if (type == ContentType::alert) facts.alert = true;
     if (type == ContentType::handshake && !epoch0) facts.encrypted_handshake = true;
     if (epoch0) {
-      std::uint64_t sequence = 0;
-      for (std::size_t i = 5; i < 11; ++i) sequence = sequence << 8 | static_cast<std::uint64_t>(record->header[i]);
+      const std::uint64_t sequence = record_sequence(record->header);
       if (!facts.highest_epoch0_sequence || sequence > *facts.highest_epoch0_sequence)
         facts.highest_epoch0_sequence = sequence;
     }

@@ -187,6 +187,16 @@ struct Listener::State {
     return first;
   }
 
+  // wolfSSL_clear keeps the record window, and wolfSSL 5.5.4 moves it for the hellos it answers statelessly:
+  // after one hello with a large sequence number (damaged on the way, or sent so), the probe took every later
+  // peer's hello (sequence number 0) for an old record, and the server silently stopped taking handshakes.
+  // A client's hellos are numbered from 0, so such a hello, or one the probe ignored for reasons of its own,
+  // costs a fresh probe.
+  static bool may_have_moved_window(Outcome outcome, const record::ClientHelloFacts& hello) {
+    constexpr std::uint64_t window_size = 64;   // wolfSSL's DTLS_SEQ_BITS
+    return outcome == Outcome::dropped || hello.record_sequence >= window_size / 2;
+  }
+
   void take_probe_output_as_replies() {
     for (auto& datagram : probe->output) replies.push_back(std::move(datagram));
     probe->output.clear();
@@ -255,7 +265,7 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
   self.take_probe_output_as_replies();
   if ((outcome == State::Outcome::challenged || outcome == State::Outcome::refused) && !handshake_error)
     self.reset_probe();
-  if (handshake_error || self.probe->state != EngineState::handshaking) {   // it is spent
+  if (handshake_error || self.probe->state != EngineState::handshaking || self.may_have_moved_window(outcome, *hello)) {
     std::error_code renew_error;
     self.renew_probe(renew_error);
     if (!ec) ec = renew_error;
