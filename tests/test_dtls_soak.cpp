@@ -72,11 +72,12 @@ void echo_client_session(const std::string& port, int number, Tally& tally) {
 
 // One session of openssl s_client (not -quiet: that ignores the end of its input): a line, and its echo.
 // DTLS does not resend application data and s_client has no timeout of its own, so, as dtls-echo-client does,
-// the line is sent again when no echo came.
+// the line is sent again when no echo came. -nbio: on its default blocking socket, a record it drops (a
+// corrupted echo, a duplicate) left s_client blocked in its read, deaf to the lines sent again.
 void openssl_session(const std::string& port, int number, Tally& tally) {
   const std::string line = "openssl soak " + std::to_string(number);
   Process client({"/usr/bin/openssl", "s_client", "-dtls1_2", "-connect", "127.0.0.1:" + port, "-CAfile",
-                  cert_file("ca.pem"), "-verify_return_error"});
+                  cert_file("ca.pem"), "-verify_return_error", "-nbio"});
   client.write(line + "\n");
   // Its handshake (with its own retransmissions) first: the sanitizer builds' server is several times slower.
   bool echoed = client.read_until(line, sanitized_build ? 15s : 5s).has_value();
@@ -92,8 +93,9 @@ void openssl_session(const std::string& port, int number, Tally& tally) {
     ++tally.clear_errors;
     ++tally.errors["openssl s_client exit " + std::to_string(done.exit_code) + " without the echo\n"];
   } else {
-    // Seen when the server gave up the handshake after a corrupted Finished and its alert was lost too: s_client
-    // keeps resending to a server that has no session for it (and cannot tell it so), for longer than this.
+    // Seen when its HelloVerifyRequest's cookie was corrupted: the server challenges the bad cookie again, but
+    // a second HelloVerifyRequest has message_seq 0 like the first, which s_client takes for a repeat, and it
+    // resends the bad cookie for longer than this. (wolfSSL's client does the same, and times out.)
     ++tally.foreign_hangs;
     ++tally.errors["openssl s_client still running after its input ended (killed)\n"];
   }
@@ -189,7 +191,10 @@ TEST_CASE("soak: sessions through a path that corrupts about 5% of datagrams eac
   CHECK(tally.echoed + tally.clear_errors + tally.foreign_hangs == sessions);
   // openssl's own behaviour, bounded loosely: a systematic failure (no s_client ever served) still shows.
   CHECK(tally.foreign_hangs <= s_client_sessions(sessions) / 3);
-  CHECK(tally.echoed >= sessions * 8 / 10);   // the path is hostile, not hopeless
+  // The path is hostile, not hopeless. About 1 in 9 sessions fails: DTLS 1.2 handshake messages before the
+  // Finished are not protected, so a corrupted one that still parses ends its handshake. (Measured: 83 % to
+  // 93 % of 60 sessions echoed; 70 % keeps a failing run a rarity and still catches a systematic failure.)
+  CHECK(tally.echoed >= sessions * 7 / 10);
   CHECK(counts.corrupted > 0);
   CHECK(served_afterwards);
   if (!sanitized_build) {
