@@ -93,9 +93,11 @@ void openssl_session(const std::string& port, int number, Tally& tally) {
     ++tally.clear_errors;
     ++tally.errors["openssl s_client exit " + std::to_string(done.exit_code) + " without the echo\n"];
   } else {
-    // Seen when its HelloVerifyRequest's cookie was corrupted: the server challenges the bad cookie again, but
-    // a second HelloVerifyRequest has message_seq 0 like the first, which s_client takes for a repeat, and it
-    // resends the bad cookie for longer than this. (wolfSSL's client does the same, and times out.)
+    // Seen when the server rightly gave up the handshake (a key exchange corrupted on the way) and its alert was
+    // lost: s_client resends its last flight to a server that has no session for it, for longer than this. And
+    // when its HelloVerifyRequest's cookie was corrupted: the server challenges the bad cookie again, but a
+    // second HelloVerifyRequest has message_seq 0 like the first, which s_client takes for a repeat. (wolfSSL's
+    // client does the same in both cases, and reports its timeout.)
     ++tally.foreign_hangs;
     ++tally.errors["openssl s_client still running after its input ended (killed)\n"];
   }
