@@ -280,6 +280,12 @@ FailureExplanation explain_failure(const Engine::Impl& impl, int error) {
     case LENGTH_ERROR:
       return {FailureKind::other, std::string("a handshake message from the ") + peer_side(impl) + " arrived malformed (" +
                                       std::error_code{error, wolfssl_category()}.message() + "): altered on the way?"};
+    case DUPLICATE_MSG_E:
+    case OUT_OF_ORDER_E:
+    case SANITY_MSG_E:
+      return {FailureKind::other, std::string("a handshake message from the ") + peer_side(impl) +
+                                      " arrived twice or out of order (" +
+                                      std::error_code{error, wolfssl_category()}.message() + "): altered on the way?"};
     case VERIFY_SIGN_ERROR:
       return {FailureKind::other, std::string("the ") + peer_side(impl) +
                                       "'s key exchange signature does not verify: altered on the way, or not made "
