@@ -117,8 +117,6 @@ int main(int argc, char** argv) {
     if (mode == "threaded" && server.config.connection_id &&
         (server.workers > 0 ? server.workers : dgram::dtls::default_worker_count()) > dgram::dtls::max_connection_id_workers)
       throw ex::UsageError(fmt::format("--cid allows at most {} --workers", dgram::dtls::max_connection_id_workers));
-#endif
-#ifdef DGRAM_THREADED_SERVER
     if (mode == "threaded") return ex::run_threaded_echo_server(server);
 #endif
 #ifdef DGRAM_EVENT_SERVER

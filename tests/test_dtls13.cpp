@@ -83,10 +83,11 @@ Datagram first_client_hello(const DtlsConfig& config, const dgram::Endpoint& ser
 // Where the cookie extension (type 44) of a ClientHello datagram starts: found by its type and a length that
 // fits, which is enough for a test that made the datagram itself.
 std::size_t cookie_extension_offset(const Datagram& hello) {
-  for (std::size_t at = record::header_size + record::handshake_header_size; at + 4 < hello.size(); ++at) {
-    const auto type = static_cast<unsigned>(hello[at]) << 8 | static_cast<unsigned>(hello[at + 1]);
-    const auto length = static_cast<unsigned>(hello[at + 2]) << 8 | static_cast<unsigned>(hello[at + 3]);
-    const auto inner = static_cast<unsigned>(hello[at + 4]) << 8 | static_cast<unsigned>(hello[at + 5]);
+  for (std::size_t at = record::header_size + record::handshake_header_size; at + 6 <= hello.size(); ++at) {
+    const auto from = std::span(hello).subspan(at);
+    const auto type = record::read16(from);
+    const auto length = record::read16(from.subspan(2));
+    const auto inner = record::read16(from.subspan(4));
     if (type == 44 && length > 2 && inner + 2 == length && at + 4 + length <= hello.size()) return at;
   }
   FAIL("no cookie extension");

@@ -536,16 +536,15 @@ TEST_CASE("engine: a handshake message whose type was altered on the way is name
   Pump pump(make_context(client_config()), make_context(server_config()));
   bool altered = false;
   pump.shuffle = [&, from = from, to = to](std::deque<Datagram>& flight) {
+    namespace record = dgram::dtls::record;
     for (Datagram& datagram : flight) {
-      for (std::size_t at = 0; !altered && at + 13 + 12 <= datagram.size();) {
-        const std::size_t length = static_cast<std::size_t>(datagram[at + 11]) << 8 | static_cast<std::size_t>(datagram[at + 12]);
-        const bool plaintext_handshake = datagram[at] == std::byte{22} && datagram[at + 3] == std::byte{0} &&
-                                         datagram[at + 4] == std::byte{0};
-        if (plaintext_handshake && datagram[at + 13] == std::byte{from}) {
-          datagram[at + 13] = std::byte{to};
+      std::span<const std::byte> rest(datagram);
+      while (const auto found = altered ? std::nullopt : record::next_record(rest)) {
+        const bool plaintext_handshake = found->content_type == 22 && record::read16(found->header.subspan(3)) == 0;
+        if (plaintext_handshake && !found->fragment.empty() && found->fragment[0] == std::byte{from}) {
+          datagram[static_cast<std::size_t>(found->fragment.data() - datagram.data())] = std::byte{to};
           altered = true;
         }
-        at += 13 + length;
       }
     }
   };

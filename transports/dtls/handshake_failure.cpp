@@ -142,6 +142,18 @@ const char* versions_of(const DtlsConfig& config) {
   return "";
 }
 
+FailureExplanation version_mismatch(const Engine::Impl& impl) {
+  return {FailureKind::version_mismatch, std::string("the ") + peer_side(impl) +
+                                             " speaks none of the DTLS versions we do (" +
+                                             versions_of(impl.context->config()) + ")"};
+}
+
+// "a handshake message from the PEER arrived HOW (wolfSSL's words): altered on the way?"
+FailureExplanation altered_message(const Engine::Impl& impl, const char* how, int error) {
+  return {FailureKind::other, std::string("a handshake message from the ") + peer_side(impl) + " arrived " + how +
+                                  " (" + std::error_code{error, wolfssl_category()}.message() + "): altered on the way?"};
+}
+
 // A failure the peer announced with a fatal alert.
 FailureExplanation explain_alert(const Engine::Impl& impl, int alert) {
   const DtlsConfig& config = impl.context->config();
@@ -175,8 +187,7 @@ FailureExplanation explain_alert(const Engine::Impl& impl, int alert) {
     case close_notify:
       return {FailureKind::peer_closed, "the " + std::string(peer_side(impl)) + " closed the session during the handshake"};
     case protocol_version:
-      return {FailureKind::version_mismatch, "the " + std::string(peer_side(impl)) +
-                                                 " speaks none of the DTLS versions we do (" + versions_of(config) + ")"};
+      return version_mismatch(impl);
     default:
       break;
   }
@@ -264,28 +275,24 @@ FailureExplanation explain_failure(const Engine::Impl& impl, int error) {
                 "the client's pre-shared key identity '" + *impl.unknown_psk_identity + "' is unknown here"};
       break;
     case VERSION_ERROR:
-      return {FailureKind::version_mismatch, std::string("the ") + peer_side(impl) +
-                                                 " speaks none of the DTLS versions we do (" + versions_of(config) + ")"};
+      return version_mismatch(impl);
     case MATCH_SUITE_ERROR:
       return {FailureKind::no_shared_cipher,
               "the client offers none of the cipher suites this server accepts (" + cipher_list_for(config) + ")"};
     case WOLFSSL_ERROR_ZERO_RETURN:
       return {FailureKind::peer_closed, std::string("the ") + peer_side(impl) + " closed the session during the handshake"};
     // Handshake messages are protected only by the Finished exchange: one altered on the way shows as a
-    // message that does not parse, or as Finished messages that disagree.
+    // message that does not parse, one that arrives twice or out of order, or as Finished messages that disagree.
     case ASN_PARSE_E:
     case INCOMPLETE_DATA:
     case BUFFER_ERROR:
     case HANDSHAKE_SIZE_ERROR:
     case LENGTH_ERROR:
-      return {FailureKind::other, std::string("a handshake message from the ") + peer_side(impl) + " arrived malformed (" +
-                                      std::error_code{error, wolfssl_category()}.message() + "): altered on the way?"};
+      return altered_message(impl, "malformed", error);
     case DUPLICATE_MSG_E:
     case OUT_OF_ORDER_E:
     case SANITY_MSG_E:
-      return {FailureKind::other, std::string("a handshake message from the ") + peer_side(impl) +
-                                      " arrived twice or out of order (" +
-                                      std::error_code{error, wolfssl_category()}.message() + "): altered on the way?"};
+      return altered_message(impl, "twice or out of order", error);
     case VERIFY_SIGN_ERROR:
       return {FailureKind::other, std::string("the ") + peer_side(impl) +
                                       "'s key exchange signature does not verify: altered on the way, or not made "

@@ -263,12 +263,13 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
       break;
   }
   self.take_probe_output_as_replies();
-  if ((outcome == State::Outcome::challenged || outcome == State::Outcome::refused) && !handshake_error)
-    self.reset_probe();
-  if (handshake_error || self.probe->state != EngineState::handshaking || self.may_have_moved_window(outcome, *hello)) {
+  // A spent probe is replaced; one that answered with a challenge or an alert is reset for the next peer.
+  if (handshake_error || self.probe->state != EngineState::handshaking || State::may_have_moved_window(outcome, *hello)) {
     std::error_code renew_error;
     self.renew_probe(renew_error);
     if (!ec) ec = renew_error;
+  } else if (outcome == State::Outcome::challenged || outcome == State::Outcome::refused) {
+    self.reset_probe();
   }
   return std::nullopt;
 }

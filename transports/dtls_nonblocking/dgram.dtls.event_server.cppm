@@ -58,7 +58,6 @@ struct SessionSummary {
   std::uint64_t address_changes{0};   // times its peer moved to another address and kept the session (CID)
 };
 
-
 struct EventServerStats {
   std::uint64_t sessions_open{0};
   std::uint64_t sessions_total{0};        // established sessions, ever
