@@ -7,11 +7,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/cli.hpp"
 #include "common/dtls_options.hpp"
+#include "common/psk_reload.hpp"
 #include "dtls_echo_server.hpp"
 
 import dgram;
@@ -21,9 +23,10 @@ namespace dgram::examples {
 void log_session_end(const Endpoint& peer, const char* why, const SessionFacts& facts, std::uint64_t messages) {
   const std::string moved = facts.address_changes > 0 ? fmt::format(" (its address changed {})",
                                                                       plural(facts.address_changes, "time")) : "";
-  fmt::print(stderr, "dtls-echo-server: session {} ended ({}): resumed {}, cipher {}, {}, CID {}{}, {}\n",
+  const std::string identity = facts.psk_identity.empty() ? "" : ", PSK identity " + printable(facts.psk_identity);
+  fmt::print(stderr, "dtls-echo-server: session {} ended ({}): resumed {}, cipher {}, {}, CID {}{}{}, {}\n",
              peer.to_string(), why, facts.resumed ? "yes" : "no", facts.cipher, facts.version,
-             facts.connection_id ? "on" : "off", moved, plural(messages, "message"));
+             facts.connection_id ? "on" : "off", moved, identity, plural(messages, "message"));
 }
 
 void log_handshake_failure(RateLimitedLog& log, const Endpoint& peer, const std::string& why) {
@@ -105,6 +108,11 @@ int main(int argc, char** argv) {
     ex::EchoServerOptions server;
     server.address = ex::listen_address(command_line);
     server.config = ex::dtls_config_from(command_line, dgram::dtls::Role::server);
+    std::optional<ex::PskFileReloader> psk_file;   // before the server's threads: it blocks SIGHUP for them
+    if (const auto path = command_line.value("psk-file")) {
+      psk_file.emplace(command_line.program(), *path);
+      server.config.psk_store = psk_file->store();
+    }
     server.config.handshake_timeout =
         std::chrono::milliseconds{command_line.integer("handshake-timeout-ms", 10000, 1, 600'000)};
     server.reply = command_line.value("reply");

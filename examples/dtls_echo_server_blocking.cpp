@@ -66,7 +66,8 @@ int run_blocking_echo_server(const EchoServerOptions& options) {
     total_messages += messages;
     const dtls::Engine& engine = channel->engine();
     log_session_end(channel->peer(), ended,
-                    {engine.resumed(), engine.cipher(), engine.version(), engine.connection_id_in_use(), 0}, messages);
+                    {engine.resumed(), engine.cipher(), engine.version(), engine.connection_id_in_use(), 0,
+                     engine.psk_identity()}, messages);
   }
   failures.flush(true);
   const auto cookies = handshaker.listener_stats();

@@ -27,6 +27,8 @@ flags=(
   --enable-dtls --enable-dtls13 --enable-dtlscid --enable-dtls-frag-ch --enable-dtls-mtu
   --enable-session-ticket --enable-sessioncerts --enable-psk
   --enable-curve25519 --enable-ecc --enable-sp --enable-aesgcm --enable-chacha --enable-poly1305
+  --enable-aesccm --enable-rpk                           # what devices run: CoAP's CCM-8 suites (RFC 7252),
+                                                         # raw public keys (RFC 7250)
   --enable-opensslextra                                  # the X509 helpers the engine uses to explain failures
   --enable-sp-asm --enable-intelasm --enable-aesni       # assembly crypto
   --enable-ip-alt-name --disable-crypttests --disable-benchmark --enable-examples
@@ -36,6 +38,9 @@ flags=(
 # the verify callback's access to its session (EX_DATA), alerts for more fatal errors, tickets with IDs.
 cflags="-O2 -DDTLS_CID_MAX_SIZE=8 -DWOLFSSL_ALT_NAMES -DKEEP_PEER_CERT -DHAVE_EX_DATA -DWOLFSSL_EXTRA_ALERTS"
 cflags+=" -DWOLFSSL_TICKET_HAVE_ID -DWOLFSSL_CERT_NAME_ALL"
+# The static (non-ephemeral) PSK suites, PSK-AES128-CCM-8 and PSK-AES128-GCM-SHA256 among them: what CoAP and
+# LwM2M devices offer. Without this wolfSSL drops them from a cipher list without a word.
+cflags+=" -DWOLFSSL_STATIC_PSK"
 
 # The C compiler: $CC, else cc (gcc, which install-deps.sh installs), else clang-19.
 CC=${CC:-$(command -v cc || command -v gcc || command -v clang-19 || true)}

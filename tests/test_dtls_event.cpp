@@ -44,7 +44,7 @@ class RecordingEcho final : public dtls::SessionHandler {
     std::error_code ec;
     server.send(id, message, ec);
   }
-  void on_established(dtls::EventServer&, dtls::SessionId, const dgram::Endpoint&, bool, const std::string&) override {
+  void on_established(dtls::EventServer&, dtls::SessionId, const dtls::SessionInfo&) override {
     note([&] { ++established; });
   }
   void on_ended(dtls::EventServer&, const dtls::SessionSummary& summary) override {

@@ -44,11 +44,10 @@ class WorkerRecorder final : public dtls::SessionHandler {
     std::error_code ec;
     server.send(id, message, ec);
   }
-  void on_established(dtls::EventServer& server, dtls::SessionId id, const dgram::Endpoint& peer, bool resumed,
-                      const std::string&) override {
+  void on_established(dtls::EventServer& server, dtls::SessionId id, const dtls::SessionInfo& session) override {
     const std::lock_guard lock(mutex_);   // (Catch's assertions are for the test's thread only)
     if (id.worker != server.worker()) ++wrong_worker_ids;
-    by_peer_[peer] = Handshake{server.worker(), resumed};
+    by_peer_[session.peer] = Handshake{server.worker(), session.resumed};
     changed_.notify_all();
   }
   // The handshake of `peer`, waiting up to 5 s for the server to report it.

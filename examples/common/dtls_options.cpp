@@ -11,6 +11,27 @@
 import dgram;
 
 namespace dgram::examples {
+namespace {
+
+// This build's cipher suites, wrapped under the option's help text.
+std::string available_suites_help() {
+  std::string text = "this build has:";
+  std::size_t line = 72;   // the suites start on a line of their own
+  for (const std::string& suite : dtls::available_cipher_suites()) {
+    if (line + suite.size() + 1 > 72) {
+      text += "\n" + std::string(29, ' ');
+      line = 0;
+    } else {
+      text += ' ';
+      ++line;
+    }
+    text += suite;
+    line += suite.size();
+  }
+  return text;
+}
+
+}  // namespace
 
 std::vector<Option> dtls_options(dtls::Role role) {
   const bool server = role == dtls::Role::server;
@@ -20,6 +41,8 @@ std::vector<Option> dtls_options(dtls::Role role) {
       {"ca", "FILE", server ? "CA (PEM) that signs client certificates" : "CA (PEM) that signs the server's certificate"},
       {"psk-identity", "ID", "pre-shared key identity (with --psk-hex; replaces certificates)"},
       {"psk-hex", "KEY", "pre-shared key as hex digits"},
+      {"ciphers", "LIST", "cipher suites, preferred first, ':'-separated (wolfSSL or IANA names); " + available_suites_help()},
+      {"coap", "", "the CoAP/LwM2M cipher profile: AES-128-CCM-8 first, then CCM and GCM (RFC 7252)"},
       {"dtls", "VERSION", fmt::format("1.2|1.3|any: the DTLS version (any: 1.3 preferred, 1.2 accepted; default 1.2). "
                                       "This build's wolfSSL {} {} DTLS 1.3", dtls::wolfssl_version(),
                                       dtls::dtls13_available() ? "has" : "has no")},
@@ -27,6 +50,8 @@ std::vector<Option> dtls_options(dtls::Role role) {
                          : "ask for a DTLS 1.3 Connection ID: the session survives our address changing"},
   };
   if (server) {
+    options.push_back({"psk-file", "FILE", "pre-shared keys of many clients, one 'identity:hexkey' line each; "
+                                           "reloaded on SIGHUP (a bad file keeps the keys loaded)"});
     options.push_back({"require-client-cert", "", "refuse clients without a certificate signed by --ca"});
   } else {
     options.push_back({"server-name", "NAME", "name or address the server's certificate must carry (default: --host)"});
@@ -70,12 +95,20 @@ dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role ro
     if (key_bytes.empty()) throw UsageError("--psk-hex: the key is empty");
     config.psk = dtls::PreSharedKey{*identity, key_bytes};
   }
+  if (const auto ciphers = command_line.value("ciphers")) {
+    if (command_line.flag("coap")) throw UsageError("--ciphers and --coap both choose the cipher suites: give one");
+    if (ciphers->empty()) throw UsageError("--ciphers: the list is empty");
+    config.cipher_list = *ciphers;
+  }
+  if (command_line.flag("coap")) config.cipher_profile = dtls::CipherProfile::coap;
+  const bool psk_file = role == dtls::Role::server && command_line.value("psk-file").has_value();
   if (role == dtls::Role::server) {
     config.require_peer_certificate = command_line.flag("require-client-cert");
     config.verify_peer = config.require_peer_certificate || !config.trusted_authorities.empty();
     if (config.require_peer_certificate && config.trusted_authorities.empty())
       throw UsageError("--require-client-cert needs --ca to check client certificates with");
-    if (!cert && !identity) throw UsageError("a server needs --cert and --key, or --psk-identity and --psk-hex");
+    if (!cert && !identity && !psk_file)
+      throw UsageError("a server needs --cert and --key, or --psk-file, or --psk-identity and --psk-hex");
   } else {
     config.verify_peer = !identity;
     config.session_tickets = !command_line.flag("no-tickets");
@@ -86,9 +119,20 @@ dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role ro
   return config;
 }
 
-std::string describe_session(const dtls::Engine& engine) {
-  return fmt::format("{}, cipher {}, resumed {}, CID {}", engine.version(), engine.cipher(),
-                     engine.resumed() ? "yes" : "no", engine.connection_id_in_use() ? "on" : "off");
+std::string describe_session(const dtls::SessionInfo& session) {
+  return fmt::format("{}, cipher {}, resumed {}, CID {}{}", session.version, session.cipher, session.resumed ? "yes" : "no",
+                     session.connection_id ? "on" : "off",
+                     session.psk_identity.empty() ? "" : ", PSK identity " + printable(session.psk_identity));
+}
+
+std::string printable(std::string_view text) {
+  std::string shown;
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f || c == '\\') shown += fmt::format("\\x{:02x}", byte);
+    else shown += c;
+  }
+  return shown;
 }
 
 std::shared_ptr<dtls::DtlsContext> make_dtls_context(const dtls::DtlsConfig& config) {

@@ -15,6 +15,7 @@ module;
 #include <span>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -64,17 +65,26 @@ unsigned int psk_client_callback(WOLFSSL* ssl, const char*, char* identity, unsi
   return static_cast<unsigned int>(psk.key.size());
 }
 
+// The key of `identity`: from the store first, then the one configured key.
+std::optional<std::vector<std::byte>> find_psk(const DtlsConfig& config, std::string_view identity) {
+  if (config.psk_store)
+    if (auto key = config.psk_store->find(identity)) return key;
+  if (config.psk && config.psk->identity == identity) return config.psk->key;
+  return std::nullopt;
+}
+
 unsigned int psk_server_callback(WOLFSSL* ssl, const char* identity, unsigned char* key, unsigned int key_size) {
   const auto* config = static_cast<const DtlsConfig*>(wolfSSL_get_psk_callback_ctx(ssl));
-  if (!config || !config->psk || !identity || config->psk->identity != identity) {   // unknown identity
-    if (auto* engine = static_cast<Engine::Impl*>(wolfSSL_GetIOReadCtx(ssl)); engine && identity)
-      engine->unknown_psk_identity = std::string(identity);
+  auto* engine = static_cast<Engine::Impl*>(wolfSSL_GetIOReadCtx(ssl));
+  if (!config || !identity) return 0;
+  const auto found = find_psk(*config, identity);
+  if (!found || found->size() > key_size) {   // unknown identity (or a key wolfSSL cannot hold: refused on load)
+    if (engine) engine->unknown_psk_identity = std::string(identity);
     return 0;
   }
-  const PreSharedKey& psk = *config->psk;
-  if (psk.key.size() > key_size) return 0;
-  std::memcpy(key, psk.key.data(), psk.key.size());
-  return static_cast<unsigned int>(psk.key.size());
+  if (engine) engine->psk_identity = identity;
+  std::memcpy(key, found->data(), found->size());
+  return static_cast<unsigned int>(found->size());
 }
 
 using BioPtr = std::unique_ptr<WOLFSSL_BIO, Freer<wolfSSL_BIO_free>>;
@@ -129,6 +139,34 @@ WOLFSSL_METHOD* method_for(const DtlsConfig& config) {
   return client ? wolfDTLSv1_2_client_method() : wolfDTLSv1_2_server_method();
 }
 
+
+std::vector<std::string> split_cipher_list(std::string_view list) {
+  std::vector<std::string> names;
+  while (!list.empty()) {
+    const auto end = list.find(':');
+    if (const auto name = list.substr(0, end); !name.empty()) names.emplace_back(name);
+    list = end == std::string_view::npos ? std::string_view{} : list.substr(end + 1);
+  }
+  return names;
+}
+
+// wolfSSL takes a list as long as one name in it is known and drops the others without a word; a suite a
+// device needs must not vanish that way. Each name is tried alone on a scratch context (wolfSSL's and IANA's
+// names, and wolfSSL's keywords, are all accepted where wolfSSL accepts them); exclusions ('!') are not checked.
+bool every_cipher_suite_known(const DtlsConfig& config, const std::string& list, std::string& reason) {
+  const CtxPtr probe{wolfSSL_CTX_new(method_for(config))};
+  if (!probe) return true;   // the real call below reports what it can
+  for (const std::string& name : split_cipher_list(list)) {
+    if (name.front() == '!' || name.front() == '-' || name.front() == '+') continue;
+    if (wolfSSL_CTX_set_cipher_list(probe.get(), name.c_str()) == WOLFSSL_SUCCESS) continue;
+    reason = "cipher suite '" + name + "' is not in this build's wolfSSL " + wolfssl_version() +
+             (dtls13_available() ? "" : " (the optimized build, -Dwolfssl=optimized, has more)") +
+             "; available_cipher_suites() lists those it has (the example programs' --help too)";
+    return false;
+  }
+  return true;
+}
+
 // Applies `config` to `ctx`; false with a reason on the first problem.
 bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) {
   const auto wolf_reason = [](int code) { return wolfssl_category().message(code); };
@@ -171,8 +209,8 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
       return false;
     }
   }
-  if (config.role == Role::server && !config.certificate_chain && !config.psk) {
-    reason = "a DTLS server needs a certificate and key, or a pre-shared key";
+  if (config.role == Role::server && !config.certificate_chain && !uses_psk(config)) {
+    reason = "a DTLS server needs a certificate and key, or pre-shared keys";
     return false;
   }
   if (config.role == Role::client && config.verify_peer && config.trusted_authorities.empty() && !config.psk) {
@@ -189,6 +227,7 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
   wolfSSL_CTX_set_verify(ctx, verify, record_certificate_problem);   // keeps the refused certificate's names
 
   const std::string ciphers = cipher_list_for(config);
+  if (!every_cipher_suite_known(config, ciphers, reason)) return false;
   if (wolfSSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != WOLFSSL_SUCCESS) {
     reason = "cipher list '" + ciphers + "' names no cipher suite this wolfSSL supports";
     return false;
@@ -204,12 +243,16 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
       reason = "a pre-shared key needs an identity and a non-empty key";
       return false;
     }
-    if (config.role == Role::client) {
-      wolfSSL_CTX_set_psk_client_callback(ctx, psk_client_callback);
-    } else {
-      wolfSSL_CTX_set_psk_server_callback(ctx, psk_server_callback);
-      wolfSSL_CTX_use_psk_identity_hint(ctx, "dgram");
+    if (config.psk->identity.size() > max_psk_identity_size || config.psk->key.size() > max_psk_key_size) {
+      reason = "a pre-shared key identity holds at most " + std::to_string(max_psk_identity_size) +
+               " bytes and a key at most " + std::to_string(max_psk_key_size);
+      return false;
     }
+  }
+  if (config.role == Role::client && config.psk) wolfSSL_CTX_set_psk_client_callback(ctx, psk_client_callback);
+  if (config.role == Role::server && uses_psk(config)) {
+    wolfSSL_CTX_set_psk_server_callback(ctx, psk_server_callback);
+    wolfSSL_CTX_use_psk_identity_hint(ctx, "dgram");
   }
   if (!config.session_cache) wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
   if (config.role == Role::client && config.session_tickets) wolfSSL_CTX_UseSessionTicket(ctx);
@@ -254,15 +297,27 @@ bool aes_ni_available() noexcept {
 
 std::string cipher_list_for(const DtlsConfig& config) {
   if (!config.cipher_list.empty()) return config.cipher_list;
-  const std::string dtls12 = config.psk             ? default_psk_cipher_list
+  const bool coap = config.cipher_profile == CipherProfile::coap;
+  const std::string dtls12 = coap ? (uses_psk(config) ? coap_psk_cipher_list : coap_certificate_cipher_list)
+                             : uses_psk(config)   ? default_psk_cipher_list
                              : aes_ni_available() ? default_aesni_cipher_list
                                                   : default_cipher_list;
+  const std::string dtls13 = coap ? coap_tls13_cipher_list : default_tls13_cipher_list;
   switch (config.version) {
     case Version::dtls1_2: return dtls12;
-    case Version::dtls1_3: return default_tls13_cipher_list;
-    case Version::any: return std::string(default_tls13_cipher_list) + ":" + dtls12;
+    case Version::dtls1_3: return dtls13;
+    case Version::any: return dtls13 + ":" + dtls12;
   }
   return dtls12;
+}
+
+std::vector<std::string> available_cipher_suites() {
+  std::vector<char> text(32768);
+  if (wolfSSL_get_ciphers(text.data(), static_cast<int>(text.size())) != WOLFSSL_SUCCESS) return {};
+  std::vector<std::string> suites;
+  for (std::string& name : split_cipher_list(text.data()))   // (TLS 1.3 suites only where DTLS 1.3 is built)
+    if (dtls13_available() || !name.starts_with("TLS13-")) suites.push_back(std::move(name));
+  return suites;
 }
 
 const std::error_category& wolfssl_category() noexcept {

@@ -6,8 +6,10 @@ module;
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 export module dgram.dtls.config;
 
@@ -26,12 +28,32 @@ struct Pem {
 // Key-exchange groups, offered (client) or accepted (server) in this order.
 enum class Group : std::uint16_t { x25519 = 29, secp256r1 = 23, secp384r1 = 24, secp521r1 = 25 };
 
+// The sizes RFC 4279 asks every implementation to support, and what wolfSSL holds.
+inline constexpr std::size_t max_psk_identity_size = 128;
+inline constexpr std::size_t max_psk_key_size = 64;
+
 struct PreSharedKey {
   std::string identity;
   std::vector<std::byte> key;
 };
 
+// A server's pre-shared keys by identity: one per device for a CoAP or LwM2M server with thousands of them
+// (PskFileStore in dgram.dtls.psk_store is a ready one). find() runs on the serving thread in the middle of a
+// handshake (in a ThreadedServer, on several workers at once): it must be thread-safe, must not block (no
+// network or disk: keep the keys in memory) and should be O(1). Returns nullopt for an unknown identity.
+class PskStore {
+ public:
+  virtual ~PskStore() = default;
+  virtual std::optional<std::vector<std::byte>> find(std::string_view identity) const = 0;
+};
+
 enum class Role { client, server };
+
+// Which cipher suites an empty DtlsConfig::cipher_list means.
+enum class CipherProfile {
+  standard,   // AEAD suites with ephemeral key exchange: ChaCha20 or AES-GCM first as fits this build
+  coap,       // what CoAP (RFC 7252 section 9.1.3) and LwM2M devices run: AES-128-CCM-8 first, then CCM and GCM
+};
 
 // The protocol versions an endpoint speaks. DTLS 1.3 (RFC 9147) needs a wolfSSL built with it (dgram's
 // -Dwolfssl=optimized); dtls13_available() says whether this build has it.
@@ -54,6 +76,15 @@ inline constexpr const char* default_psk_cipher_list =
 // DTLS 1.3 suites (certificates and pre-shared keys alike), added in front for Version::dtls1_3 and any. AES-GCM
 // first: the wolfSSL that has DTLS 1.3 here also has AES-NI, where AES-GCM is the faster one.
 inline constexpr const char* default_tls13_cipher_list = "TLS13-AES128-GCM-SHA256:TLS13-CHACHA20-POLY1305-SHA256";
+// CipherProfile::coap. RFC 7252 makes TLS_PSK_WITH_AES_128_CCM_8 mandatory with pre-shared keys and
+// TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 with raw public keys and certificates; LwM2M adds the CBC-SHA256 suites of
+// its 1.0 devices. Need the optimized wolfSSL (Debian's has no CCM).
+inline constexpr const char* coap_psk_cipher_list =
+    "PSK-AES128-CCM-8:PSK-AES128-CCM:PSK-AES128-GCM-SHA256:ECDHE-PSK-AES128-CBC-SHA256:PSK-AES128-CBC-SHA256";
+inline constexpr const char* coap_certificate_cipher_list =
+    "ECDHE-ECDSA-AES128-CCM-8:ECDHE-ECDSA-AES128-CCM:ECDHE-ECDSA-AES128-GCM-SHA256";
+inline constexpr const char* coap_tls13_cipher_list =
+    "TLS13-AES128-CCM-8-SHA256:TLS13-AES128-CCM-SHA256:TLS13-AES128-GCM-SHA256";
 
 struct DtlsConfig {
   Role role = Role::client;
@@ -73,13 +104,20 @@ struct DtlsConfig {
   // Client: the DNS name or IP address the server's certificate must carry. Empty: chain checked, name not.
   std::string expected_server_name;
 
-  // Empty: default_cipher_list (default_aesni_cipher_list where wolfSSL has AES-NI: aes_ni_available()), or
-  // default_psk_cipher_list when psk is set; DTLS 1.3 suites in front when the version allows 1.3.
+  // wolfSSL's names (ECDHE-ECDSA-AES128-CCM-8) or IANA's (TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8), ':'-separated,
+  // preferred first; a name this build lacks fails DtlsContext::create naming it (available_cipher_suites()).
+  // Empty: the profile's list: for standard, default_cipher_list (default_aesni_cipher_list where wolfSSL has
+  // AES-NI: aes_ni_available()), or default_psk_cipher_list with pre-shared keys; for coap, coap_psk_cipher_list
+  // or coap_certificate_cipher_list. DTLS 1.3 suites in front when the version allows 1.3.
   std::string cipher_list;
+  CipherProfile cipher_profile = CipherProfile::standard;
   // Never wolfSSL's P-521-first default: offering it first makes handshakes with OpenSSL ~3.5x slower.
   std::vector<Group> groups{Group::x25519, Group::secp256r1};
 
+  // Client: the identity and key it offers. Server: one identity it accepts (see also psk_store).
   std::optional<PreSharedKey> psk;
+  // Server: the keys of many identities, looked up during each PSK handshake (before `psk`, which may be unset).
+  std::shared_ptr<const PskStore> psk_store;
 
   // Resumption: session IDs via the server's cache, and RFC 5077 tickets (DTLS 1.3 resumes by ticket only).
   bool session_cache = true;
@@ -99,6 +137,9 @@ struct DtlsConfig {
   // sooner on a lossy path, at the cost of more resends.
   int retransmission_timeout_max_seconds = 64;
 };
+
+// Whether `config` authenticates with pre-shared keys (one key, or a server's store of them).
+inline bool uses_psk(const DtlsConfig& config) { return config.psk.has_value() || config.psk_store != nullptr; }
 
 // A DtlsConfig for a client with default choices; `ca` verifies the server, named `server_name`.
 inline DtlsConfig client_config(Pem ca, std::string server_name) {

@@ -1,4 +1,4 @@
-// dgram.dtls.engine: DTLS 1.2 as a sans-I/O engine over wolfSSL.
+// dgram.dtls.engine: DTLS 1.2 and 1.3 as a sans-I/O engine over wolfSSL.
 //
 // The engine never touches a socket or a clock. Drivers give it datagrams (on_datagram), timer events
 // (on_timer, when next_timer() has passed) and messages to encrypt (send); they take the datagrams it wants
@@ -43,8 +43,10 @@ bool dtls13_available() noexcept;
 bool connection_id_available() noexcept;
 // Whether wolfSSL uses AES-NI here, and so prefers AES-128-GCM by default (DtlsConfig::cipher_list).
 bool aes_ni_available() noexcept;
-// The cipher list a configuration uses: its own, or the default for its version, key type and this build.
+// The cipher list a configuration uses: its own, or its profile's for its version, key type and this build.
 std::string cipher_list_for(const DtlsConfig& config);
+// The cipher suites this build's wolfSSL has, by wolfSSL's names (what DtlsConfig::cipher_list may name).
+std::vector<std::string> available_cipher_suites();
 // "5.7.2", for messages.
 std::string wolfssl_version();
 
@@ -110,6 +112,16 @@ struct EngineStats {
   std::uint64_t damped_retransmissions{0};   // resends prompted by the peer's resends, held back (no storms)
 };
 
+// What an established session negotiated, and who the peer proved to be.
+struct SessionInfo {
+  Endpoint peer;
+  std::string version;            // "DTLSv1.2" or "DTLSv1.3"
+  std::string cipher;             // wolfSSL's standard name of the suite
+  bool resumed{false};
+  bool connection_id{false};      // the session uses a Connection ID
+  std::string psk_identity;       // the pre-shared key identity it authenticated with; empty without PSK
+};
+
 class Engine {
  public:
   // A client engine that will open a session with `peer`, offering `resume` when it is set.
@@ -162,6 +174,10 @@ class Engine {
   std::vector<std::byte> receive_connection_id() const;
   // The Connection ID we put in our records to the peer (a client's: the server's CID); empty when none.
   std::vector<std::byte> send_connection_id() const;
+  // The pre-shared key identity the session authenticated with (a server: the client's); empty without PSK.
+  std::string psk_identity() const;
+  // All of the above, once established.
+  SessionInfo info() const;
   std::size_t max_message_size() const noexcept;
   // Client, once established: the session to offer next time for resumption. DTLS 1.3 tickets arrive after the
   // handshake, with or before the server's first message: take the session after a message from the server.

@@ -255,7 +255,7 @@ void Engine::Impl::note_peer_flight(std::span<const std::byte> datagram, std::ui
   tell_peer_we_failed(static_cast<std::uint8_t>(record::AlertDescription::bad_record_mac));
   const std::string peer_side = role == Role::client ? "server" : "client";
   ec = make_error_code(errc::invalid_argument);
-  if (context->config().psk) {
+  if (uses_psk(context->config())) {
     fail(FailureKind::psk_mismatch, "the peers' pre-shared keys differ: the " + peer_side + "'s Finished message does not decrypt", ec);
   } else {
     fail(FailureKind::other, "the " + peer_side + "'s Finished message does not decrypt (corrupted on the way?)", ec);
@@ -540,6 +540,20 @@ std::vector<std::byte> Engine::send_connection_id() const { return {}; }
 std::string Engine::cipher() const {
   const char* name = wolfSSL_get_cipher_name(impl_->ssl.get());
   return name ? name : "";
+}
+
+std::string Engine::psk_identity() const {
+  if (impl_->role == Role::client) {
+    const DtlsConfig& config = impl_->context->config();
+    return config.psk && impl_->state == EngineState::established ? config.psk->identity : std::string{};
+  }
+  if (!impl_->psk_identity.empty()) return impl_->psk_identity;
+  const char* identity = wolfSSL_get_psk_identity(impl_->ssl.get());   // a resumed session asks no callback
+  return identity ? identity : "";
+}
+
+SessionInfo Engine::info() const {
+  return SessionInfo{peer(), version(), cipher(), resumed(), connection_id_in_use(), psk_identity()};
 }
 
 std::size_t Engine::max_message_size() const noexcept {

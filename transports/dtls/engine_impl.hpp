@@ -109,6 +109,7 @@ struct Engine::Impl {
   std::vector<std::byte> last_undecryptable_finished;   // the datagram that carried the last one counted
   std::optional<CertificateProblem> certificate_problem;
   std::optional<std::string> unknown_psk_identity;   // server: an identity the client offered that we lack
+  std::string psk_identity;                          // server: the identity whose key the handshake used
 };
 
 // Why the handshake of `impl` failed with wolfSSL error `error` (handshake_failure.cpp).

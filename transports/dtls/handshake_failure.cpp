@@ -165,7 +165,7 @@ FailureExplanation explain_alert(const Engine::Impl& impl, int alert) {
               "the server does not know the pre-shared key identity '" + (config.psk ? config.psk->identity : "") + "'"};
     case bad_record_mac:
     case decrypt_error:
-      if (config.psk)
+      if (uses_psk(config))
         return {FailureKind::psk_mismatch, "the peers' pre-shared keys differ: the " + std::string(peer_side(impl)) +
                                                " could not decrypt our Finished message"};
       break;
@@ -175,7 +175,7 @@ FailureExplanation explain_alert(const Engine::Impl& impl, int alert) {
         return {FailureKind::certificate_required, "the server requires a client certificate, and we sent none"};
       if (client && !received(impl, record::HandshakeType::server_hello))
         return {FailureKind::no_shared_cipher,
-                config.psk ? "the server accepts none of our pre-shared key cipher suites: it may accept certificates only"
+                uses_psk(config) ? "the server accepts none of our pre-shared key cipher suites: it may accept certificates only"
                            : "the server accepts none of our cipher suites or key-exchange groups: it may offer only "
                              "pre-shared key cipher suites"};
       break;

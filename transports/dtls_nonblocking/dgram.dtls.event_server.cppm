@@ -56,6 +56,7 @@ struct SessionSummary {
   std::string version;          // "DTLSv1.2" or "DTLSv1.3"
   bool connection_id{false};    // the session used a Connection ID
   std::uint64_t address_changes{0};   // times its peer moved to another address and kept the session (CID)
+  std::string psk_identity;     // the pre-shared key identity the client authenticated with; empty without PSK
 };
 
 struct EventServerStats {
@@ -93,8 +94,8 @@ class EventServer;
 class SessionHandler {
  public:
   virtual ~SessionHandler() = default;
-  virtual void on_established(EventServer& server, SessionId id, const Endpoint& peer, bool resumed,
-                              const std::string& cipher);
+  // A handshake completed: `session` says with whom (address, PSK identity) and what was negotiated.
+  virtual void on_established(EventServer& server, SessionId id, const SessionInfo& session);
   // One decrypted message. The bytes are valid during the call only.
   virtual void on_message(EventServer& server, SessionId id, std::span<const std::byte> message) = 0;
   virtual void on_ended(EventServer& server, const SessionSummary& summary);

@@ -52,7 +52,7 @@ void accumulate(EventServerStats& total, const EventServerStats& worker) noexcep
   total.messages_out += worker.messages_out;
 }
 
-void SessionHandler::on_established(EventServer&, SessionId, const Endpoint&, bool, const std::string&) {}
+void SessionHandler::on_established(EventServer&, SessionId, const SessionInfo&) {}
 void SessionHandler::on_ended(EventServer&, const SessionSummary&) {}
 void SessionHandler::on_handshake_failed(EventServer&, const Endpoint&, FailureKind, const std::string&) {}
 void SessionHandler::on_stats(EventServer&, const EventServerStats&) {}
@@ -396,8 +396,7 @@ void EventServer::Impl::after_engine_call(std::uint32_t index, TimePoint now, bo
     ++stats.sessions_open;
     ++stats.sessions_total;
     ++(engine.resumed() ? stats.handshakes_resumed : stats.handshakes_full);
-    handler.on_established(server, SessionId{index, generation, settings.worker}, engine.peer(), engine.resumed(),
-                           engine.cipher());
+    handler.on_established(server, SessionId{index, generation, settings.worker}, engine.info());
     if (!alive()) return;
   }
   if (engine.state() == EngineState::established) take_messages(index);
@@ -540,7 +539,7 @@ void EventServer::Impl::end_session(std::uint32_t index, SessionEnd why) {
   stats.dropped_undecryptable += engine.stats().dropped_datagrams - slot.engine_dropped;
   const SessionSummary summary{SessionId{index, slot.generation, settings.worker}, engine.peer(), engine.resumed(),
                                engine.cipher(), slot.messages_in, slot.messages_out, why, engine.version(),
-                               engine.connection_id_in_use(), slot.address_changes};
+                               engine.connection_id_in_use(), slot.address_changes, engine.psk_identity()};
   --stats.sessions_open;
   free_slot(index);
   handler.on_ended(server, summary);

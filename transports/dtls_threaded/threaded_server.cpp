@@ -33,9 +33,8 @@ class WorkerHandler final : public SessionHandler {
  public:
   WorkerHandler(SessionHandler& program, std::size_t workers) : program_{program}, latest_(workers) {}
 
-  void on_established(EventServer& server, SessionId id, const Endpoint& peer, bool resumed,
-                      const std::string& cipher) override {
-    program_.on_established(server, id, peer, resumed, cipher);
+  void on_established(EventServer& server, SessionId id, const SessionInfo& session) override {
+    program_.on_established(server, id, session);
   }
   void on_message(EventServer& server, SessionId id, std::span<const std::byte> message) override {
     program_.on_message(server, id, message);

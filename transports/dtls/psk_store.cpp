@@ -1,0 +1,119 @@
+// PskFileStore: pre-shared keys by identity, loaded from `identity:hexkey` lines.
+module;
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+module dgram.dtls.psk_store;
+
+namespace dgram::dtls {
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The bytes of `hex`, or a reason (which never repeats the key's digits).
+std::optional<std::vector<std::byte>> parse_key(std::string_view hex, std::string& reason) {
+  if (hex.empty()) return reason = "the key is empty", std::nullopt;
+  if (hex.size() % 2 != 0) return reason = "the key has an odd number of hex digits", std::nullopt;
+  if (hex.size() / 2 > max_psk_key_size)
+    return reason = "the key is longer than " + std::to_string(max_psk_key_size) + " bytes", std::nullopt;
+  std::vector<std::byte> key(hex.size() / 2);
+  for (std::size_t i = 0; i < key.size(); ++i) {
+    const int high = hex_value(hex[2 * i]);
+    const int low = hex_value(hex[2 * i + 1]);
+    if (high < 0 || low < 0) return reason = "the key holds a character that is not a hex digit", std::nullopt;
+    key[i] = static_cast<std::byte>(high * 16 + low);
+  }
+  return key;
+}
+
+std::string_view trimmed(std::string_view text) {
+  const auto first = text.find_first_not_of(" \t\r");
+  if (first == std::string_view::npos) return {};
+  return text.substr(first, text.find_last_not_of(" \t\r") - first + 1);
+}
+
+}  // namespace
+
+struct PskFileStore::Keys {
+  // Transparent lookups: find() takes a string_view without making a string.
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
+  };
+  std::unordered_map<std::string, std::vector<std::byte>, Hash, std::equal_to<>> by_identity;
+};
+
+PskFileStore::PskFileStore() : keys_{std::make_shared<const Keys>()} {}
+PskFileStore::~PskFileStore() = default;
+
+bool PskFileStore::load_file(const std::string& path, std::string& reason) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) {
+    reason = "cannot read PSK file '" + path + "': " + std::strerror(errno);
+    return false;
+  }
+  std::ostringstream text;
+  text << file.rdbuf();
+  return load_text(text.str(), "PSK file '" + path + "'", reason);
+}
+
+bool PskFileStore::load_text(std::string_view text, std::string_view origin, std::string& reason) {
+  auto keys = std::make_shared<Keys>();
+  std::size_t line_number = 0;
+  while (!text.empty()) {
+    const auto end = text.find('\n');
+    const std::string_view line = trimmed(text.substr(0, end));
+    text = end == std::string_view::npos ? std::string_view{} : text.substr(end + 1);
+    ++line_number;
+    if (line.empty() || line.front() == '#') continue;
+    const auto fail = [&](const std::string& why) {
+      reason = std::string(origin) + ", line " + std::to_string(line_number) + ": " + why;
+      return false;
+    };
+    const auto colon = line.rfind(':');
+    if (colon == std::string_view::npos) return fail("expected identity:hexkey");
+    const std::string_view identity = line.substr(0, colon);
+    if (identity.empty()) return fail("the identity is empty");
+    if (identity.size() > max_psk_identity_size)
+      return fail("the identity is longer than " + std::to_string(max_psk_identity_size) + " bytes");
+    std::string why;
+    auto key = parse_key(trimmed(line.substr(colon + 1)), why);
+    if (!key) return fail(why);
+    if (!keys->by_identity.emplace(identity, std::move(*key)).second)
+      return fail("identity '" + std::string(identity) + "' appears twice");
+  }
+  const std::lock_guard lock(mutex_);
+  keys_ = std::move(keys);
+  return true;
+}
+
+std::optional<std::vector<std::byte>> PskFileStore::find(std::string_view identity) const {
+  std::shared_ptr<const Keys> keys;
+  {
+    const std::lock_guard lock(mutex_);
+    keys = keys_;
+  }
+  const auto found = keys->by_identity.find(identity);
+  if (found == keys->by_identity.end()) return std::nullopt;
+  return found->second;
+}
+
+std::size_t PskFileStore::size() const {
+  const std::lock_guard lock(mutex_);
+  return keys_->by_identity.size();
+}
+
+}  // namespace dgram::dtls
