@@ -41,6 +41,9 @@ cflags+=" -DWOLFSSL_TICKET_HAVE_ID -DWOLFSSL_CERT_NAME_ALL"
 # The static (non-ephemeral) PSK suites, PSK-AES128-CCM-8 and PSK-AES128-GCM-SHA256 among them: what CoAP and
 # LwM2M devices offer. Without this wolfSSL drops them from a cipher list without a word.
 cflags+=" -DWOLFSSL_STATIC_PSK"
+# A ClientHello with more than 150 cipher suites is refused as malformed (BUFFER_E) at wolfSSL's default of 300
+# bytes: Mbed TLS's default configuration offers 165. 512 bytes take 256 suites.
+cflags+=" -DWOLFSSL_MAX_SUITE_SZ=512"
 
 # The C compiler: $CC, else cc (gcc, which install-deps.sh installs), else clang-19.
 CC=${CC:-$(command -v cc || command -v gcc || command -v clang-19 || true)}

@@ -43,6 +43,8 @@ mbedtls_complete() {
 # the features above, not one bug-fix release), or nothing.
 mbedtls_cached_build() {
   local dir
+  # (ls, not find: the names are Debian versions, without spaces.)
+  # shellcheck disable=SC2012
   for dir in $(ls -d "$cache_root/mbedtls-$mbedtls_version_wanted".* "$cache_root/mbedtls-$mbedtls_version_wanted"-* \
       2> /dev/null | sort -rV); do
     if mbedtls_complete "$dir"; then echo "$dir"; return; fi
@@ -80,9 +82,12 @@ mbedtls_build() {
   for option in "${mbedtls_needed[@]}"; do
     "$src/programs/ssl/ssl_client2" query_config="$option" > /dev/null 2>&1 || missing+=("$option")
   done
+  # RFC 9146's Connection IDs (what wolfSSL speaks), not the draft's record format that COMPAT=1 selects.
+  [ "$("$src/programs/ssl/ssl_client2" query_config=MBEDTLS_SSL_DTLS_CONNECTION_ID_COMPAT 2> /dev/null)" = 0 ] ||
+    missing+=("MBEDTLS_SSL_DTLS_CONNECTION_ID_COMPAT=0")
   if [ ${#missing[@]} -ne 0 ]; then
-    fail "Mbed TLS $version's default configuration lacks ${missing[*]}: enable them with" \
-      "scripts/config.py set NAME before the build, here"
+    fail "Mbed TLS $version's default configuration lacks ${missing[*]}: set them with" \
+      "scripts/config.py before the build, here"
   fi
   # The programs link Mbed TLS statically (the Makefiles' default), so they can move. Copied beside the final
   # folder, then renamed: a folder named mbedtls-VERSION is always complete.

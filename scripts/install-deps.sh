@@ -7,6 +7,7 @@ packages=(
                                                                     # llvm-19 symbolizes sanitizer reports)
   libwolfssl-dev libmsgsl-dev catch2 libfmt-dev              # libraries
   openssl gnutls-bin tshark                                   # foreign peers and checkers for the tests
+  perl                                                        # (with gcc and make) Mbed TLS's test programs
   autoconf automake libtool dpkg-dev gcc make                 # the optimized wolfSSL from Debian's source
                                                               # (clang-19 satisfies libtool's C compiler, so gcc
                                                               # would not come by itself)
@@ -18,4 +19,10 @@ export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | "${sudo[@]}" debconf-set-selections
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}" > /dev/null
+# node and npm run node-dtls-client, an interop peer. Only when missing: a machine may have its own Node.js (not
+# Debian's), which Debian's npm package would replace.
+if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends nodejs npm > /dev/null
+fi
 bash "$(dirname "$0")/fetch-wolfssl.sh"
+bash "$(dirname "$0")/fetch-peers.sh"   # Mbed TLS's ssl_client2/ssl_server2 and node-dtls-client

@@ -298,10 +298,13 @@ bool aes_ni_available() noexcept {
 std::string cipher_list_for(const DtlsConfig& config) {
   if (!config.cipher_list.empty()) return config.cipher_list;
   const bool coap = config.cipher_profile == CipherProfile::coap;
-  const std::string dtls12 = coap ? (uses_psk(config) ? coap_psk_cipher_list : coap_certificate_cipher_list)
-                             : uses_psk(config)   ? default_psk_cipher_list
-                             : aes_ni_available() ? default_aesni_cipher_list
-                                                  : default_cipher_list;
+  const std::string psk = coap ? coap_psk_cipher_list : default_psk_cipher_list;
+  const std::string certificate = coap                 ? coap_certificate_cipher_list
+                                  : aes_ni_available() ? default_aesni_cipher_list
+                                                       : default_cipher_list;
+  // A server with both a certificate and pre-shared keys serves clients of either kind.
+  const bool both = config.role == Role::server && config.certificate_chain && uses_psk(config);
+  const std::string dtls12 = both ? psk + ":" + certificate : uses_psk(config) ? psk : certificate;
   const std::string dtls13 = coap ? coap_tls13_cipher_list : default_tls13_cipher_list;
   switch (config.version) {
     case Version::dtls1_2: return dtls12;

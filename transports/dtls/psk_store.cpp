@@ -85,7 +85,7 @@ bool PskFileStore::load_text(std::string_view text, std::string_view origin, std
     };
     const auto colon = line.rfind(':');
     if (colon == std::string_view::npos) return fail("expected identity:hexkey");
-    const std::string_view identity = line.substr(0, colon);
+    const std::string_view identity = trimmed(line.substr(0, colon));
     if (identity.empty()) return fail("the identity is empty");
     if (identity.size() > max_psk_identity_size)
       return fail("the identity is longer than " + std::to_string(max_psk_identity_size) + " bytes");

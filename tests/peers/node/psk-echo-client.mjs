@@ -4,8 +4,8 @@
 //   node psk-echo-client.mjs HOST PORT IDENTITY HEXKEY CIPHER MESSAGE [TIMEOUT_MS]
 //
 // CIPHER is one of node-dtls-client's names, e.g. TLS_PSK_WITH_AES_128_CCM_8 or TLS_PSK_WITH_AES_128_GCM_SHA256.
-// Connects, sends MESSAGE once in one record, and prints the first record that comes back as one line
-// `echo: <text>` on stdout, then exits 0. Any failure (bad arguments, alert, handshake timeout, no reply) is one
+// Connects, sends MESSAGE once in one record, and prints the first record that comes back, verbatim, as
+// `echo: <text>` and a newline on stdout (one line when the peer echoes MESSAGE), then exits 0. Any failure (bad arguments, alert, handshake timeout, no reply) is one
 // line on stderr naming the cause, and exit 1. TIMEOUT_MS (default 10000) bounds the whole run: node-dtls-client
 // does not retransmit, so a lost datagram would otherwise leave the handshake waiting on its own timer only.
 import { dtls } from "node-dtls-client";
