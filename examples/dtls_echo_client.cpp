@@ -42,6 +42,10 @@ std::string hint(dgram::dtls::FailureKind kind, const dgram::dtls::DtlsConfig& c
     case unknown_psk_identity: return " (check --psk-identity)";
     case psk_mismatch: return " (check --psk-hex on both sides)";
     case version_mismatch: return " (choose the server's version with --dtls, or --dtls any)";
+    case unpinned_key: return " (add its key to --pinned-keys if you trust it)";
+    case certificate_type_mismatch:
+      return config.pinned_peer_keys ? " (--pinned-keys asks for a raw public key: use --ca for a certificate)"
+                                     : " (use --pinned-keys with the server's key, and --raw-key if it asks for ours)";
     case no_shared_cipher:
       return config.psk ? " (for a server with a certificate, use --ca instead)"
                         : " (for a pre-shared key server, use --psk-identity and --psk-hex)";

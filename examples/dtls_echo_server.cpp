@@ -23,7 +23,8 @@ namespace dgram::examples {
 void log_session_end(const Endpoint& peer, const char* why, const SessionFacts& facts, std::uint64_t messages) {
   const std::string moved = facts.address_changes > 0 ? fmt::format(" (its address changed {})",
                                                                       plural(facts.address_changes, "time")) : "";
-  const std::string identity = facts.psk_identity.empty() ? "" : ", PSK identity " + printable(facts.psk_identity);
+  std::string identity = facts.psk_identity.empty() ? "" : ", PSK identity " + printable(facts.psk_identity);
+  if (!facts.peer_key_sha256.empty()) identity += ", raw key SHA-256 " + facts.peer_key_sha256;
   fmt::print(stderr, "dtls-echo-server: session {} ended ({}): resumed {}, cipher {}, {}, CID {}{}{}, {}\n",
              peer.to_string(), why, facts.resumed ? "yes" : "no", facts.cipher, facts.version,
              facts.connection_id ? "on" : "off", moved, identity, plural(messages, "message"));

@@ -33,9 +33,10 @@ struct SessionFacts {
   bool connection_id{false};
   std::uint64_t address_changes{0};
   std::string psk_identity;
+  std::string peer_key_sha256;
 };
-// "session PEER ended (WHY): resumed yes|no, cipher C, VERSION, CID on|off[ (moved N times)][, PSK identity ID],
-// N messages" on stderr.
+// "session PEER ended (WHY): resumed yes|no, cipher C, VERSION, CID on|off[ (moved N times)][, PSK identity ID]
+// [, raw key SHA-256 HEX], N messages" on stderr.
 void log_session_end(const Endpoint& peer, const char* why, const SessionFacts& facts, std::uint64_t messages);
 // "handshake failed with PEER: WHY", rate-limited.
 void log_handshake_failure(RateLimitedLog& log, const Endpoint& peer, const std::string& why);

@@ -67,7 +67,7 @@ int run_blocking_echo_server(const EchoServerOptions& options) {
     const dtls::Engine& engine = channel->engine();
     log_session_end(channel->peer(), ended,
                     {engine.resumed(), engine.cipher(), engine.version(), engine.connection_id_in_use(), 0,
-                     engine.psk_identity()}, messages);
+                     engine.psk_identity(), engine.peer_key_sha256()}, messages);
   }
   failures.flush(true);
   const auto cookies = handshaker.listener_stats();

@@ -53,7 +53,7 @@ class EchoHandler final : public dtls::SessionHandler {
   void on_ended(dtls::EventServer&, const dtls::SessionSummary& session) override {
     log_session_end(session.peer, why_ended(session.end),
                     {session.resumed, session.cipher, session.version, session.connection_id, session.address_changes,
-                     session.psk_identity},
+                     session.psk_identity, session.peer_key_sha256},
                     session.messages_in);
   }
   void on_handshake_failed(dtls::EventServer&, const Endpoint& peer, dtls::FailureKind, const std::string& why) override {

@@ -2,18 +2,18 @@
 # Builds the optimized wolfSSL for -Dwolfssl=optimized; meson.build runs it as one custom_target, so ninja
 # runs it only when its outputs are missing or this script changed (a reconfigure does not rebuild wolfSSL).
 #
-#   build-wolfssl.sh SOURCE_DIR OUT_DIR
+#   build-wolfssl.sh SOURCE_DIR OUT_DIR [PATCH_SET]
 #
-# SOURCE_DIR is the unpacked Debian source (scripts/fetch-wolfssl.sh). Everything is written under OUT_DIR:
-# the build tree (OUT_DIR/wolfssl-build), the static library and headers (OUT_DIR/wolfssl-prefix), wolfSSL's
-# example client and server (OUT_DIR/wolfssl-{client,server}: the DTLS 1.3 peer of the interop tests, run
-# from OUT_DIR/wolfssl-root) and
-# OUT_DIR/wolfssl_built.h, the stamp the compiles that include wolfSSL's headers wait for. The full log is
-# OUT_DIR/wolfssl-build.log.
+# SOURCE_DIR is the unpacked Debian source with dgram's fixes (scripts/fetch-wolfssl.sh); PATCH_SET, the id of
+# those fixes, is not read here: meson passes it so that a new set changes this command and ninja runs it again.
+# Everything is written under OUT_DIR: the build tree (OUT_DIR/wolfssl-build), the static library and headers
+# (OUT_DIR/wolfssl-prefix), wolfSSL's example client and server (OUT_DIR/wolfssl-{client,server}: the DTLS 1.3
+# peer of the interop tests, run from OUT_DIR/wolfssl-root) and OUT_DIR/wolfssl_built.h, the stamp the compiles
+# that include wolfSSL's headers wait for. The full log is OUT_DIR/wolfssl-build.log.
 #
 # A finished build is also kept in ${XDG_CACHE_HOME:-~/.cache}/dgram/ (or $DGRAM_CACHE), keyed by this script,
-# the source package and the C compiler: another build directory of the same machine (the test command makes
-# two) copies it instead of building again.
+# the source package, dgram's fixes and the C compiler: another build directory of the same machine (the test
+# command makes two) copies it instead of building again.
 set -euo pipefail
 source_dir=$(cd "$1" && pwd)
 out=$(mkdir -p "$2" && cd "$2" && pwd)
@@ -44,6 +44,10 @@ cflags+=" -DWOLFSSL_STATIC_PSK"
 # A ClientHello with more than 150 cipher suites is refused as malformed (BUFFER_E) at wolfSSL's default of 300
 # bytes: Mbed TLS's default configuration offers 165. 512 bytes take 256 suites.
 cflags+=" -DWOLFSSL_MAX_SUITE_SZ=512"
+# The verify callback runs for the peer's certificate or raw public key also when wolfSSL finds nothing wrong:
+# a raw public key (which wolfSSL takes without any check) is compared with the pinned keys there, inside the
+# handshake, so a refused peer hears an alert instead of a completed handshake and a close.
+cflags+=" -DWOLFSSL_ALWAYS_VERIFY_CB"
 
 # The C compiler: $CC, else cc (gcc, which install-deps.sh installs), else clang-19.
 CC=${CC:-$(command -v cc || command -v gcc || command -v clang-19 || true)}
@@ -52,7 +56,8 @@ if [ -z "$CC" ]; then
   exit 1
 fi
 export CC
-key=$( { cat "$0"; cat "$source_dir/debian/changelog" 2>/dev/null | head -1; "$CC" --version 2>/dev/null | head -1; } |
+key=$( { cat "$0"; cat "$source_dir/debian/changelog" 2>/dev/null | head -1; cat "$source_dir/.dgram-complete";
+  "$CC" --version 2>/dev/null | head -1; } |
   sha256sum | cut -c1-16)
 cache=${DGRAM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dgram}/wolfssl-build-$key
 outputs=(libwolfssl.a wolfssl-client wolfssl-server wolfssl-prefix wolfssl-root wolfssl_built.h)

@@ -8,7 +8,7 @@ packages=(
   libwolfssl-dev libmsgsl-dev catch2 libfmt-dev              # libraries
   openssl gnutls-bin tshark                                   # foreign peers and checkers for the tests
   perl                                                        # (with gcc and make) Mbed TLS's test programs
-  autoconf automake libtool dpkg-dev gcc make                 # the optimized wolfSSL from Debian's source
+  autoconf automake libtool dpkg-dev gcc make patch           # the optimized wolfSSL from Debian's source
                                                               # (clang-19 satisfies libtool's C compiler, so gcc
                                                               # would not come by itself)
 )

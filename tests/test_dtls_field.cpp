@@ -445,3 +445,132 @@ TEST_CASE("interop: node-dtls-client with a pre-shared key on GCM and CCM-8", "[
   CHECK(contains(stopped.err, "cipher PSK-AES128-CCM-8, DTLSv1.2, CID off, PSK identity device-7, 1 message"));
   CHECK(contains(stopped.err, "cipher PSK-AES128-GCM-SHA256, DTLSv1.2, CID off, PSK identity device-7, 1 message"));
 }
+
+// The SHA-256 of `key_file`'s public key (its DER SubjectPublicKeyInfo), as openssl computes it: the fingerprint
+// a raw public key is pinned and logged by.
+std::string key_sha256(const std::string& key_file) {
+  Process openssl({"/bin/sh", "-c", "openssl pkey -in '" + key_file + "' -pubout -outform DER | sha256sum"});
+  const Finished done = openssl.wait(10s);
+  REQUIRE(done.exit_code == 0);
+  return done.out.substr(0, 64);
+}
+
+// `key_file`'s public key as a PEM PUBLIC KEY block.
+std::string public_key_pem(const std::string& key_file) {
+  Process openssl({"/usr/bin/openssl", "pkey", "-in", key_file, "-pubout"});
+  const Finished done = openssl.wait(10s);
+  REQUIRE(done.exit_code == 0);
+  return done.out;
+}
+
+// With a wolfSSL without raw public keys, --raw-key is refused in one line naming the fix. True when it has them.
+bool raw_keys_or_refusal() {
+  if (dtls::raw_public_keys_available()) return true;
+  Process server({program_path("DTLS_ECHO_SERVER"), "--port", "0", "--raw-key", "--key", cert_file("server-ecdsa.key")});
+  const Finished refused = server.wait(10s);
+  CHECK(refused.exit_code == 1);
+  CHECK(contains(refused.err, "which has no raw public keys (configure dgram with -Dwolfssl=optimized)"));
+  return false;
+}
+
+TEST_CASE("raw public keys: client and server pin each other; an unpinned key or a certificate is refused by name", "[dtls][field][rpk]") {
+  FOR_EACH_SERVER_MODE();
+  if (!raw_keys_or_refusal()) return;
+  const TempDir dir;
+  const std::string client_key = cert_file("client.key");
+  const std::string server_key = cert_file("server-ecdsa.key");
+  const std::string other_key = cert_file("server-rsa.key");
+  // The server pins the client by PEM block (and an unrelated fingerprint); the client the server by fingerprint
+  // written with colons.
+  std::string server_fingerprint = key_sha256(server_key);
+  std::string with_colons;
+  for (std::size_t i = 0; i < server_fingerprint.size(); i += 2)
+    with_colons += (i ? ":" : "") + server_fingerprint.substr(i, 2);
+  const std::string clients = dir.file("clients.pins", "# devices\n" + public_key_pem(client_key) +
+                                                           std::string(64, 'a') + "\n");
+  const std::string servers = dir.file("servers.pins", with_colons + "\n");
+  auto server = dgram::testing::start_listening(dgram::testing::server_argv(
+      {program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--raw-key", "--key", server_key,
+       "--pinned-keys", clients}));
+
+  const Finished ok = dgram_client(server.port, "raw keys", {"--raw-key", "--key", client_key, "--pinned-keys", servers});
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out == "raw keys\n");
+  CHECK(contains(ok.err, "raw key SHA-256 " + server_fingerprint));
+
+  const Finished unpinned = dgram_client(server.port, "x", {"--raw-key", "--key", other_key, "--pinned-keys", servers});
+  CHECK(unpinned.exit_code == 1);
+  CHECK(contains(unpinned.err, "the server refused our raw public key (alert bad_certificate)"));
+  const std::string wrong_pins = dir.file("wrong.pins", public_key_pem(other_key));
+  const Finished server_unpinned = dgram_client(server.port, "x", {"--raw-key", "--key", client_key, "--pinned-keys", wrong_pins});
+  CHECK(server_unpinned.exit_code == 1);
+  CHECK(contains(server_unpinned.err, "the server's raw public key (SHA-256 " + server_fingerprint + ") is not pinned here"));
+  const Finished certificate = dgram_client(server.port, "x", {"--cert", cert_file("client.pem"), "--key", client_key,
+                                                               "--ca", cert_file("ca.pem")});
+  CHECK(certificate.exit_code == 1);
+  CHECK(contains(certificate.err, "the server uses raw public keys (RFC 7250), and we use certificates"));
+
+  const Finished stopped = server.stop();
+  CHECK(stopped.exit_code == 0);
+  CHECK(contains(stopped.err, "raw key SHA-256 " + key_sha256(client_key) + ", 1 message"));
+  CHECK(contains(stopped.err, "the client's raw public key (SHA-256 " + key_sha256(other_key) + ") is not pinned here"));
+}
+
+TEST_CASE("raw public keys: bad pinned-key files and option mistakes are one line each", "[dtls][field][rpk]") {
+  if (!raw_keys_or_refusal()) return;
+  const TempDir dir;
+  const auto server_with = [&](std::vector<std::string> options) {
+    std::vector<std::string> argv{program_path("DTLS_ECHO_SERVER"), "--port", "0"};
+    argv.insert(argv.end(), options.begin(), options.end());
+    Process server(argv);
+    return server.wait(10s);
+  };
+  const std::string key = cert_file("server-ecdsa.key");
+  const Finished bad_line = server_with({"--raw-key", "--key", key, "--pinned-keys", dir.file("a", "# ok\nnot a key\n")});
+  CHECK(bad_line.exit_code == 1);
+  CHECK(contains(bad_line.err, "line 2: expected a PEM PUBLIC KEY block or a SHA-256 fingerprint (64 hex digits)"));
+  const Finished unended = server_with({"--raw-key", "--key", key, "--pinned-keys",
+                                        dir.file("b", "-----BEGIN PUBLIC KEY-----\nMFkw\n")});
+  CHECK(unended.exit_code == 1);
+  CHECK(contains(unended.err, "a PUBLIC KEY block has no END line"));
+  const Finished empty = server_with({"--raw-key", "--key", key, "--pinned-keys", dir.file("c", "# nothing\n")});
+  CHECK(empty.exit_code == 1);
+  CHECK(contains(empty.err, "holds no key"));
+  const Finished missing = server_with({"--raw-key", "--key", key, "--pinned-keys", "/nonexistent.pins"});
+  CHECK(missing.exit_code == 1);
+  CHECK(contains(missing.err, "cannot read pinned keys file '/nonexistent.pins'"));
+  const Finished both = server_with({"--raw-key", "--key", key, "--cert", cert_file("server-ecdsa.pem")});
+  CHECK(both.exit_code == 2);
+  CHECK(contains(both.err, "--raw-key takes the place of --cert"));
+  const Finished keyless = server_with({"--raw-key"});
+  CHECK(keyless.exit_code == 2);
+  CHECK(contains(keyless.err, "--raw-key presents the public half of --key"));
+}
+
+TEST_CASE("interop: gnutls-cli presents and accepts raw public keys", "[dtls][field][interop][gnutls][rpk]") {
+  FOR_EACH_SERVER_MODE();
+  if (!raw_keys_or_refusal()) return;
+  const TempDir dir;
+  const std::string client_key = cert_file("client.key");
+  const std::string pins = dir.file("clients.pins", key_sha256(client_key) + "\n");
+  auto server = dgram::testing::start_listening(dgram::testing::server_argv(
+      {program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--raw-key", "--key",
+       cert_file("server-ecdsa.key"), "--pinned-keys", pins}));
+  // gnutls-cli offers both certificate types (raw key and X.509) and sends its raw key: what wolfSSL 5.7.2 misread
+  // before dgram's fix (subprojects/packagefiles/wolfssl). --insecure: gnutls-cli has no pin for our key.
+  const std::string client_pem = dir.file("client.pem", public_key_pem(client_key));
+  const std::string client_pkcs8 = dir.file("client.p8", [&] {
+    Process openssl({"/usr/bin/openssl", "pkey", "-in", client_key});
+    return openssl.wait(10s).out;
+  }());
+  Process gnutls({"/usr/bin/gnutls-cli", "--udp", "--port", server.port, "127.0.0.1", "--rawpkkeyfile", client_pkcs8,
+                  "--rawpkfile", client_pem, "--insecure", "--priority",
+                  "NORMAL:-VERS-ALL:+VERS-DTLS1.2:+CTYPE-CLI-RAWPK:+CTYPE-SRV-RAWPK"});
+  REQUIRE(gnutls.read_until("Simple Client Mode", 10s));
+  gnutls.write("raw from gnutls\n");
+  REQUIRE(gnutls.read_until("raw from gnutls", 10s));
+  gnutls.close_stdin();
+  CHECK(gnutls.wait(10s).exit_code == 0);
+  const Finished stopped = server.stop();
+  CHECK(contains(stopped.err, "raw key SHA-256 " + key_sha256(client_key) + ", 1 message"));
+}

@@ -43,6 +43,9 @@ std::vector<Option> dtls_options(dtls::Role role) {
       {"psk-hex", "KEY", "pre-shared key as hex digits"},
       {"ciphers", "LIST", "cipher suites, preferred first, ':'-separated (wolfSSL or IANA names); " + available_suites_help()},
       {"coap", "", "the CoAP/LwM2M cipher profile: AES-128-CCM-8 first, then CCM and GCM (RFC 7252)"},
+      {"raw-key", "", "present the bare public key of --key instead of a certificate (RFC 7250 raw public key)"},
+      {"pinned-keys", "FILE", server ? "accept only clients with one of these raw public keys (PEM PUBLIC KEY blocks or SHA-256 fingerprints)"
+                                     : "accept only a server with one of these raw public keys (PEM PUBLIC KEY blocks or SHA-256 fingerprints)"},
       {"dtls", "VERSION", fmt::format("1.2|1.3|any: the DTLS version (any: 1.3 preferred, 1.2 accepted; default 1.2). "
                                       "This build's wolfSSL {} {} DTLS 1.3", dtls::wolfssl_version(),
                                       dtls::dtls13_available() ? "has" : "has no")},
@@ -81,11 +84,19 @@ dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role ro
     throw UsageError("--cid needs --dtls 1.3 or any (Connection IDs are a DTLS 1.3 feature here)");
   const auto cert = command_line.value("cert");
   const auto key = command_line.value("key");
-  if (cert.has_value() != key.has_value()) throw UsageError("--cert and --key go together");
+  config.raw_public_key = command_line.flag("raw-key");
+  if (config.raw_public_key) {
+    if (!key) throw UsageError("--raw-key presents the public half of --key: give --key");
+    if (cert) throw UsageError("--raw-key takes the place of --cert: give one of them");
+    config.private_key = dtls::Pem::file(*key);
+  } else if (cert.has_value() != key.has_value()) {
+    throw UsageError("--cert and --key go together");
+  }
   if (cert) {
     config.certificate_chain = dtls::Pem::file(*cert);
     config.private_key = dtls::Pem::file(*key);
   }
+  if (const auto pinned = command_line.value("pinned-keys")) config.pinned_peer_keys = dtls::Pem::file(*pinned);
   if (const auto ca = command_line.value("ca")) config.trusted_authorities.push_back(dtls::Pem::file(*ca));
   const auto identity = command_line.value("psk-identity");
   const auto psk_hex = command_line.value("psk-hex");
@@ -107,22 +118,23 @@ dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role ro
     config.verify_peer = config.require_peer_certificate || !config.trusted_authorities.empty();
     if (config.require_peer_certificate && config.trusted_authorities.empty())
       throw UsageError("--require-client-cert needs --ca to check client certificates with");
-    if (!cert && !identity && !psk_file)
-      throw UsageError("a server needs --cert and --key, or --psk-file, or --psk-identity and --psk-hex");
+    if (!cert && !config.raw_public_key && !identity && !psk_file)
+      throw UsageError("a server needs --cert and --key, --raw-key and --key, --psk-file, or --psk-identity and --psk-hex");
   } else {
     config.verify_peer = !identity;
     config.session_tickets = !command_line.flag("no-tickets");
     config.expected_server_name = command_line.value_or("server-name", command_line.value_or("host", "127.0.0.1"));
-    if (!identity && config.trusted_authorities.empty())
-      throw UsageError("a client needs --ca to verify the server (or --psk-identity and --psk-hex)");
+    if (!identity && config.trusted_authorities.empty() && !config.pinned_peer_keys)
+      throw UsageError("a client needs --ca to verify the server (or --pinned-keys, or --psk-identity and --psk-hex)");
   }
   return config;
 }
 
 std::string describe_session(const dtls::SessionInfo& session) {
-  return fmt::format("{}, cipher {}, resumed {}, CID {}{}", session.version, session.cipher, session.resumed ? "yes" : "no",
+  return fmt::format("{}, cipher {}, resumed {}, CID {}{}{}", session.version, session.cipher, session.resumed ? "yes" : "no",
                      session.connection_id ? "on" : "off",
-                     session.psk_identity.empty() ? "" : ", PSK identity " + printable(session.psk_identity));
+                     session.psk_identity.empty() ? "" : ", PSK identity " + printable(session.psk_identity),
+                     session.peer_key_sha256.empty() ? "" : ", raw key SHA-256 " + session.peer_key_sha256);
 }
 
 std::string printable(std::string_view text) {

@@ -4,6 +4,7 @@ module;
 #include <wolfssl/ssl.h>
 #include <wolfssl/openssl/pem.h>   // wolfSSL_PEM_read_bio_PrivateKey (5.7.2 declares it only here)
 
+#include <array>
 #include <chrono>
 #include <cerrno>
 #include <cstring>
@@ -123,11 +124,19 @@ bool supported(const DtlsConfig& config, std::string& reason) {
   };
   if (config.version != Version::dtls1_2 && !dtls13_available()) return lacking("DTLS 1.3");
   if (config.connection_id && !connection_id_available()) return lacking("Connection IDs");
+  if ((config.raw_public_key || config.pinned_peer_keys) && !raw_public_keys_available())
+    return lacking("raw public keys");
   if (config.connection_id && config.version == Version::dtls1_2) {
     reason = "Connection IDs need DTLS 1.3 (wolfSSL " + wolfssl_version() + " has none for DTLS 1.2): choose DTLS 1.3 or any";
     return false;
   }
   return true;
+}
+
+bool pin_configured_keys(DtlsContext::Impl& impl, std::string& reason) {
+  if (!impl.config.pinned_peer_keys) return true;
+  const auto text = read_pem(*impl.config.pinned_peer_keys, "pinned keys file", reason);
+  return text && pin_peer_keys(impl, *text, reason);
 }
 
 WOLFSSL_METHOD* method_for(const DtlsConfig& config) {
@@ -188,6 +197,13 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
       reason = "private key " + config.private_key->describe() + " is not a usable PEM private key: " + wolf_reason(r);
       return false;
     }
+    if (config.raw_public_key) {
+      if (config.certificate_chain) {
+        reason = "a raw public key takes the place of the certificate chain: give one of them";
+        return false;
+      }
+      if (!present_raw_public_key(ctx, config, *pem, reason)) return false;
+    }
     // wolfSSL's own check is cheap but lets a mismatched ECC key through; the signature probe proves the match.
     if (config.certificate_chain && (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS ||
                                      !key_matches_certificate(certificate_text, *pem))) {
@@ -196,7 +212,11 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
       return false;
     }
   }
-  if (config.certificate_chain.has_value() != config.private_key.has_value()) {
+  if (config.raw_public_key && !config.private_key) {
+    reason = "a raw public key is the public half of the private key: give the private key";
+    return false;
+  }
+  if (!config.raw_public_key && config.certificate_chain.has_value() != config.private_key.has_value()) {
     reason = "a certificate chain needs its private key, and a private key its certificate chain";
     return false;
   }
@@ -209,21 +229,25 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
       return false;
     }
   }
-  if (config.role == Role::server && !config.certificate_chain && !uses_psk(config)) {
-    reason = "a DTLS server needs a certificate and key, or pre-shared keys";
+  if (config.role == Role::server && !config.certificate_chain && !config.raw_public_key && !uses_psk(config)) {
+    reason = "a DTLS server needs a certificate and key, a raw public key, or pre-shared keys";
     return false;
   }
-  if (config.role == Role::client && config.verify_peer && config.trusted_authorities.empty() && !config.psk) {
-    reason = "a DTLS client that verifies its server needs a trusted CA (or a pre-shared key)";
+  if (config.role == Role::client && config.verify_peer && config.trusted_authorities.empty() && !config.psk &&
+      !config.pinned_peer_keys) {
+    reason = "a DTLS client that verifies its server needs a trusted CA (or pinned raw public keys, or a pre-shared key)";
     return false;
   }
 
   int verify = WOLFSSL_VERIFY_NONE;
   if (config.role == Role::client && config.verify_peer && !config.psk) verify = WOLFSSL_VERIFY_PEER;
+  if (config.role == Role::client && config.pinned_peer_keys) verify = WOLFSSL_VERIFY_PEER;
   if (config.role == Role::server && (config.verify_peer || config.require_peer_certificate)) {
     verify = WOLFSSL_VERIFY_PEER;
     if (config.require_peer_certificate) verify |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
   }
+  if (config.role == Role::server && config.pinned_peer_keys)   // every client shows a pinned key
+    verify = WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
   wolfSSL_CTX_set_verify(ctx, verify, record_certificate_problem);   // keeps the refused certificate's names
 
   const std::string ciphers = cipher_list_for(config);
@@ -344,7 +368,7 @@ std::shared_ptr<DtlsContext> DtlsContext::create(const DtlsConfig& config, std::
     impl->ctx.reset(wolfSSL_CTX_new(method_for(config)));
     if (!impl->ctx) {
       why = "wolfSSL could not create a DTLS context";
-    } else if (configure(impl->ctx.get(), impl->config, why)) {
+    } else if (configure(impl->ctx.get(), impl->config, why) && pin_configured_keys(*impl, why)) {
       // The PSK callbacks find the configuration through this pointer (wolfSSL_new copies it into every
       // session); Impl does not move.
       wolfSSL_CTX_set_psk_callback_ctx(impl->ctx.get(), &impl->config);

@@ -96,6 +96,16 @@ struct DtlsConfig {
   // Certificate authorities that may sign the peer's certificate.
   std::vector<Pem> trusted_authorities;
 
+  // Raw public keys (RFC 7250), how constrained devices authenticate without certificates. Needs
+  // raw_public_keys_available() (the optimized wolfSSL).
+  // Present the bare public key of private_key (its SubjectPublicKeyInfo) instead of a certificate chain.
+  bool raw_public_key = false;
+  // Accept only a peer that presents a raw public key pinned here (a server asks every client for one): PEM
+  // "PUBLIC KEY" blocks and/or lines of the SHA-256 of a key's DER SubjectPublicKeyInfo in hex (':' between
+  // bytes allowed, as `openssl pkey -pubin -outform DER | sha256sum` prints it); '#' starts a comment line.
+  // A certificate in its place, or a key not pinned, fails the handshake saying which.
+  std::optional<Pem> pinned_peer_keys;
+
   // Client: verify the server's certificate (on by default). Server: ask for a client certificate and verify
   // it when one is sent.
   bool verify_peer = true;

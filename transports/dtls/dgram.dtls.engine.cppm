@@ -41,6 +41,7 @@ const std::error_category& wolfssl_category() noexcept;
 // What the wolfSSL this build links can do (-Dwolfssl: Debian's 5.5.4 has neither; the optimized build both).
 bool dtls13_available() noexcept;
 bool connection_id_available() noexcept;
+bool raw_public_keys_available() noexcept;
 // Whether wolfSSL uses AES-NI here, and so prefers AES-128-GCM by default (DtlsConfig::cipher_list).
 bool aes_ni_available() noexcept;
 // The cipher list a configuration uses: its own, or its profile's for its version, key type and this build.
@@ -98,6 +99,8 @@ enum class FailureKind {
   unknown_psk_identity,        // the server does not know the client's pre-shared key identity
   psk_mismatch,                // both sides use the same identity but their pre-shared keys differ
   no_shared_cipher,            // no cipher suite or group in common (e.g. a certificate client, PSK-only server)
+  unpinned_key,                // the peer's raw public key is not among DtlsConfig::pinned_peer_keys
+  certificate_type_mismatch,   // a certificate where a raw public key was required, or the reverse
   version_mismatch,            // no DTLS version in common (DtlsConfig::version)
   peer_closed,                 // the peer closed or aborted the session during the handshake
   timed_out,                   // the peer stopped answering
@@ -120,6 +123,7 @@ struct SessionInfo {
   bool resumed{false};
   bool connection_id{false};      // the session uses a Connection ID
   std::string psk_identity;       // the pre-shared key identity it authenticated with; empty without PSK
+  std::string peer_key_sha256;    // the peer's raw public key: SHA-256 of its SubjectPublicKeyInfo, hex; or empty
 };
 
 class Engine {
@@ -176,6 +180,8 @@ class Engine {
   std::vector<std::byte> send_connection_id() const;
   // The pre-shared key identity the session authenticated with (a server: the client's); empty without PSK.
   std::string psk_identity() const;
+  // The SHA-256 of the peer's raw public key (RFC 7250) in hex, once established; empty when it sent none.
+  std::string peer_key_sha256() const;
   // All of the above, once established.
   SessionInfo info() const;
   std::size_t max_message_size() const noexcept;

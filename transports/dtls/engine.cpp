@@ -311,8 +311,13 @@ void Engine::Impl::advance_handshake(std::error_code& ec) {
   state = EngineState::established;
   flight_sent_at.reset();
   final_flight = output;
+  if (auto refused = check_pinned_peer_key(*this)) {
+    wolfSSL_shutdown(ssl.get());
+    fail(refused->kind, std::move(refused->why), ec);
+    return;
+  }
   const DtlsConfig& config = context->config();
-  if (role != Role::client || !config.verify_peer || config.psk) return;
+  if (role != Role::client || !config.verify_peer || config.psk || config.pinned_peer_keys) return;
   if (const auto address = ip_address(config.expected_server_name);
       address && !server_address_matches(ssl.get(), *address)) {
     wolfSSL_shutdown(ssl.get());
@@ -335,7 +340,8 @@ Engine Engine::client(std::shared_ptr<DtlsContext> context, const Endpoint& peer
   const std::string& name = config.expected_server_name;
   if (!name.empty() && !ip_address(name)) {
     wolfSSL_UseSNI(impl->ssl.get(), WOLFSSL_SNI_HOST_NAME, name.data(), static_cast<word16>(name.size()));
-    if (config.verify_peer && !config.psk) wolfSSL_check_domain_name(impl->ssl.get(), name.c_str());
+    if (config.verify_peer && !config.psk && !config.pinned_peer_keys)
+      wolfSSL_check_domain_name(impl->ssl.get(), name.c_str());
   }
 #ifdef WOLFSSL_DTLS13
   // wolfSSL's DTLS 1.3 client sends a P-256 key share whatever the group order: offer the first group's.
@@ -552,8 +558,13 @@ std::string Engine::psk_identity() const {
   return identity ? identity : "";
 }
 
+std::string Engine::peer_key_sha256() const {
+  const auto key = peer_raw_key_sha256(impl_->ssl.get(), impl_->role);
+  return key ? to_hex(*key) : std::string{};
+}
+
 SessionInfo Engine::info() const {
-  return SessionInfo{peer(), version(), cipher(), resumed(), connection_id_in_use(), psk_identity()};
+  return SessionInfo{peer(), version(), cipher(), resumed(), connection_id_in_use(), psk_identity(), peer_key_sha256()};
 }
 
 std::size_t Engine::max_message_size() const noexcept {

@@ -16,9 +16,13 @@ using CtxPtr = std::unique_ptr<WOLFSSL_CTX, Freer<wolfSSL_CTX_free>>;
 using SslPtr = std::unique_ptr<WOLFSSL, Freer<wolfSSL_free>>;
 using X509Ptr = std::unique_ptr<WOLFSSL_X509, Freer<wolfSSL_X509_free>>;
 
+// The SHA-256 of a DER SubjectPublicKeyInfo: how a raw public key is pinned and named.
+using KeySha256 = std::array<std::byte, 32>;
+
 struct DtlsContext::Impl {
   CtxPtr ctx;
   DtlsConfig config;
+  std::vector<KeySha256> pinned_keys;   // DtlsConfig::pinned_peer_keys, parsed
 };
 
 // A certificate that failed verification, as the verify callback saw it.
@@ -110,7 +114,23 @@ struct Engine::Impl {
   std::optional<CertificateProblem> certificate_problem;
   std::optional<std::string> unknown_psk_identity;   // server: an identity the client offered that we lack
   std::string psk_identity;                          // server: the identity whose key the handshake used
+  std::optional<FailureExplanation> key_refusal;     // the peer's raw public key is not pinned
 };
+
+// Raw public keys (raw_public_keys.cpp). Presents the public half of `private_key_pem` instead of a certificate.
+bool present_raw_public_key(WOLFSSL_CTX* ctx, const DtlsConfig& config, const std::string& private_key_pem,
+                            std::string& reason);
+// Parses the pinned keys `text` into context.pinned_keys and asks peers for raw public keys.
+bool pin_peer_keys(DtlsContext::Impl& context, const std::string& text, std::string& reason);
+// The SHA-256 of the raw public key the peer presented; nullopt when it presented none (a certificate, nothing).
+std::optional<KeySha256> peer_raw_key_sha256(WOLFSSL* ssl, Role our_role);
+// Once established: why the peer's key is not acceptable under the pinned keys, or nullopt when it is (or none
+// are pinned).
+std::optional<FailureExplanation> check_pinned_peer_key(const Engine::Impl& engine);
+std::string to_hex(std::span<const std::byte> bytes);
+// The verify callback's part for a peer wolfSSL accepted: with pinned keys, 1 when the peer's key (store's first
+// certificate buffer, a raw public key) is pinned, else 0 with engine.key_refusal saying why.
+int accept_pinned_key(Engine::Impl& engine, WOLFSSL_X509_STORE_CTX* store);
 
 // Why the handshake of `impl` failed with wolfSSL error `error` (handshake_failure.cpp).
 FailureExplanation explain_failure(const Engine::Impl& impl, int error);

@@ -182,7 +182,8 @@ FailureExplanation explain_alert(const Engine::Impl& impl, int alert) {
     case bad_certificate:
     case unknown_ca:
     case certificate_expired:
-      return {FailureKind::other, "the " + std::string(peer_side(impl)) + " refused our certificate (alert " +
+      return {FailureKind::other, "the " + std::string(peer_side(impl)) + " refused our " +
+                                      (config.raw_public_key ? "raw public key" : "certificate") + " (alert " +
                                       alert_name(alert) + ")"};
     case close_notify:
       return {FailureKind::peer_closed, "the " + std::string(peer_side(impl)) + " closed the session during the handshake"};
@@ -229,9 +230,10 @@ std::string alert_name(int description) {
 }
 
 int record_certificate_problem(int preverified, WOLFSSL_X509_STORE_CTX* store) {
-  if (preverified || !store) return preverified;
+  if (!store) return preverified;
   auto* ssl = static_cast<WOLFSSL*>(wolfSSL_X509_STORE_CTX_get_ex_data(store, wolfSSL_get_ex_data_X509_STORE_CTX_idx()));
   auto* impl = ssl ? static_cast<Engine::Impl*>(wolfSSL_GetIOReadCtx(ssl)) : nullptr;
+  if (preverified) return impl ? accept_pinned_key(*impl, store) : preverified;   // (called with WOLFSSL_ALWAYS_VERIFY_CB)
   if (!impl || impl->certificate_problem) return preverified;
   CertificateProblem problem;
   problem.verify_error = wolfSSL_X509_STORE_CTX_get_error(store);
@@ -257,7 +259,17 @@ FailureExplanation explain_failure(const Engine::Impl& impl, int error) {
   if (wolfSSL_get_alert_history(ssl, &alerts) == WOLFSSL_SUCCESS && alerts.last_rx.code >= 0 &&
       alerts.last_rx.level == alert_fatal)
     return explain_alert(impl, alerts.last_rx.code);
+  if (impl.key_refusal) return *impl.key_refusal;
   switch (error) {
+#ifdef HAVE_RPK
+    case UNSUPPORTED_CERTIFICATE: {
+      const bool we_ask = config.raw_public_key || config.pinned_peer_keys;
+      return {FailureKind::certificate_type_mismatch,
+              "the " + std::string(peer_side(impl)) +
+                  (we_ask ? " does not do raw public keys (RFC 7250), which we use"
+                          : " uses raw public keys (RFC 7250), and we use certificates")};
+    }
+#endif
     case DOMAIN_NAME_MISMATCH:
     case IPADDR_MISMATCH: {
       const std::string names = impl.certificate_problem && !impl.certificate_problem->names.empty()

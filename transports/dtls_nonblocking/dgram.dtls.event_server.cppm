@@ -57,6 +57,7 @@ struct SessionSummary {
   bool connection_id{false};    // the session used a Connection ID
   std::uint64_t address_changes{0};   // times its peer moved to another address and kept the session (CID)
   std::string psk_identity;     // the pre-shared key identity the client authenticated with; empty without PSK
+  std::string peer_key_sha256;  // the client's raw public key (SHA-256 of its SubjectPublicKeyInfo, hex); or empty
 };
 
 struct EventServerStats {

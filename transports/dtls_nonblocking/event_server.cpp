@@ -539,7 +539,8 @@ void EventServer::Impl::end_session(std::uint32_t index, SessionEnd why) {
   stats.dropped_undecryptable += engine.stats().dropped_datagrams - slot.engine_dropped;
   const SessionSummary summary{SessionId{index, slot.generation, settings.worker}, engine.peer(), engine.resumed(),
                                engine.cipher(), slot.messages_in, slot.messages_out, why, engine.version(),
-                               engine.connection_id_in_use(), slot.address_changes, engine.psk_identity()};
+                               engine.connection_id_in_use(), slot.address_changes, engine.psk_identity(),
+                               engine.peer_key_sha256()};
   --stats.sessions_open;
   free_slot(index);
   handler.on_ended(server, summary);
