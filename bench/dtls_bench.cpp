@@ -2,6 +2,7 @@
 // against dgram's dtls-echo-server --mode blocking, a plain C wolfSSL server on Debian's wolfSSL
 // (bench/wolfssl_plain_server.c) and openssl s_server; DTLS 1.3 rows when this build has it; and, given
 // --system-dtls-server (a dtls-echo-server built with -Dwolfssl=system), this build's server against that one.
+// The CoAP suites (AES-128-CCM-8, with ECDSA and with pre-shared keys) against AES-128-GCM on one dgram server.
 // The load is the same for every server: one dgram DTLS client doing one thing at a time over loopback.
 #include <chrono>
 #include <memory>
@@ -31,13 +32,20 @@ constexpr int round_trips_per_run = 3000;
 struct ClientChoice {
   dtls::Version version{dtls::Version::dtls1_2};
   dtls::Group group{dtls::Group::x25519};
+  std::string ciphers{};   // empty: the library's default list
+  bool psk{false};         // authenticate with bench_psk instead of the server's certificate
 };
+
+const dtls::PreSharedKey bench_psk{"bench", std::vector<std::byte>(16, std::byte{0x5a})};
+constexpr const char* bench_psk_hex = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
 std::shared_ptr<dtls::DtlsContext> client_context(const DtlsBenchSetup& setup, ClientChoice choice) {
   std::error_code ec;
   std::string reason;
   auto config = dtls::client_config(dtls::Pem::file(setup.certs + "/ca.pem"), "localhost");
   config.version = choice.version;
+  config.cipher_list = choice.ciphers;
+  if (choice.psk) config.psk = bench_psk;
   config.groups = {choice.group};
   if (choice.group != dtls::Group::secp256r1) config.groups.push_back(dtls::Group::secp256r1);
   auto context = dtls::DtlsContext::create(config, ec, &reason);
@@ -160,6 +168,24 @@ std::vector<Row> dtls_benchmarks(int repetitions, const DtlsBenchSetup& setup) {
                            resumed(ours, x25519_13), resumed(ours, x25519)));
     rows.push_back(compare("dtls 1.3 1200 B echo", "round trips/s", "dgram DTLS 1.2", 0.0, repetitions,
                            echo(ours, x25519_13), echo(ours, x25519)));
+  }
+  if (optimized) {   // what the CoAP profile costs: AES-128-CCM-8 (no AES-NI path in wolfSSL) against AES-128-GCM
+    const std::string suites = "ECDHE-ECDSA-AES128-CCM-8:ECDHE-ECDSA-AES128-GCM-SHA256:PSK-AES128-CCM-8:PSK-AES128-GCM-SHA256";
+    ServerProcess coap({setup.dtls_server, "--mode", "blocking", "--port", "0", "--cert", cert, "--key", key, "--ciphers",
+                        suites, "--psk-identity", bench_psk.identity, "--psk-hex", bench_psk_hex},
+                       listening);
+    const ClientChoice ecdsa_ccm8{.ciphers = "ECDHE-ECDSA-AES128-CCM-8"};
+    const ClientChoice ecdsa_gcm{.ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256"};
+    const ClientChoice psk_ccm8{.ciphers = "PSK-AES128-CCM-8", .psk = true};
+    const ClientChoice psk_gcm{.ciphers = "PSK-AES128-GCM-SHA256", .psk = true};
+    rows.push_back(compare("dtls 1.2 full handshakes ECDSA CCM-8", "handshakes/s", "ECDSA AES-128-GCM", 0.0,
+                           repetitions, full(coap, ecdsa_ccm8), full(coap, ecdsa_gcm)));
+    rows.push_back(compare("dtls 1.2 1200 B echo ECDSA CCM-8", "round trips/s", "ECDSA AES-128-GCM", 0.0, repetitions,
+                           echo(coap, ecdsa_ccm8), echo(coap, ecdsa_gcm)));
+    rows.push_back(compare("dtls 1.2 full handshakes PSK CCM-8", "handshakes/s", "PSK AES-128-GCM", 0.0, repetitions,
+                           full(coap, psk_ccm8), full(coap, psk_gcm)));
+    rows.push_back(compare("dtls 1.2 1200 B echo PSK CCM-8", "round trips/s", "PSK AES-128-GCM", 0.0, repetitions,
+                           echo(coap, psk_ccm8), echo(coap, psk_gcm)));
   }
   if (!setup.system_dtls_server.empty()) {   // this build's server against dgram on Debian's wolfSSL
     ServerProcess system = dgram_server(setup.system_dtls_server, "1.2");

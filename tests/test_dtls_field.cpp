@@ -321,19 +321,26 @@ TEST_CASE("interop: openssl s_client on the CoAP suites (PSK and ECDSA CCM-8, CC
   }
 }
 
+// gnutls-cli --udp with `options` against 127.0.0.1:port sends `line`, sees it come back and ends with exit 0.
+void gnutls_echo(const std::string& port, const std::string& line, std::vector<std::string> options) {
+  std::vector<std::string> argv{"/usr/bin/gnutls-cli", "--udp", "--port", port, "127.0.0.1"};
+  argv.insert(argv.end(), options.begin(), options.end());
+  Process gnutls(argv);
+  REQUIRE(gnutls.read_until("Simple Client Mode", 10s));
+  gnutls.write(line + "\n");
+  REQUIRE(gnutls.read_until(line, 10s));
+  gnutls.close_stdin();
+  CHECK(gnutls.wait(10s).exit_code == 0);
+}
+
 TEST_CASE("interop: gnutls-cli with a pre-shared key on AES-128-CCM-8", "[dtls][field][interop][gnutls]") {
   FOR_EACH_SERVER_MODE();
   const TempDir dir;
   const std::string keys = dir.file("keys.txt", psk_lines(100));
   if (!build_has_or_refuses({"PSK-AES128-CCM-8"}, {"--psk-file", keys, "--coap"})) return;
   auto server = psk_server(keys, {"--coap"});
-  Process gnutls({"/usr/bin/gnutls-cli", "--udp", "--port", server.port, "127.0.0.1", "--pskusername", "device-7",
-                  "--pskkey", key_hex, "--priority", "NORMAL:-VERS-ALL:+VERS-DTLS1.2:-KX-ALL:+PSK:-CIPHER-ALL:+AES-128-CCM-8"});
-  REQUIRE(gnutls.read_until("Simple Client Mode", 10s));
-  gnutls.write("from gnutls\n");
-  REQUIRE(gnutls.read_until("from gnutls", 10s));
-  gnutls.close_stdin();
-  CHECK(gnutls.wait(10s).exit_code == 0);
+  gnutls_echo(server.port, "from gnutls", {"--pskusername", "device-7", "--pskkey", key_hex, "--priority",
+                                            "NORMAL:-VERS-ALL:+VERS-DTLS1.2:-KX-ALL:+PSK:-CIPHER-ALL:+AES-128-CCM-8"});
   const Finished stopped = server.stop();
   CHECK(contains(stopped.err, "cipher PSK-AES128-CCM-8, DTLSv1.2, CID off, PSK identity device-7, 1 message"));
 }
@@ -563,14 +570,8 @@ TEST_CASE("interop: gnutls-cli presents and accepts raw public keys", "[dtls][fi
     Process openssl({"/usr/bin/openssl", "pkey", "-in", client_key});
     return openssl.wait(10s).out;
   }());
-  Process gnutls({"/usr/bin/gnutls-cli", "--udp", "--port", server.port, "127.0.0.1", "--rawpkkeyfile", client_pkcs8,
-                  "--rawpkfile", client_pem, "--insecure", "--priority",
-                  "NORMAL:-VERS-ALL:+VERS-DTLS1.2:+CTYPE-CLI-RAWPK:+CTYPE-SRV-RAWPK"});
-  REQUIRE(gnutls.read_until("Simple Client Mode", 10s));
-  gnutls.write("raw from gnutls\n");
-  REQUIRE(gnutls.read_until("raw from gnutls", 10s));
-  gnutls.close_stdin();
-  CHECK(gnutls.wait(10s).exit_code == 0);
+  gnutls_echo(server.port, "raw from gnutls", {"--rawpkkeyfile", client_pkcs8, "--rawpkfile", client_pem, "--insecure",
+                                                "--priority", "NORMAL:-VERS-ALL:+VERS-DTLS1.2:+CTYPE-CLI-RAWPK:+CTYPE-SRV-RAWPK"});
   const Finished stopped = server.stop();
   CHECK(contains(stopped.err, "raw key SHA-256 " + key_sha256(client_key) + ", 1 message"));
 }

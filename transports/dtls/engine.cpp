@@ -17,6 +17,7 @@ module;
 #include <system_error>
 #include <utility>
 #include <vector>
+#include "hex.hpp"
 module dgram.dtls.engine;
 
 import dgram.dtls.config;
@@ -560,7 +561,7 @@ std::string Engine::psk_identity() const {
 
 std::string Engine::peer_key_sha256() const {
   const auto key = peer_raw_key_sha256(impl_->ssl.get(), impl_->role);
-  return key ? to_hex(*key) : std::string{};
+  return key ? hex::of(*key) : std::string{};
 }
 
 SessionInfo Engine::info() const {

@@ -127,7 +127,6 @@ std::optional<KeySha256> peer_raw_key_sha256(WOLFSSL* ssl, Role our_role);
 // Once established: why the peer's key is not acceptable under the pinned keys, or nullopt when it is (or none
 // are pinned).
 std::optional<FailureExplanation> check_pinned_peer_key(const Engine::Impl& engine);
-std::string to_hex(std::span<const std::byte> bytes);
 // The verify callback's part for a peer wolfSSL accepted: with pinned keys, 1 when the peer's key (store's first
 // certificate buffer, a raw public key) is pinned, else 0 with engine.key_refusal saying why.
 int accept_pinned_key(Engine::Impl& engine, WOLFSSL_X509_STORE_CTX* store);

@@ -11,17 +11,12 @@ module;
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include "hex.hpp"
 module dgram.dtls.psk_store;
 
 namespace dgram::dtls {
 namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // The bytes of `hex`, or a reason (which never repeats the key's digits).
 std::optional<std::vector<std::byte>> parse_key(std::string_view hex, std::string& reason) {
@@ -31,8 +26,8 @@ std::optional<std::vector<std::byte>> parse_key(std::string_view hex, std::strin
     return reason = "the key is longer than " + std::to_string(max_psk_key_size) + " bytes", std::nullopt;
   std::vector<std::byte> key(hex.size() / 2);
   for (std::size_t i = 0; i < key.size(); ++i) {
-    const int high = hex_value(hex[2 * i]);
-    const int low = hex_value(hex[2 * i + 1]);
+    const int high = hex::digit(hex[2 * i]);
+    const int low = hex::digit(hex[2 * i + 1]);
     if (high < 0 || low < 0) return reason = "the key holds a character that is not a hex digit", std::nullopt;
     key[i] = static_cast<std::byte>(high * 16 + low);
   }

@@ -21,6 +21,8 @@ module;
 #include <string_view>
 #include <system_error>
 #include <vector>
+
+#include "hex.hpp"
 module dgram.dtls.engine;
 
 import dgram.dtls.config;
@@ -74,13 +76,6 @@ KeySha256 sha256_of(std::span<const unsigned char> der) {
   return hash;
 }
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 std::optional<KeySha256> parse_fingerprint(std::string_view text) {
   std::string digits;
   for (const char c : text)
@@ -88,8 +83,8 @@ std::optional<KeySha256> parse_fingerprint(std::string_view text) {
   if (digits.size() != 64) return std::nullopt;
   KeySha256 hash{};
   for (std::size_t i = 0; i < hash.size(); ++i) {
-    const int high = hex_digit(digits[2 * i]);
-    const int low = hex_digit(digits[2 * i + 1]);
+    const int high = hex::digit(digits[2 * i]);
+    const int low = hex::digit(digits[2 * i + 1]);
     if (high < 0 || low < 0) return std::nullopt;
     hash[i] = static_cast<std::byte>(high * 16 + low);
   }
@@ -97,7 +92,14 @@ std::optional<KeySha256> parse_fingerprint(std::string_view text) {
 }
 
 #ifdef HAVE_RPK
-constexpr char raw_public_key_type[] = {WOLFSSL_CERT_TYPE_RPK};
+// Makes raw public keys the only certificate type of the server's side (a server's own key, or what a client
+// accepts from its server) or of the client's side; false when wolfSSL refuses.
+bool raw_keys_only(WOLFSSL_CTX* ctx, Role side) {
+  static constexpr char raw_public_key_type[] = {WOLFSSL_CERT_TYPE_RPK};
+  return (side == Role::server ? wolfSSL_CTX_set_server_cert_type(ctx, raw_public_key_type, sizeof raw_public_key_type)
+                               : wolfSSL_CTX_set_client_cert_type(ctx, raw_public_key_type, sizeof raw_public_key_type)) ==
+         WOLFSSL_SUCCESS;
+}
 #endif
 
 }  // namespace
@@ -110,16 +112,6 @@ bool raw_public_keys_available() noexcept {
 #endif
 }
 
-std::string to_hex(std::span<const std::byte> bytes) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string hex;
-  for (const std::byte b : bytes) {
-    hex += digits[std::to_integer<unsigned>(b) >> 4];
-    hex += digits[std::to_integer<unsigned>(b) & 0xf];
-  }
-  return hex;
-}
-
 bool present_raw_public_key(WOLFSSL_CTX* ctx, const DtlsConfig& config, const std::string& private_key_pem,
                             std::string& reason) {
 #ifdef HAVE_RPK
@@ -130,11 +122,7 @@ bool present_raw_public_key(WOLFSSL_CTX* ctx, const DtlsConfig& config, const st
     reason = "cannot make a raw public key of private key " + config.private_key->describe();
     return false;
   }
-  // Which certificate types we can present: the server's own (server_cert_type), the client's (client_cert_type).
-  const int set = config.role == Role::server
-                      ? wolfSSL_CTX_set_server_cert_type(ctx, raw_public_key_type, sizeof raw_public_key_type)
-                      : wolfSSL_CTX_set_client_cert_type(ctx, raw_public_key_type, sizeof raw_public_key_type);
-  if (set != WOLFSSL_SUCCESS) {
+  if (!raw_keys_only(ctx, config.role)) {   // what we present
     reason = "wolfSSL refused to present a raw public key";
     return false;
   }
@@ -193,12 +181,7 @@ bool pin_peer_keys(DtlsContext::Impl& context, const std::string& text, std::str
     return false;
   }
 #ifdef HAVE_RPK
-  // Which certificate types we accept from the peer: a server's (server_cert_type) or a client's (client_cert_type).
-  WOLFSSL_CTX* ctx = context.ctx.get();
-  const int set = config.role == Role::client
-                      ? wolfSSL_CTX_set_server_cert_type(ctx, raw_public_key_type, sizeof raw_public_key_type)
-                      : wolfSSL_CTX_set_client_cert_type(ctx, raw_public_key_type, sizeof raw_public_key_type);
-  if (set != WOLFSSL_SUCCESS) {
+  if (!raw_keys_only(context.ctx.get(), config.role == Role::client ? Role::server : Role::client)) {   // the peer's
     reason = "wolfSSL refused to ask for a raw public key";
     return false;
   }
@@ -234,7 +217,7 @@ std::optional<FailureExplanation> refuse_unless_pinned(const Engine::Impl& engin
     if (allowed == key) return std::nullopt;
   return FailureExplanation{FailureKind::unpinned_key, std::string("the ") +
                                                            (engine.role == Role::client ? "server" : "client") +
-                                                           "'s raw public key (SHA-256 " + to_hex(key) + ") is not pinned here"};
+                                                           "'s raw public key (SHA-256 " + hex::of(key) + ") is not pinned here"};
 }
 
 }  // namespace
