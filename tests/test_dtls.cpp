@@ -232,7 +232,7 @@ TEST_CASE("dtls: bad configurations are one readable reason", "[dtls][negative]"
   CHECK(reason_for(not_pem).find("trusted CA file in-memory PEM holds no usable PEM certificate") == 0);
   auto no_ca = test_client_config();
   no_ca.trusted_authorities.clear();
-  CHECK(reason_for(no_ca) == "a DTLS client that verifies its server needs a trusted CA (or a pre-shared key)");
+  CHECK(reason_for(no_ca) == "a DTLS client that verifies its server needs a trusted CA (or pinned raw public keys, or a pre-shared key)");
 }
 
 TEST_CASE("dtls sockets: handshakes that must fail do, with a reason", "[dtls][negative]") {

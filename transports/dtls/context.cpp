@@ -4,6 +4,7 @@ module;
 #include <wolfssl/ssl.h>
 #include <wolfssl/openssl/pem.h>   // wolfSSL_PEM_read_bio_PrivateKey (5.7.2 declares it only here)
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cerrno>
@@ -330,12 +331,17 @@ std::string cipher_list_for(const DtlsConfig& config) {
   const bool both = config.role == Role::server && config.certificate_chain && uses_psk(config);
   const std::string dtls12 = both ? psk + ":" + certificate : uses_psk(config) ? psk : certificate;
   const std::string dtls13 = coap ? coap_tls13_cipher_list : default_tls13_cipher_list;
-  switch (config.version) {
-    case Version::dtls1_2: return dtls12;
-    case Version::dtls1_3: return dtls13;
-    case Version::any: return dtls13 + ":" + dtls12;
-  }
-  return dtls12;
+  const std::string list = config.version == Version::dtls1_2 ? dtls12
+                           : config.version == Version::dtls1_3 ? dtls13
+                                                                : dtls13 + ":" + dtls12;
+  if (coap) return list;   // all or nothing: a build without the CoAP suites refuses the profile, naming one
+  // The standard defaults name what the richest build has (Debian's lacks the static-PSK suites): each build
+  // uses those it has.
+  const std::vector<std::string> available = available_cipher_suites();
+  std::string kept;
+  for (const std::string& name : split_cipher_list(list))
+    if (std::find(available.begin(), available.end(), name) != available.end()) kept += (kept.empty() ? "" : ":") + name;
+  return kept;
 }
 
 std::vector<std::string> available_cipher_suites() {

@@ -119,7 +119,8 @@ struct DtlsConfig {
   // Empty: the profile's list: for standard, default_cipher_list (default_aesni_cipher_list where wolfSSL has
   // AES-NI: aes_ni_available()), or default_psk_cipher_list with pre-shared keys; for coap, coap_psk_cipher_list
   // or coap_certificate_cipher_list (a server with both a certificate and pre-shared keys: both lists). DTLS 1.3
-  // suites in front when the version allows 1.3.
+  // suites in front when the version allows 1.3. The standard lists shrink to the suites this build has; the
+  // CoAP profile is all or nothing (a build without its suites refuses it, naming one).
   std::string cipher_list;
   CipherProfile cipher_profile = CipherProfile::standard;
   // Never wolfSSL's P-521-first default: offering it first makes handshakes with OpenSSL ~3.5x slower.

@@ -32,6 +32,7 @@ import dgram.dtls.config;
 namespace dgram::dtls {
 namespace {
 
+#ifdef HAVE_RPK
 // The DER SubjectPublicKeyInfo of the private key in `pem` (EC or RSA, traditional or PKCS#8); empty when it is
 // neither. (wolfSSL_i2d_PUBKEY writes an EC key's bare point, not a SubjectPublicKeyInfo.)
 std::vector<unsigned char> public_key_of(const std::string& pem) {
@@ -58,6 +59,7 @@ std::vector<unsigned char> public_key_of(const std::string& pem) {
   spki.resize(size > 0 ? static_cast<std::size_t>(size) : 0);
   return spki;
 }
+#endif
 
 // The DER inside a PEM block's base64 lines; empty when they are not base64.
 std::vector<unsigned char> pem_body(std::string_view base64) {
