@@ -38,7 +38,9 @@ std::string hint(dgram::dtls::FailureKind kind, const dgram::dtls::DtlsConfig& c
   switch (kind) {
     case untrusted_certificate: return " (--ca must name the CA that signed it)";
     case certificate_name_mismatch: return " (connect with --host or --server-name set to one of those)";
-    case certificate_required: return " (give one with --cert and --key)";
+    case certificate_required:
+      return config.pinned_peer_keys ? " (give one with --cert and --key, or a raw public key with --raw-key and --key)"
+                                     : " (give one with --cert and --key)";
     case unknown_psk_identity: return " (check --psk-identity)";
     case psk_mismatch: return " (check --psk-hex on both sides)";
     case version_mismatch: return " (choose the server's version with --dtls, or --dtls any)";
@@ -47,8 +49,9 @@ std::string hint(dgram::dtls::FailureKind kind, const dgram::dtls::DtlsConfig& c
       return config.pinned_peer_keys ? " (--pinned-keys asks for a raw public key: use --ca for a certificate)"
                                      : " (use --pinned-keys with the server's key, and --raw-key if it asks for ours)";
     case no_shared_cipher:
-      return config.psk ? " (for a server with a certificate, use --ca instead)"
-                        : " (for a pre-shared key server, use --psk-identity and --psk-hex)";
+      return config.psk ? " (the server may want other suites: try --coap or --ciphers; or certificates: --ca)"
+                        : " (the server may want other suites: try --coap or --ciphers; or a pre-shared key:"
+                          " --psk-identity and --psk-hex)";
     default: return "";
   }
 }
@@ -104,7 +107,7 @@ int main(int argc, char** argv) {
 #endif
   const auto dtls = ex::dtls_options(dgram::dtls::Role::client);
   options.insert(options.end(), dtls.begin(), dtls.end());
-  ex::CommandLine command_line{"dtls-echo-client", "--ca FILE [options] < lines", options};
+  ex::CommandLine command_line{"dtls-echo-client", "(--ca FILE | --psk-identity ID --psk-hex KEY | --pinned-keys FILE) [options] < lines", options};
   return ex::run_program(command_line, argc, argv, [&] {
     const dgram::Endpoint server = ex::resolve_peer(command_line);
     ex::LineClientSettings settings = ex::line_client_settings(command_line);

@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
 #endif
   const auto dtls = ex::dtls_options(dgram::dtls::Role::server);
   options.insert(options.end(), dtls.begin(), dtls.end());
-  ex::CommandLine command_line{"dtls-echo-server", "--cert FILE --key FILE [options]", options};
+  ex::CommandLine command_line{"dtls-echo-server", "(--cert FILE --key FILE | --psk-file FILE | --raw-key --key FILE) [options]", options};
   return ex::run_program(command_line, argc, argv, [&] {
     const std::string mode = command_line.value_or("mode", modes.front().first);
     if (!has_mode(mode))

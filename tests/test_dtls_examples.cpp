@@ -319,8 +319,9 @@ TEST_CASE("dtls echo with a pre-shared key; each mistake is named on both sides"
   const Finished certificate_client = client({"--ca", cert_file("ca.pem")});
   CHECK(certificate_client.exit_code == 1);
   CHECK(certificate_client.err == failed + "the server accepts none of our cipher suites or key-exchange groups: it "
-                                           "may offer only pre-shared key cipher suites (for a pre-shared key server, "
-                                           "use --psk-identity and --psk-hex)\n");
+                                           "may offer only pre-shared key cipher suites (the server may want other "
+                                           "suites: try --coap or --ciphers; or a pre-shared key: --psk-identity and "
+                                           "--psk-hex)\n");
 
   const Finished stopped = server.stop();
   CHECK(stopped.exit_code == 0);
@@ -337,7 +338,8 @@ TEST_CASE("dtls echo with a pre-shared key; each mistake is named on both sides"
   CHECK(psk_client.exit_code == 1);
   CHECK(psk_client.err == "dtls-echo-client: DTLS handshake with 127.0.0.1:" + certificate_server.port +
                               " failed: the server accepts none of our pre-shared key cipher suites: it may accept "
-                              "certificates only (for a server with a certificate, use --ca instead)\n");
+                              "certificates only (the server may want other suites: try --coap or --ciphers; or "
+                              "certificates: --ca)\n");
   CHECK(certificate_server.stop().exit_code == 0);
 }
 

@@ -129,6 +129,9 @@ TEST_CASE("cipher lists: a suite this build lacks fails the context, naming it",
 
   config.cipher_list = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256";   // IANA's names are taken too
   CHECK(dtls::DtlsContext::create(config, ec, &reason) != nullptr);
+  config.cipher_list = "TLS13-AES128-GCM-SHA256";   // a DTLS 1.2 context with DTLS 1.3 suites only
+  CHECK(dtls::DtlsContext::create(config, ec, &reason) == nullptr);
+  CHECK(contains(reason, "has no DTLS 1.2 suite"));
 
   // The CoAP profile: a context exactly when this build has every suite of it, else the first one missing named.
   for (const bool psk : {false, true}) {
@@ -150,8 +153,21 @@ TEST_CASE("cipher lists: a suite this build lacks fails the context, naming it",
   }
   if (dtls::dtls13_available()) {   // the optimized build: every suite the CoAP profile names
     for (const char* suite : {"PSK-AES128-CCM-8", "PSK-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-CCM-8",
-                              "ECDHE-PSK-AES128-CBC-SHA256", "TLS13-AES128-CCM-8-SHA256", "TLS13-AES128-CCM-SHA256"})
+                              "ECDHE-PSK-AES128-CBC-SHA256", "TLS13-AES128-CCM-SHA256"})
       CHECK(has_suite(suite));
+    // wolfSSL 5.7.2 cannot send a DTLS 1.3 CCM-8 record under 8 bytes (it does not pad): refused by name.
+    auto ccm8 = dgram::testing::test_server_config();
+    ccm8.version = dtls::Version::dtls1_3;
+    ccm8.cipher_list = "TLS13-AES128-CCM-8-SHA256:TLS13-AES128-GCM-SHA256";
+    CHECK(dtls::DtlsContext::create(ccm8, ec, &reason) == nullptr);
+    CHECK(contains(reason, "cannot send messages shorter than 8 bytes"));
+    // A pre-shared key in DTLS 1.3 takes TLS13-AES128-GCM-SHA256 (wolfSSL's PSK callbacks): a list without it is
+    // refused rather than failing every handshake.
+    auto psk13 = ccm8;
+    psk13.psk = dtls::PreSharedKey{"device", std::vector<std::byte>(16, std::byte{1})};
+    psk13.cipher_list = "TLS13-AES128-CCM-SHA256";
+    CHECK(dtls::DtlsContext::create(psk13, ec, &reason) == nullptr);
+    CHECK(contains(reason, "uses TLS13-AES128-GCM-SHA256 only"));
   }
 }
 
@@ -188,6 +204,11 @@ TEST_CASE("PSK store: identity:hexkey lines, O(1) lookups, all-or-nothing loads 
   }
   CHECK_FALSE(store.load_file("/nonexistent/keys.txt", reason));
   CHECK(reason == "cannot read PSK file '/nonexistent/keys.txt': No such file or directory");
+  CHECK_FALSE(store.load_file("/tmp", reason));
+  CHECK(reason == "cannot read PSK file '/tmp': Is a directory");
+  CHECK_FALSE(store.load_text("# all devices removed\n", "empty", reason));   // would lock every device out
+  CHECK(reason == "empty holds no identity:hexkey line");
+  CHECK(store.size() == 2);
 
   // 100,000 devices.
   REQUIRE(store.load_text(psk_lines(100'000), "many", reason));
@@ -495,7 +516,8 @@ TEST_CASE("raw public keys: client and server pin each other; an unpinned key or
     with_colons += (i ? ":" : "") + server_fingerprint.substr(i, 2);
   const std::string clients = dir.file("clients.pins", "# devices\n" + public_key_pem(client_key) +
                                                            std::string(64, 'a') + "\n");
-  const std::string servers = dir.file("servers.pins", with_colons + "\n");
+  // (and the other as sha256sum prints it: "HASH  -")
+  const std::string servers = dir.file("servers.pins", with_colons + "\n" + key_sha256(cert_file("ca.key")) + "  -\n");
   auto server = dgram::testing::start_listening(dgram::testing::server_argv(
       {program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--raw-key", "--key", server_key,
        "--pinned-keys", clients}));
@@ -574,4 +596,19 @@ TEST_CASE("interop: gnutls-cli presents and accepts raw public keys", "[dtls][fi
                                                 "--priority", "NORMAL:-VERS-ALL:+VERS-DTLS1.2:+CTYPE-CLI-RAWPK:+CTYPE-SRV-RAWPK"});
   const Finished stopped = server.stop();
   CHECK(contains(stopped.err, "raw key SHA-256 " + key_sha256(client_key) + ", 1 message"));
+}
+
+TEST_CASE("CoAP profile over DTLS 1.3: AES-128-CCM, short messages included", "[dtls][field][dtls13]") {
+  FOR_EACH_SERVER_MODE();
+  if (!dtls::dtls13_available()) return;   // (Debian's wolfSSL refuses --dtls 1.3: tests/test_dtls13_interop.cpp)
+  auto server = certificate_server({"--dtls", "1.3", "--coap"});
+  std::vector<std::string> argv{program_path("DTLS_ECHO_CLIENT"), "--port", server.port, "--ca", cert_file("ca.pem"),
+                                "--server-name", "localhost", "--dtls", "1.3", "--coap", "--verbose"};
+  Process client(argv);
+  const Finished done = client.communicate("x\nshort\na line of more than sixteen bytes\n", 15s);
+  CHECK(done.exit_code == 0);
+  CHECK(done.out == "x\nshort\na line of more than sixteen bytes\n");
+  CHECK(contains(done.err, "DTLSv1.3, cipher TLS13-AES128-CCM-SHA256"));
+  const Finished stopped = server.stop();
+  CHECK(contains(stopped.err, "cipher TLS13-AES128-CCM-SHA256, DTLSv1.3, CID off, 3 messages"));
 }

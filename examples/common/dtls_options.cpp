@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -43,7 +44,9 @@ std::vector<Option> dtls_options(dtls::Role role) {
       {"psk-hex", "KEY", "pre-shared key as hex digits"},
       {"ciphers", "LIST", "cipher suites, preferred first, ':'-separated (wolfSSL or IANA names); " + available_suites_help()},
       {"coap", "", "the CoAP/LwM2M cipher profile: AES-128-CCM-8 first, then CCM and GCM (RFC 7252)"},
-      {"raw-key", "", "present the bare public key of --key instead of a certificate (RFC 7250 raw public key)"},
+      {"raw-key", "", server ? "present the bare public key of --key instead of a certificate (RFC 7250); clients are "
+                               "authenticated only with --pinned-keys"
+                             : "present the bare public key of --key (RFC 7250), for a server that pins clients"},
       {"pinned-keys", "FILE", server ? "accept only clients with one of these raw public keys (PEM PUBLIC KEY blocks or SHA-256 fingerprints)"
                                      : "accept only a server with one of these raw public keys (PEM PUBLIC KEY blocks or SHA-256 fingerprints)"},
       {"dtls", "VERSION", fmt::format("1.2|1.3|any: the DTLS version (any: 1.3 preferred, 1.2 accepted; default 1.2). "
@@ -108,8 +111,11 @@ dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role ro
   }
   if (const auto ciphers = command_line.value("ciphers")) {
     if (command_line.flag("coap")) throw UsageError("--ciphers and --coap both choose the cipher suites: give one");
-    if (ciphers->empty()) throw UsageError("--ciphers: the list is empty");
-    config.cipher_list = *ciphers;
+    // ':' as wolfSSL and OpenSSL write lists; ',' and blanks taken too (IANA names are often listed that way).
+    std::string list = *ciphers;
+    std::replace_if(list.begin(), list.end(), [](char c) { return c == ',' || c == ' ' || c == '\t'; }, ':');
+    if (list.find_first_not_of(':') == std::string::npos) throw UsageError("--ciphers: the list is empty");
+    config.cipher_list = list;
   }
   if (command_line.flag("coap")) config.cipher_profile = dtls::CipherProfile::coap;
   const bool psk_file = role == dtls::Role::server && command_line.value("psk-file").has_value();

@@ -10,6 +10,7 @@ module;
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -44,12 +45,13 @@ class WolfSslCategory final : public std::error_category {
 std::optional<std::string> read_pem(const Pem& pem, const char* what, std::string& reason) {
   if (pem.path.empty()) return pem.text;
   std::ifstream file(pem.path, std::ios::binary);
-  if (!file) {
-    reason = std::string("cannot read ") + what + " '" + pem.path + "': " + std::strerror(errno);
+  std::ostringstream text;
+  // (A directory opens as a stream and reads as nothing: EISDIR says what is wrong.)
+  if (!file || (text << file.rdbuf(), file.bad() || std::filesystem::is_directory(pem.path))) {
+    reason = std::string("cannot read ") + what + " '" + pem.path + "': " +
+             std::strerror(std::filesystem::is_directory(pem.path) ? EISDIR : errno);
     return std::nullopt;
   }
-  std::ostringstream text;
-  text << file.rdbuf();
   return text.str();
 }
 
@@ -163,15 +165,47 @@ std::vector<std::string> split_cipher_list(std::string_view list) {
 // wolfSSL takes a list as long as one name in it is known and drops the others without a word; a suite a
 // device needs must not vanish that way. Each name is tried alone on a scratch context (wolfSSL's and IANA's
 // names, and wolfSSL's keywords, are all accepted where wolfSSL accepts them); exclusions ('!') are not checked.
+bool is_dtls13_suite(std::string_view name) {
+  return name.starts_with("TLS13-") || name.starts_with("TLS_AES_") || name.starts_with("TLS_CHACHA20_");
+}
+
 bool every_cipher_suite_known(const DtlsConfig& config, const std::string& list, std::string& reason) {
   const CtxPtr probe{wolfSSL_CTX_new(method_for(config))};
   if (!probe) return true;   // the real call below reports what it can
+  bool has_dtls12 = false;
+  bool has_dtls13 = false;
   for (const std::string& name : split_cipher_list(list)) {
     if (name.front() == '!' || name.front() == '-' || name.front() == '+') continue;
-    if (wolfSSL_CTX_set_cipher_list(probe.get(), name.c_str()) == WOLFSSL_SUCCESS) continue;
+    if (name == "TLS13-AES128-CCM-8-SHA256" || name == "TLS13-AES128-CCM8-SHA256" || name == "TLS_AES_128_CCM_8_SHA256") {
+      // wolfSSL 5.7.2 does not pad DTLS 1.3 records to the 16 bytes of ciphertext RFC 9147 4.2.3 needs: with an
+      // 8-byte tag every message under 8 bytes fails to send.
+      reason = "cipher suite '" + name + "' is not usable for DTLS 1.3 with wolfSSL " + wolfssl_version() +
+               ": it cannot send messages shorter than 8 bytes (choose TLS13-AES128-CCM-SHA256)";
+      return false;
+    }
+    if (wolfSSL_CTX_set_cipher_list(probe.get(), name.c_str()) == WOLFSSL_SUCCESS) {
+      (is_dtls13_suite(name) ? has_dtls13 : has_dtls12) = true;
+      continue;
+    }
     reason = "cipher suite '" + name + "' is not in this build's wolfSSL " + wolfssl_version() +
              (dtls13_available() ? "" : " (the optimized build, -Dwolfssl=optimized, has more)") +
              "; available_cipher_suites() lists those it has (the example programs' --help too)";
+    return false;
+  }
+  // A list without a suite for the version asked for could never complete a handshake.
+  const auto missing = [&](const char* version, const char* examples) {
+    reason = "cipher list '" + list + "' has no " + version + " suite (" + examples + ")";
+    return false;
+  };
+  if (config.version == Version::dtls1_2 && !has_dtls12 && has_dtls13)
+    return missing("DTLS 1.2", "the TLS13-... suites are DTLS 1.3's");
+  if (config.version == Version::dtls1_3 && !has_dtls13 && has_dtls12)
+    return missing("DTLS 1.3", "TLS13-AES128-GCM-SHA256, TLS13-AES128-CCM-SHA256...");
+  // wolfSSL 5.7.2 binds a pre-shared key (its PSK callbacks) to TLS13-AES128-GCM-SHA256 in DTLS 1.3.
+  if (uses_psk(config) && config.version != Version::dtls1_2 && has_dtls13 &&
+      list.find("TLS13-AES128-GCM-SHA256") == std::string::npos && list.find("TLS_AES_128_GCM_SHA256") == std::string::npos) {
+    reason = "with pre-shared keys, DTLS 1.3 in wolfSSL " + wolfssl_version() +
+             " uses TLS13-AES128-GCM-SHA256 only: cipher list '" + list + "' leaves it out";
     return false;
   }
   return true;

@@ -16,10 +16,11 @@ export namespace dgram::dtls {
 
 // Keys by identity in memory (a hash table: O(1) lookups, 100,000 identities in ~20 MB), loaded from text with
 // one `identity:hexkey` line per device ('#' starts a comment line; blank lines are skipped; an identity may
-// hold ':', the key is what follows the last one; blanks around either are ignored). Loading is all or nothing: a text with any bad line changes
-// nothing and says which line and why, so a server can reload its file (on SIGHUP, say) while it serves, and a
-// bad edit keeps the keys it had. Reasons never contain a key. Thread-safe: find() may run on every worker
-// while another thread loads.
+// hold ':', the key is what follows the last one; blanks around either are ignored). Loading is all or
+// nothing: a text with any bad line, or without any key (it would lock every device out), changes nothing and
+// says which line and why, so a server can reload its file (on SIGHUP, say) while it serves, and a bad edit
+// keeps the keys it had. Reasons never contain a key. Thread-safe: find() may run on every worker while another
+// thread loads.
 class PskFileStore final : public PskStore {
  public:
   PskFileStore();

@@ -255,21 +255,22 @@ std::string peer_certificate_names(WOLFSSL* ssl) {
 FailureExplanation explain_failure(const Engine::Impl& impl, int error) {
   const DtlsConfig& config = impl.context->config();
   WOLFSSL* ssl = impl.ssl.get();
+  // What we refused ourselves comes first: the peer's answer to our alert would otherwise be taken for its cause.
+  if (impl.key_refusal) return *impl.key_refusal;
+#ifdef HAVE_RPK
+  if (error == UNSUPPORTED_CERTIFICATE) {
+    const bool we_ask = config.raw_public_key || config.pinned_peer_keys;
+    return {FailureKind::certificate_type_mismatch,
+            "the " + std::string(peer_side(impl)) +
+                (we_ask ? " does not do raw public keys (RFC 7250), which we use: it presents a certificate"
+                        : " uses raw public keys (RFC 7250), and we use certificates")};
+  }
+#endif
   WOLFSSL_ALERT_HISTORY alerts{};
   if (wolfSSL_get_alert_history(ssl, &alerts) == WOLFSSL_SUCCESS && alerts.last_rx.code >= 0 &&
       alerts.last_rx.level == alert_fatal)
     return explain_alert(impl, alerts.last_rx.code);
-  if (impl.key_refusal) return *impl.key_refusal;
   switch (error) {
-#ifdef HAVE_RPK
-    case UNSUPPORTED_CERTIFICATE: {
-      const bool we_ask = config.raw_public_key || config.pinned_peer_keys;
-      return {FailureKind::certificate_type_mismatch,
-              "the " + std::string(peer_side(impl)) +
-                  (we_ask ? " does not do raw public keys (RFC 7250), which we use"
-                          : " uses raw public keys (RFC 7250), and we use certificates")};
-    }
-#endif
     case DOMAIN_NAME_MISMATCH:
     case IPADDR_MISMATCH: {
       const std::string names = impl.certificate_problem && !impl.certificate_problem->names.empty()

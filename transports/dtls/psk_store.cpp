@@ -2,6 +2,7 @@
 module;
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -56,8 +57,8 @@ PskFileStore::~PskFileStore() = default;
 
 bool PskFileStore::load_file(const std::string& path, std::string& reason) {
   std::ifstream file(path, std::ios::binary);
-  if (!file) {
-    reason = "cannot read PSK file '" + path + "': " + std::strerror(errno);
+  if (!file || std::filesystem::is_directory(path)) {
+    reason = "cannot read PSK file '" + path + "': " + std::strerror(std::filesystem::is_directory(path) ? EISDIR : errno);
     return false;
   }
   std::ostringstream text;
@@ -89,6 +90,10 @@ bool PskFileStore::load_text(std::string_view text, std::string_view origin, std
     if (!key) return fail(why);
     if (!keys->by_identity.emplace(identity, std::move(*key)).second)
       return fail("identity '" + std::string(identity) + "' appears twice");
+  }
+  if (keys->by_identity.empty()) {   // every device would be locked out: surely a mistake
+    reason = std::string(origin) + " holds no identity:hexkey line";
+    return false;
   }
   const std::lock_guard lock(mutex_);
   keys_ = std::move(keys);

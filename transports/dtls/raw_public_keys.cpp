@@ -78,10 +78,12 @@ KeySha256 sha256_of(std::span<const unsigned char> der) {
   return hash;
 }
 
+// 64 hex digits, ':' between bytes allowed; what follows blanks is ignored (sha256sum's "  -" or file name).
 std::optional<KeySha256> parse_fingerprint(std::string_view text) {
+  text = text.substr(0, text.find_first_of(" \t\r"));
   std::string digits;
   for (const char c : text)
-    if (c != ':' && c != ' ' && c != '\t' && c != '\r') digits += c;
+    if (c != ':') digits += c;
   if (digits.size() != 64) return std::nullopt;
   KeySha256 hash{};
   for (std::size_t i = 0; i < hash.size(); ++i) {
