@@ -129,6 +129,16 @@ TEST_CASE("cipher lists: a suite this build lacks fails the context, naming it",
 
   config.cipher_list = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256";   // IANA's names are taken too
   CHECK(dtls::DtlsContext::create(config, ec, &reason) != nullptr);
+  for (const char* selection : {"ALL", "HIGH:!aNULL", "ECDHE-ECDSA-AES128-GCM-SHA256:!PSK-AES128-CCM-8"}) {
+    config.cipher_list = selection;   // what a keyword or an exclusion selects could not be checked
+    CHECK(dtls::DtlsContext::create(config, ec, &reason) == nullptr);
+    CHECK(contains(reason, "is not a cipher suite: name each suite"));
+  }
+  auto pins_and_psk = dgram::testing::test_server_config();
+  pins_and_psk.pinned_peer_keys = dtls::Pem::memory(std::string(64, 'a') + "\n");
+  pins_and_psk.psk = dtls::PreSharedKey{"device", std::vector<std::byte>(16, std::byte{1})};
+  CHECK(dtls::DtlsContext::create(pins_and_psk, ec, &reason) == nullptr);
+  CHECK(contains(reason, dtls::raw_public_keys_available() ? "do not go together" : "has no raw public keys"));
   config.cipher_list = "TLS13-AES128-GCM-SHA256";   // a DTLS 1.2 context with DTLS 1.3 suites only
   CHECK(dtls::DtlsContext::create(config, ec, &reason) == nullptr);
   CHECK(contains(reason, "has no DTLS 1.2 suite"));
@@ -239,12 +249,20 @@ TEST_CASE("CoAP PSK: dgram's client and server on AES-128-CCM-8, one identity am
   const Finished wrong_key = dgram_client(server.port, "x", {"--psk-identity", "device-8", "--psk-hex", key_hex, "--coap"});
   CHECK(wrong_key.exit_code == 1);
   CHECK(contains(wrong_key.err, "pre-shared keys differ"));
+  const Finished control = dgram_client(server.port, "x", {"--psk-identity", "evil\x1b[2Jid", "--psk-hex", key_hex, "--coap"});
+  CHECK(control.exit_code == 1);
+  // A server that serves only devices from its store resumes no session (a removed key takes effect at once).
+  const Finished again = dgram_client(server.port, "again", {"--psk-identity", "device-7", "--psk-hex", key_hex, "--coap",
+                                                             "--resume"});
+  CHECK(again.exit_code == 0);
+  CHECK(contains(again.err, "session resumed: no"));
 
   const Finished stopped = server.stop();
   CHECK(stopped.exit_code == 0);
   CHECK(contains(stopped.err, "10000 pre-shared keys from " + keys));
   CHECK(contains(stopped.err, "cipher PSK-AES128-CCM-8, DTLSv1.2, CID off, PSK identity device-7, 1 message"));
   CHECK(contains(stopped.err, "the client's pre-shared key identity 'device-10000' is unknown here"));
+  CHECK(contains(stopped.err, "identity 'evil\\x1b[2Jid' is unknown here"));   // control characters escaped
   CHECK_FALSE(contains(stopped.err, key_hex));   // keys are never logged
 }
 
@@ -522,9 +540,11 @@ TEST_CASE("raw public keys: client and server pin each other; an unpinned key or
       {program_path("DTLS_ECHO_SERVER"), "--mode", current_mode, "--port", "0", "--raw-key", "--key", server_key,
        "--pinned-keys", clients}));
 
-  const Finished ok = dgram_client(server.port, "raw keys", {"--raw-key", "--key", client_key, "--pinned-keys", servers});
+  const Finished ok = dgram_client(server.port, "raw keys", {"--raw-key", "--key", client_key, "--pinned-keys", servers,
+                                                             "--resume"});
   CHECK(ok.exit_code == 0);
-  CHECK(ok.out == "raw keys\n");
+  CHECK(ok.out == "raw keys\nraw keys\n");
+  CHECK(contains(ok.err, "session resumed: no"));   // a server that pins keys checks one on every handshake
   CHECK(contains(ok.err, "raw key SHA-256 " + server_fingerprint));
 
   const Finished unpinned = dgram_client(server.port, "x", {"--raw-key", "--key", other_key, "--pinned-keys", servers});

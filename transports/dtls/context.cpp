@@ -22,6 +22,7 @@ module;
 #include <system_error>
 #include <utility>
 #include <vector>
+#include "read_file.hpp"
 module dgram.dtls.engine;
 
 import dgram.dtls.config;
@@ -44,15 +45,10 @@ class WolfSslCategory final : public std::error_category {
 // The PEM text of `pem`; on failure, a reason naming the file and what went wrong.
 std::optional<std::string> read_pem(const Pem& pem, const char* what, std::string& reason) {
   if (pem.path.empty()) return pem.text;
-  std::ifstream file(pem.path, std::ios::binary);
-  std::ostringstream text;
-  // (A directory opens as a stream and reads as nothing: EISDIR says what is wrong.)
-  if (!file || (text << file.rdbuf(), file.bad() || std::filesystem::is_directory(pem.path))) {
-    reason = std::string("cannot read ") + what + " '" + pem.path + "': " +
-             std::strerror(std::filesystem::is_directory(pem.path) ? EISDIR : errno);
-    return std::nullopt;
-  }
-  return text.str();
+  std::string why;
+  auto text = read_whole_file(pem.path, why);
+  if (!text) reason = std::string("cannot read ") + what + " '" + pem.path + "': " + why;
+  return text;
 }
 
 const unsigned char* bytes(const std::string& text) { return reinterpret_cast<const unsigned char*>(text.data()); }
@@ -164,7 +160,7 @@ std::vector<std::string> split_cipher_list(std::string_view list) {
 
 // wolfSSL takes a list as long as one name in it is known and drops the others without a word; a suite a
 // device needs must not vanish that way. Each name is tried alone on a scratch context (wolfSSL's and IANA's
-// names, and wolfSSL's keywords, are all accepted where wolfSSL accepts them); exclusions ('!') are not checked.
+// names). Keywords (ALL, HIGH) and exclusions ('!') are refused: what they select could not be checked here.
 bool is_dtls13_suite(std::string_view name) {
   return name.starts_with("TLS13-") || name.starts_with("TLS_AES_") || name.starts_with("TLS_CHACHA20_");
 }
@@ -174,8 +170,15 @@ bool every_cipher_suite_known(const DtlsConfig& config, const std::string& list,
   if (!probe) return true;   // the real call below reports what it can
   bool has_dtls12 = false;
   bool has_dtls13 = false;
+  bool has_psk13_suite = false;   // TLS13-AES128-GCM-SHA256: see below
   for (const std::string& name : split_cipher_list(list)) {
-    if (name.front() == '!' || name.front() == '-' || name.front() == '+') continue;
+    if (name.find_first_of("-_") == std::string::npos || name.find_first_of("!+") != std::string::npos ||
+        name.front() == '-') {
+      reason = "'" + name + "' in cipher list '" + list + "' is not a cipher suite: name each suite (keywords and "
+               "exclusions would select suites no check here could see)";
+      return false;
+    }
+    has_psk13_suite = has_psk13_suite || name == "TLS13-AES128-GCM-SHA256" || name == "TLS_AES_128_GCM_SHA256";
     if (name == "TLS13-AES128-CCM-8-SHA256" || name == "TLS13-AES128-CCM8-SHA256" || name == "TLS_AES_128_CCM_8_SHA256") {
       // wolfSSL 5.7.2 does not pad DTLS 1.3 records to the 16 bytes of ciphertext RFC 9147 4.2.3 needs: with an
       // 8-byte tag every message under 8 bytes fails to send.
@@ -202,8 +205,7 @@ bool every_cipher_suite_known(const DtlsConfig& config, const std::string& list,
   if (config.version == Version::dtls1_3 && !has_dtls13 && has_dtls12)
     return missing("DTLS 1.3", "TLS13-AES128-GCM-SHA256, TLS13-AES128-CCM-SHA256...");
   // wolfSSL 5.7.2 binds a pre-shared key (its PSK callbacks) to TLS13-AES128-GCM-SHA256 in DTLS 1.3.
-  if (uses_psk(config) && config.version != Version::dtls1_2 && has_dtls13 &&
-      list.find("TLS13-AES128-GCM-SHA256") == std::string::npos && list.find("TLS_AES_128_GCM_SHA256") == std::string::npos) {
+  if (uses_psk(config) && config.version != Version::dtls1_2 && has_dtls13 && !has_psk13_suite) {
     reason = "with pre-shared keys, DTLS 1.3 in wolfSSL " + wolfssl_version() +
              " uses TLS13-AES128-GCM-SHA256 only: cipher list '" + list + "' leaves it out";
     return false;
@@ -264,6 +266,11 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
       return false;
     }
   }
+  if (config.pinned_peer_keys && uses_psk(config)) {   // a PSK session shows no key to check against the pins
+    reason = "pinned raw public keys and pre-shared keys do not go together: a pre-shared key session has no "
+             "public key to pin";
+    return false;
+  }
   if (config.role == Role::server && !config.certificate_chain && !config.raw_public_key && !uses_psk(config)) {
     reason = "a DTLS server needs a certificate and key, a raw public key, or pre-shared keys";
     return false;
@@ -313,9 +320,15 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
     wolfSSL_CTX_set_psk_server_callback(ctx, psk_server_callback);
     wolfSSL_CTX_use_psk_identity_hint(ctx, "dgram");
   }
-  if (!config.session_cache) wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+  // A server that pins client keys sees the key on every handshake (a resumed session shows none, and wolfSSL's
+  // small cache may have lost the one it had); one that serves only devices from a PSK store resumes none, so a
+  // key removed from the store takes effect at once and every session names its identity (a PSK handshake
+  // costs no public-key operation: resumption would save little).
+  const bool no_resumption = config.role == Role::server &&
+                             (config.pinned_peer_keys || (config.psk_store && !config.certificate_chain && !config.raw_public_key));
+  if (!config.session_cache || no_resumption) wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
   if (config.role == Role::client && config.session_tickets) wolfSSL_CTX_UseSessionTicket(ctx);
-  if (config.role == Role::server && !config.session_tickets) {
+  if (config.role == Role::server && (!config.session_tickets || no_resumption)) {
     wolfSSL_CTX_NoTicketTLSv12(ctx);
 #ifdef WOLFSSL_DTLS13
     wolfSSL_CTX_no_ticket_TLSv13(ctx);
@@ -362,7 +375,7 @@ std::string cipher_list_for(const DtlsConfig& config) {
                                   : aes_ni_available() ? default_aesni_cipher_list
                                                        : default_cipher_list;
   // A server with both a certificate and pre-shared keys serves clients of either kind.
-  const bool both = config.role == Role::server && config.certificate_chain && uses_psk(config);
+  const bool both = config.role == Role::server && (config.certificate_chain || config.raw_public_key) && uses_psk(config);
   const std::string dtls12 = both ? psk + ":" + certificate : uses_psk(config) ? psk : certificate;
   const std::string dtls13 = coap ? coap_tls13_cipher_list : default_tls13_cipher_list;
   const std::string list = config.version == Version::dtls1_2 ? dtls12

@@ -104,7 +104,8 @@ struct DtlsConfig {
   // Accept only a peer that presents a raw public key pinned here (a server asks every client for one): PEM
   // "PUBLIC KEY" blocks and/or lines of the SHA-256 of a key's DER SubjectPublicKeyInfo in hex (':' between
   // bytes allowed, as `openssl pkey -pubin -outform DER | sha256sum` prints it); '#' starts a comment line.
-  // A certificate in its place, or a key not pinned, fails the handshake saying which.
+  // A certificate in its place, or a key not pinned, fails the handshake saying which. A server that pins keys
+  // resumes no session (the key is checked on every handshake); pins and pre-shared keys do not go together.
   std::optional<Pem> pinned_peer_keys;
 
   // Client: verify the server's certificate (on by default). Server: ask for a client certificate and verify
@@ -130,6 +131,9 @@ struct DtlsConfig {
   // Client: the identity and key it offers. Server: one identity it accepts (see also psk_store).
   std::optional<PreSharedKey> psk;
   // Server: the keys of many identities, looked up during each PSK handshake (before `psk`, which may be unset).
+  // A server with a store and no certificate or raw key resumes no session: a key removed from the store takes
+  // effect at once. (On a server with both, a resumed PSK session reports no identity: wolfSSL's sessions do
+  // not keep it.)
   std::shared_ptr<const PskStore> psk_store;
 
   // Resumption: session IDs via the server's cache, and RFC 5077 tickets (DTLS 1.3 resumes by ticket only).

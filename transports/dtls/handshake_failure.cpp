@@ -22,6 +22,7 @@ module;
 #include <system_error>
 #include <utility>
 #include <vector>
+#include "hex.hpp"
 module dgram.dtls.engine;
 
 import dgram.dtls.config;
@@ -285,7 +286,7 @@ FailureExplanation explain_failure(const Engine::Impl& impl, int error) {
     case NO_CERT_ERROR:   // DTLS 1.3: an unknown identity falls back to a certificate, which a PSK server lacks
       if (impl.unknown_psk_identity)
         return {FailureKind::unknown_psk_identity,
-                "the client's pre-shared key identity '" + *impl.unknown_psk_identity + "' is unknown here"};
+                "the client's pre-shared key identity '" + hex::printable(*impl.unknown_psk_identity) + "' is unknown here"};
       break;
     case VERSION_ERROR:
       return version_mismatch(impl);

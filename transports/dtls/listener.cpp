@@ -152,6 +152,12 @@ struct Listener::State {
 
   // The probe takes one ClientHello; what it answered stays in its output.
   Outcome offer(const Endpoint& peer, std::span<const std::byte> datagram, TimePoint now, std::error_code& error) {
+    // What wolfSSL's callbacks noted for an earlier hello (DTLS 1.3 asks for a PSK before the cookie is checked)
+    // must not become another peer's: each hello starts with none.
+    probe->psk_identity.clear();
+    probe->unknown_psk_identity.reset();
+    probe->key_refusal.reset();
+    probe->certificate_problem.reset();
     probe->now = now;
     probe->set_cookie_peer(peer);
     probe->push_input(datagram);

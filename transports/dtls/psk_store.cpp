@@ -14,6 +14,7 @@ module;
 #include <vector>
 
 #include "hex.hpp"
+#include "read_file.hpp"
 module dgram.dtls.psk_store;
 
 namespace dgram::dtls {
@@ -26,12 +27,7 @@ std::optional<std::vector<std::byte>> parse_key(std::string_view hex, std::strin
   if (hex.size() / 2 > max_psk_key_size)
     return reason = "the key is longer than " + std::to_string(max_psk_key_size) + " bytes", std::nullopt;
   std::vector<std::byte> key(hex.size() / 2);
-  for (std::size_t i = 0; i < key.size(); ++i) {
-    const int high = hex::digit(hex[2 * i]);
-    const int low = hex::digit(hex[2 * i + 1]);
-    if (high < 0 || low < 0) return reason = "the key holds a character that is not a hex digit", std::nullopt;
-    key[i] = static_cast<std::byte>(high * 16 + low);
-  }
+  if (!hex::decode(hex, key)) return reason = "the key holds a character that is not a hex digit", std::nullopt;
   return key;
 }
 
@@ -56,14 +52,13 @@ PskFileStore::PskFileStore() : keys_{std::make_shared<const Keys>()} {}
 PskFileStore::~PskFileStore() = default;
 
 bool PskFileStore::load_file(const std::string& path, std::string& reason) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file || std::filesystem::is_directory(path)) {
-    reason = "cannot read PSK file '" + path + "': " + std::strerror(std::filesystem::is_directory(path) ? EISDIR : errno);
+  std::string why;
+  const auto text = read_whole_file(path, why);
+  if (!text) {
+    reason = "cannot read PSK file '" + path + "': " + why;
     return false;
   }
-  std::ostringstream text;
-  text << file.rdbuf();
-  return load_text(text.str(), "PSK file '" + path + "'", reason);
+  return load_text(*text, "PSK file '" + path + "'", reason);
 }
 
 bool PskFileStore::load_text(std::string_view text, std::string_view origin, std::string& reason) {
@@ -89,7 +84,7 @@ bool PskFileStore::load_text(std::string_view text, std::string_view origin, std
     auto key = parse_key(trimmed(line.substr(colon + 1)), why);
     if (!key) return fail(why);
     if (!keys->by_identity.emplace(identity, std::move(*key)).second)
-      return fail("identity '" + std::string(identity) + "' appears twice");
+      return fail("identity '" + hex::printable(identity) + "' appears twice");
   }
   if (keys->by_identity.empty()) {   // every device would be locked out: surely a mistake
     reason = std::string(origin) + " holds no identity:hexkey line";

@@ -84,14 +84,8 @@ std::optional<KeySha256> parse_fingerprint(std::string_view text) {
   std::string digits;
   for (const char c : text)
     if (c != ':') digits += c;
-  if (digits.size() != 64) return std::nullopt;
   KeySha256 hash{};
-  for (std::size_t i = 0; i < hash.size(); ++i) {
-    const int high = hex::digit(digits[2 * i]);
-    const int low = hex::digit(digits[2 * i + 1]);
-    if (high < 0 || low < 0) return std::nullopt;
-    hash[i] = static_cast<std::byte>(high * 16 + low);
-  }
+  if (digits.size() != 2 * hash.size() || !hex::decode(digits, hash)) return std::nullopt;
   return hash;
 }
 
