@@ -254,12 +254,12 @@ void Engine::Impl::note_peer_flight(std::span<const std::byte> datagram, std::ui
   last_undecryptable_finished.assign(datagram.begin(), datagram.end());
   if (++undecryptable_finished < 2) return;
   tell_peer_we_failed(static_cast<std::uint8_t>(record::AlertDescription::bad_record_mac));
-  const std::string peer_side = role == Role::client ? "server" : "client";
+  const std::string peer = peer_side(*this);
   ec = make_error_code(errc::invalid_argument);
   if (uses_psk(context->config())) {
-    fail(FailureKind::psk_mismatch, "the peers' pre-shared keys differ: the " + peer_side + "'s Finished message does not decrypt", ec);
+    fail(FailureKind::psk_mismatch, "the peers' pre-shared keys differ: the " + peer + "'s Finished message does not decrypt", ec);
   } else {
-    fail(FailureKind::other, "the " + peer_side + "'s Finished message does not decrypt (corrupted on the way?)", ec);
+    fail(FailureKind::other, "the " + peer + "'s Finished message does not decrypt (corrupted on the way?)", ec);
   }
 }
 
@@ -554,9 +554,7 @@ std::string Engine::psk_identity() const {
     const DtlsConfig& config = impl_->context->config();
     return config.psk && impl_->state == EngineState::established ? config.psk->identity : std::string{};
   }
-  if (!impl_->psk_identity.empty()) return impl_->psk_identity;
-  const char* identity = wolfSSL_get_psk_identity(impl_->ssl.get());   // a resumed session asks no callback
-  return identity ? identity : "";
+  return impl_->psk_identity;   // noted by the PSK callback (a resumed session asks none: it has no identity)
 }
 
 std::string Engine::peer_key_sha256() const {

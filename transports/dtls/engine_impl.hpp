@@ -131,6 +131,9 @@ std::optional<FailureExplanation> check_pinned_peer_key(const Engine::Impl& engi
 // certificate buffer, a raw public key) is pinned, else 0 with engine.key_refusal saying why.
 int accept_pinned_key(Engine::Impl& engine, WOLFSSL_X509_STORE_CTX* store);
 
+// "server" or "client": the other side of `impl`, for messages.
+inline const char* peer_side(const Engine::Impl& impl) { return impl.role == Role::client ? "server" : "client"; }
+
 // Why the handshake of `impl` failed with wolfSSL error `error` (handshake_failure.cpp).
 FailureExplanation explain_failure(const Engine::Impl& impl, int error);
 // The name of a TLS alert, also for those wolfSSL has no text for.

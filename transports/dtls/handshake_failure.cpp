@@ -102,8 +102,6 @@ bool received(const Engine::Impl& impl, record::HandshakeType type) {
   return record::includes(impl.peer_handshake_types, type);
 }
 
-const char* peer_side(const Engine::Impl& impl) { return impl.role == Role::client ? "server" : "client"; }
-
 // The certificate the verify callback refused, described; nullopt when it saw none.
 std::optional<std::string> certificate_verdict(const Engine::Impl& impl) {
   if (!impl.certificate_problem) return std::nullopt;

@@ -1,6 +1,7 @@
 // Raw public keys (RFC 7250): presenting our bare public key, and pinning the peer's. wolfSSL (--enable-rpk)
 // negotiates the certificate type and parses a raw key, but trusts it without any check (it has no chain): the
-// engine compares it with the pinned keys as soon as the handshake completes, before any message is taken.
+// verify callback compares it with the pinned keys inside the handshake (accept_pinned_key), and the engine
+// once more when the handshake completes (check_pinned_peer_key), before any message is taken.
 module;
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -213,8 +214,7 @@ namespace {
 std::optional<FailureExplanation> refuse_unless_pinned(const Engine::Impl& engine, const KeySha256& key) {
   for (const KeySha256& allowed : engine.context->impl().pinned_keys)
     if (allowed == key) return std::nullopt;
-  return FailureExplanation{FailureKind::unpinned_key, std::string("the ") +
-                                                           (engine.role == Role::client ? "server" : "client") +
+  return FailureExplanation{FailureKind::unpinned_key, std::string("the ") + peer_side(engine) +
                                                            "'s raw public key (SHA-256 " + hex::of(key) + ") is not pinned here"};
 }
 
@@ -232,11 +232,10 @@ int accept_pinned_key(Engine::Impl& engine, WOLFSSL_X509_STORE_CTX* store) {
 std::optional<FailureExplanation> check_pinned_peer_key(const Engine::Impl& engine) {
   const auto& pinned = engine.context->impl().pinned_keys;
   if (pinned.empty()) return std::nullopt;
-  const std::string peer = engine.role == Role::client ? "server" : "client";
   const auto key = peer_raw_key_sha256(engine.ssl.get(), engine.role);
   if (!key)
     return FailureExplanation{FailureKind::certificate_type_mismatch,
-                              "the " + peer + " sent a certificate (or nothing) where a raw public key was required"};
+                              std::string("the ") + peer_side(engine) + " sent a certificate (or nothing) where a raw public key was required"};
   return refuse_unless_pinned(engine, *key);
 }
 
