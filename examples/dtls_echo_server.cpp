@@ -90,6 +90,8 @@ int main(int argc, char** argv) {
       {"handshake-timeout-ms", "T", "give up on a handshake after T ms (default 10000)"}};
 #ifdef DGRAM_EVENT_SERVER
   options.push_back({"max-sessions", "N", "event and threaded modes: serve at most N sessions at once; new peers wait (default 10000)"});
+  options.push_back({"max-handshakes", "N", "event and threaded modes: handshakes under way at once; the oldest gives way (default: half of --max-sessions)"});
+  options.push_back({"max-handshakes-per-source", "N", "event and threaded modes: of those, from one IPv4 address or IPv6 /64 (default: an eighth of --max-handshakes)"});
   options.push_back({"stats-interval-ms", "T", "event and threaded modes: print the counters every T ms (default: only at exit)"});
 #endif
 #ifdef DGRAM_THREADED_SERVER
@@ -103,8 +105,10 @@ int main(int argc, char** argv) {
     const std::string mode = command_line.value_or("mode", modes.front().first);
     if (!has_mode(mode))
       throw ex::UsageError(fmt::format("--mode '{}' is not one this build has ({})", mode, mode_help()));
-    if (mode == "blocking" && (command_line.value("max-sessions") || command_line.value("stats-interval-ms")))
-      throw ex::UsageError("--max-sessions and --stats-interval-ms need --mode event or threaded");
+    for (const char* option : {"max-sessions", "max-handshakes", "max-handshakes-per-source", "stats-interval-ms"}) {
+      if (mode == "blocking" && command_line.value(option))
+        throw ex::UsageError(fmt::format("--{} needs --mode event or threaded", option));
+    }
     if (mode != "threaded" && command_line.value("workers")) throw ex::UsageError("--workers needs --mode threaded");
     ex::EchoServerOptions server;
     server.address = ex::listen_address(command_line);
@@ -119,6 +123,9 @@ int main(int argc, char** argv) {
     server.reply = command_line.value("reply");
     server.idle_timeout = std::chrono::milliseconds{command_line.integer("idle-timeout-ms", 60000, 1, 86'400'000)};
     server.max_sessions = static_cast<std::size_t>(command_line.integer("max-sessions", 10000, 1, 10'000'000));
+    server.max_handshakes = static_cast<std::size_t>(command_line.integer("max-handshakes", 0, 1, 10'000'000));
+    server.max_handshakes_per_source =
+        static_cast<std::size_t>(command_line.integer("max-handshakes-per-source", 0, 1, 10'000'000));
     server.stats_interval = std::chrono::milliseconds{command_line.integer("stats-interval-ms", 0, 0, 86'400'000)};
     server.workers = static_cast<std::uint32_t>(command_line.integer("workers", 0, 1, 1024));   // 0: the library's default
 #ifdef DGRAM_THREADED_SERVER

@@ -21,6 +21,8 @@ struct EchoServerOptions {
   std::optional<std::string> reply;          // --reply: answer every message with this
   std::chrono::milliseconds idle_timeout{60'000};
   std::size_t max_sessions{10'000};          // event mode
+  std::size_t max_handshakes{0};             // event mode; 0: the library's default
+  std::size_t max_handshakes_per_source{0};  // event mode; 0: the library's default
   std::chrono::milliseconds stats_interval{0};   // 0: no periodic stats line
   std::uint32_t workers{0};                  // threaded mode; 0: one per core
 };

@@ -70,9 +70,9 @@ int run_blocking_echo_server(const EchoServerOptions& options) {
                      engine.psk_identity(), engine.peer_key_sha256()}, messages);
   }
   failures.flush(true);
-  const auto cookies = handshaker.listener_stats();
-  log_summary(sessions, total_messages, handshaker.accept_stats().failed_handshakes, cookies.hello_verify_requests,
-              cookies.bad_cookies, cookies.dropped_datagrams, "");
+  const dtls::ServerStats front_door = handshaker.server_stats();
+  log_summary(sessions, total_messages, handshaker.accept_stats().failed_handshakes, front_door.cookies_sent,
+              front_door.bad_cookies, front_door.dropped_garbage + front_door.dropped_no_session, "");
   return 0;
 }
 

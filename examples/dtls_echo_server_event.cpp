@@ -31,14 +31,16 @@ const char* why_ended(dtls::SessionEnd end) {
 }
 
 std::string counters(const dtls::EventServerStats& s) {
-  return fmt::format("sessions open {}, total {}; handshakes full {}, resumed {}, failed {} ({} timed out); "
-                     "cookies sent {}, bad {}; dropped: {} garbage, {} without a session, {} over the session "
-                     "limit, {} undecryptable, {} with an unknown connection ID; {} idle timeouts, {} replaced, {} "
-                     "moved to a new address",
+  return fmt::format("sessions open {}, total {}; handshakes full {}, resumed {}, failed {} ({} timed out, {} "
+                     "crowded out); cookies sent {}, bad {}, withheld {}; replayed hellos {}; dropped: {} garbage, "
+                     "{} without a session, {} over the session limit, {} undecryptable, {} over the handshake "
+                     "budget, {} with an unknown connection ID; {} idle timeouts, {} replaced, {} moved to a new "
+                     "address",
                      s.sessions_open, s.sessions_total, s.handshakes_full, s.handshakes_resumed, s.handshakes_failed,
-                     s.handshake_timeouts, s.cookies_sent, s.bad_cookies, s.dropped_garbage, s.dropped_no_session,
-                     s.dropped_over_limit, s.dropped_undecryptable, s.dropped_unknown_connection_id, s.idle_timeouts,
-                     s.sessions_replaced, s.address_changes);
+                     s.handshake_timeouts, s.handshakes_crowded_out, s.cookies_sent, s.bad_cookies,
+                     s.answers_withheld, s.replayed_hellos, s.dropped_garbage, s.dropped_no_session,
+                     s.dropped_over_limit, s.dropped_undecryptable, s.dropped_over_handshake_budget,
+                     s.dropped_unknown_connection_id, s.idle_timeouts, s.sessions_replaced, s.address_changes);
 }
 
 // Shared by a threaded server's workers: its callbacks may run on several threads at once.
@@ -87,6 +89,8 @@ template <class Server>
 typename Server::Settings settings_from(const EchoServerOptions& options) {
   typename Server::Settings settings;
   settings.max_sessions = options.max_sessions;
+  settings.max_handshakes = options.max_handshakes;
+  settings.max_handshakes_per_source = options.max_handshakes_per_source;
   settings.idle_timeout = options.idle_timeout;
   settings.stats_interval = options.stats_interval;
   settings.socket = options.address.options;

@@ -23,6 +23,9 @@ enum class errc {
   not_connected,         // the operation needs a connected transport
   invalid_argument,      // a caller-side precondition does not hold (detail in the message of the thrower)
   empty_message,         // the transport cannot carry an empty message (DTLS on wolfSSL sends no empty records)
+  no_such_session,       // the server's session has ended (or the id never named one of its sessions)
+  not_set_up,            // the object could not be set up: its constructor's error said why
+  no_randomness,         // the kernel's random source failed (getrandom)
 };
 
 // The category of dgram::errc; its name() is "dgram".

@@ -24,6 +24,9 @@ class ErrorCategory final : public std::error_category {
       case errc::not_connected: return "transport is not connected";
       case errc::invalid_argument: return "invalid argument";
       case errc::empty_message: return "an empty message cannot be sent on this transport";
+      case errc::no_such_session: return "the session has ended";
+      case errc::not_set_up: return "not set up (its construction failed)";
+      case errc::no_randomness: return "the system's random source failed";
     }
     return "unknown dgram error " + std::to_string(value);
   }

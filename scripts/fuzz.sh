@@ -11,7 +11,7 @@ seconds=${2:-60}
 [ -d build-fuzz/meson-private ] || meson setup build-fuzz --native-file clang.ini -Dfuzz=true \
   -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Dexamples=false -Dtests=false > /dev/null
 ninja -C build-fuzz > /dev/null
-all_targets=(record endpoint_checksum listener pump established)
+all_targets=(record endpoint_checksum listener pump established server_endpoint)
 targets=("${all_targets[@]}")
 [ "$target" = all ] || targets=("$target")
 for name in "${targets[@]}"; do

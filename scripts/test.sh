@@ -82,8 +82,9 @@ TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_suite build-tsan --no-r
 
 stage "fuzz targets (libFuzzer, ASan, UBSan, built in build-asan): a bounded run of each over its corpus"
 # Executions per target: the parsers take many, the engine targets (handshakes inside) fewer; all within ~2 min.
-declare -A runs=([record]=200000 [endpoint_checksum]=200000 [listener]=3000 [pump]=4000 [established]=40000)
-for target in record endpoint_checksum listener pump established; do
+declare -A runs=([record]=200000 [endpoint_checksum]=200000 [listener]=3000 [pump]=4000 [established]=40000
+                [server_endpoint]=3000)
+for target in record endpoint_checksum listener pump established server_endpoint; do
   binary=build-asan/tests/fuzz/fuzz-${target//_/-}
   mkdir -p "build-asan/corpus/$target"   # new inputs go here, never into the committed corpus
   if "$binary" -runs="${runs[$target]}" -max_total_time=60 -artifact_prefix=build-asan/ "build-asan/corpus/$target" \

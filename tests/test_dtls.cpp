@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <memory>
 #include <span>
 #include <string>
@@ -33,10 +35,17 @@ class ThreadServer {
  public:
   explicit ThreadServer(const dtls::DtlsConfig& config, dgram::Family family = dgram::Family::ipv4)
       : socket_{dgram::UdpSocket::bind(dgram::Endpoint::loopback(family, 0))},
-        handshaker_{context_for(config)},
-        thread_{[this] { run(); }} {
+        handshaker_{context_for(config)} {
     std::error_code ec;
     endpoint_ = socket_.local_endpoint(ec);
+    handshaker_.on_handshake_failure([this](const dgram::Endpoint&, dtls::FailureKind kind, const std::string&) {
+      {
+        const std::lock_guard lock(mutex_);
+        failures_.push_back(kind);
+      }
+      failed_.notify_all();
+    });
+    thread_ = std::thread([this] { run(); });
   }
   ~ThreadServer() { stop(); }
 
@@ -46,6 +55,12 @@ class ThreadServer {
   }
   const dgram::Endpoint& endpoint() const { return endpoint_; }
   int sessions() const { return sessions_; }
+  // Waits up to `limit` for `count` failed handshakes, and returns their kinds.
+  std::vector<dtls::FailureKind> failures(std::size_t count, std::chrono::milliseconds limit = 10s) {
+    std::unique_lock lock(mutex_);
+    failed_.wait_for(lock, limit, [&] { return failures_.size() >= count; });
+    return failures_;
+  }
   int resumed_sessions() const { return resumed_; }
   // Read after stop().
   const dtls::DtlsHandshaker& handshaker() const { return handshaker_; }
@@ -74,6 +89,9 @@ class ThreadServer {
   std::atomic<bool> stop_{false};
   std::atomic<int> sessions_{0};
   std::atomic<int> resumed_{0};
+  std::mutex mutex_;
+  std::condition_variable failed_;
+  std::vector<dtls::FailureKind> failures_;
   std::thread thread_;
 };
 
@@ -203,6 +221,8 @@ TEST_CASE("dtls sockets: a client that vanishes mid-handshake does not stop the 
   REQUIRE(next.channel);
   CHECK(next.echo("next") == "next");
   next.close();
+  // The vanished one is dropped at its handshake timeout, while the server waits for the next peer.
+  CHECK(server.failures(1) == std::vector<dtls::FailureKind>{dtls::FailureKind::timed_out});
   server.stop();
   CHECK(server.handshaker().accept_stats().failed_handshakes == 1);
   CHECK(server.sessions() == 1);
@@ -263,6 +283,13 @@ TEST_CASE("dtls sockets: handshakes that must fail do, with a reason", "[dtls][n
   CHECK(client.handshaker.failure_kind() == dtls::FailureKind::untrusted_certificate);
   INFO(client.handshaker.failure());
   CHECK(client.handshaker.failure().ends_with(" has expired"));
+  expired.stop();
+
+  // Names the peer chose reach logs escaped: no terminal control sequence from a certificate.
+  ThreadServer control(dtls::server_config(dtls::Pem::file(bad_cert_file("control-name.pem")),
+                                           dtls::Pem::file(bad_cert_file("control-name.key"))));
+  Client misnamed(test_client_config(), control.endpoint());
+  CHECK(misnamed.handshaker.failure() == "the server's certificate is not valid for 'localhost': it names evil\\x07.example");
 }
 
 TEST_CASE("dtls sockets: client certificates, required and checked", "[dtls][client-cert]") {
@@ -325,5 +352,5 @@ TEST_CASE("dtls sockets: hostile datagrams at the server are dropped and counted
   CHECK(client.echo("still serving") == "still serving");
   client.close();
   server.stop();
-  CHECK(server.handshaker().listener_stats().dropped_datagrams >= 2);
+  CHECK(server.handshaker().server_stats().dropped_garbage >= 2);
 }

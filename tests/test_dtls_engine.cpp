@@ -33,8 +33,14 @@ using dgram::testing::bytes;
 namespace {
 
 std::shared_ptr<DtlsContext> make_context(const DtlsConfig& config) { return dgram::testing::context_for(config); }
-DtlsConfig client_config() { return dgram::testing::test_client_config(); }
-DtlsConfig server_config() { return dgram::testing::test_server_config(); }
+// The pump jumps its clock from timer to timer, so a lossy handshake spans minutes of its time: the engine's
+// own handshake deadline is put past the pump's (600 s), except where a case tests it.
+DtlsConfig with_long_handshake(DtlsConfig config) {
+  config.handshake_timeout = std::chrono::minutes(20);
+  return config;
+}
+DtlsConfig client_config() { return with_long_handshake(dgram::testing::test_client_config()); }
+DtlsConfig server_config() { return with_long_handshake(dgram::testing::test_server_config()); }
 std::string certs(const std::string& name) { return dgram::testing::cert_file(name); }
 
 
@@ -248,6 +254,33 @@ TEST_CASE("engine: pre-shared key handshake; a wrong key fails", "[dtls][engine]
   CHECK(pump.client->failure() == "the server does not know the pre-shared key identity 'stranger'");
   REQUIRE(pump.server);
   CHECK(pump.server->failure() == "the client's pre-shared key identity 'stranger' is unknown here");
+}
+
+TEST_CASE("engine: a handshake past handshake_timeout fails on the timer, as timed out, on both sides", "[dtls][engine]") {
+  DtlsConfig client = client_config();
+  client.handshake_timeout = 3s;
+  DtlsConfig server = server_config();
+  server.handshake_timeout = 5s;
+  Pump pump(make_context(client), make_context(server));
+  // The server's first flight never arrives: the client resends its hello at 1 s, 2 s... until its deadline.
+  pump.drop = [](Pump::Direction direction, std::size_t index) { return direction == Pump::Direction::to_client && index > 0; };
+  pump.start_client();
+  const auto started = pump.now;
+  pump.handshake();
+  REQUIRE(pump.client->state() == EngineState::failed);
+  CHECK(pump.client_error == dgram::errc::timeout);
+  CHECK(pump.client->failure_kind() == dgram::dtls::FailureKind::timed_out);
+  CHECK(pump.client->failure() == "the handshake did not finish within 3 s (the peer stopped answering)");
+  CHECK(pump.now - started == 3s);   // at the deadline, not at a resend after it
+  REQUIRE(pump.server);   // its cookie verified at once: its own 5 s run from there
+  CHECK(pump.server->state() == EngineState::handshaking);
+  CHECK(pump.server->next_timer().point() <= started + 5s);
+  std::error_code ec;
+  pump.server->on_timer(started + 5s - 1ms, ec);
+  CHECK(pump.server->state() == EngineState::handshaking);
+  pump.server->on_timer(started + 5s, ec);
+  CHECK(ec == dgram::errc::timeout);
+  CHECK(pump.server->failure() == "the handshake did not finish within 5 s (the peer stopped answering)");
 }
 
 TEST_CASE("engine: lost and reordered handshake datagrams are retransmitted on the timer", "[dtls][engine]") {

@@ -410,6 +410,8 @@ DtlsContext::~DtlsContext() = default;
 
 const DtlsConfig& DtlsContext::config() const noexcept { return impl_->config; }
 
+DtlsContext::Impl& context_impl(const DtlsContext& context) noexcept { return *context.impl_; }
+
 std::shared_ptr<DtlsContext> DtlsContext::create(const DtlsConfig& config, std::error_code& ec, std::string* reason) {
   static std::once_flag initialized;
   std::call_once(initialized, [] { wolfSSL_Init(); });
@@ -445,7 +447,9 @@ Session& Session::operator=(Session&& other) noexcept {
 Session::~Session() {
   if (handle_) wolfSSL_SESSION_free(static_cast<WOLFSSL_SESSION*>(handle_));
 }
-Session Session::adopt(void* handle) noexcept {
+void* session_handle(const Session& session) noexcept { return session.handle_; }
+
+Session adopt_session(void* handle) noexcept {
   Session session;
   session.handle_ = handle;
   return session;

@@ -1,12 +1,14 @@
 // dgram.dtls: the blocking DTLS 1.2 driver: DtlsHandshaker (client connect, server accept) and DtlsChannel,
 // both thin loops over the sans-I/O Engine and a Transport.
 //
-// The server side is the tutorial's chapter-2 server without its bugs: one unconnected socket, a stateless
-// cookie exchange (Listener), one session at a time, stalled handshakes and idle peers dropped, datagrams of
-// other peers never mixed into the current session.
+// The server side is the tutorial's chapter-2 server without its bugs: one unconnected socket, and a loop over
+// the same ServerEndpoint the event server drives (stateless cookies, handshakes of several peers under way at
+// once within its limits, stalled ones dropped); the first to finish is served alone, on its engine, and
+// datagrams of other peers are never mixed into the current session.
 module;
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -19,6 +21,7 @@ export module dgram.dtls;
 export import dgram.handshaker;
 export import dgram.dtls.config;
 export import dgram.dtls.engine;
+export import dgram.dtls.server_endpoint;
 
 export namespace dgram::dtls {
 
@@ -52,6 +55,7 @@ class DtlsChannel final : public Channel {
 
   Transport& path_;
   Engine engine_;
+  std::deque<std::vector<std::byte>> early_messages_;   // decrypted before the server handed the session over
   std::unique_ptr<std::byte[]> datagram_;   // not zero-filled: a session start must not touch 18 KiB of pages
   std::uint64_t foreign_{0};
 };
@@ -76,7 +80,8 @@ class DtlsHandshaker final : public Handshaker {
   // Server: waits until a peer completes a handshake (cookie first) and returns its session. Peers whose
   // handshake fails or stalls are counted in accept_stats() and skipped. errc::timeout when `deadline` passes
   // with no handshake under way; a handshake that started runs up to handshake_timeout even past `deadline`.
-  // errc::interrupted when a signal arrives.
+  // errc::interrupted when a signal arrives. Handshakes of other peers may be under way meanwhile (the
+  // endpoint's limits apply: ServerEndpointSettings); they go on at the next call.
   std::unique_ptr<DtlsChannel> accept_dtls(Transport& path, Deadline deadline, std::error_code& ec);
 
   std::unique_ptr<Channel> connect(Transport& path, const Endpoint& peer, Deadline deadline,
@@ -91,15 +96,18 @@ class DtlsHandshaker final : public Handshaker {
   // The engine counters of the last handshake attempt, successful or not.
   const EngineStats& last_handshake_stats() const noexcept { return last_handshake_stats_; }
   const AcceptStats& accept_stats() const noexcept { return accept_stats_; }
-  // Server: the stateless front door's counters (cookies sent, forged cookies, stray datagrams).
-  ListenerStats listener_stats() const;
+  // Server: the endpoint's counters (cookies sent, forged cookies, stray datagrams, limits).
+  ServerStats server_stats() const;
 
  private:
   std::unique_ptr<DtlsChannel> handshake(Transport& path, Engine engine, Deadline deadline, std::error_code& ec);
   void record_failure(const Endpoint& peer, FailureKind kind, const std::string& why);
+  // Server: hands the endpoint's events on (failures) and returns a session that was established, if any.
+  std::unique_ptr<DtlsChannel> take_established(Transport& path);
+  void send_transmits(Transport& path);
 
   std::shared_ptr<DtlsContext> context_;
-  std::optional<Listener> listener_;
+  std::optional<ServerEndpoint> endpoint_;
   std::unique_ptr<std::byte[]> datagram_;
   std::string failure_;
   FailureKind failure_kind_{FailureKind::none};

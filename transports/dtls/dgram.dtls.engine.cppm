@@ -64,9 +64,9 @@ class DtlsContext {
   const DtlsConfig& config() const noexcept;
 
   struct Impl;
-  Impl& impl() noexcept { return *impl_; }
 
  private:
+  friend Impl& context_impl(const DtlsContext& context) noexcept;   // (the engine's units only)
   explicit DtlsContext(std::unique_ptr<Impl> impl) noexcept;
   std::unique_ptr<Impl> impl_;
 };
@@ -80,10 +80,11 @@ class Session {
   Session& operator=(Session&&) noexcept;
   ~Session();
   explicit operator bool() const noexcept { return handle_ != nullptr; }
-  void* handle() const noexcept { return handle_; }   // the WOLFSSL_SESSION, for the engine only
-  static Session adopt(void* handle) noexcept;
 
  private:
+  // The WOLFSSL_SESSION, for the engine's units only.
+  friend void* session_handle(const Session& session) noexcept;
+  friend Session adopt_session(void* handle) noexcept;
   void* handle_{nullptr};
 };
 
@@ -104,6 +105,7 @@ enum class FailureKind {
   version_mismatch,            // no DTLS version in common (DtlsConfig::version)
   peer_closed,                 // the peer closed or aborted the session during the handshake
   timed_out,                   // the peer stopped answering
+  crowded_out,                 // server: dropped unfinished for a newer handshake (too many under way)
   other,
 };
 
@@ -113,7 +115,16 @@ struct EngineStats {
   std::uint64_t dropped_datagrams{0};   // malformed, oversized, or records wolfSSL discarded (replays, bad MACs)
   std::uint64_t retransmissions{0};     // handshake flights sent again after a timeout
   std::uint64_t damped_retransmissions{0};   // resends prompted by the peer's resends, held back (no storms)
+  std::uint64_t over_handshake_budget{0};    // server: datagrams dropped whose handshake fragments would take
+                                             // the handshake past max_handshake_reassembly (not in dropped_datagrams)
 };
+
+// A server's budget for the handshake messages a client sends in the clear (DTLS 1.2: ClientHellos,
+// certificate chain, key exchange; 1.3: ClientHellos), by the lengths their fragments declare: wolfSSL sets
+// aside a message's whole declared length for its first fragment, up to 19 messages of 18 KiB each (365 KiB
+// for one handshake that never completes). Far above any real client's flight (a chain of four RSA-4096
+// certificates is about 8 KiB), far below that pool. Fragments past it are dropped and counted.
+inline constexpr std::size_t max_handshake_reassembly = 32 * 1024;
 
 // What an established session negotiated, and who the peer proved to be.
 struct SessionInfo {
@@ -142,10 +153,12 @@ class Engine {
   // until it returns nullopt after each datagram: that is also when the engine answers a peer that
   // retransmits its last handshake flight.
   void on_datagram(std::span<const std::byte> datagram, TimePoint now, std::error_code& ec);
-  // Call once next_timer() has passed: retransmits the last handshake flight. ec when retransmissions are
-  // exhausted (wolfSSL gives up after its timeout reaches 64 s).
+  // Call once next_timer() has passed: retransmits the last handshake flight, or ends the handshake when
+  // DtlsConfig::handshake_timeout has passed since it began (errc::timeout, FailureKind::timed_out; a client's
+  // began at start(), a server's when its cookie verified). ec also when retransmissions are exhausted
+  // (wolfSSL gives up after its timeout reaches 64 s).
   void on_timer(TimePoint now, std::error_code& ec);
-  // When the engine needs on_timer(); never() when it does not.
+  // When the engine needs on_timer() (a resend or the handshake deadline); never() once established.
   Deadline next_timer() const noexcept;
 
   // Encrypts one message as one record into outgoing(). Needs state() == established; a message larger than
@@ -208,12 +221,25 @@ struct ListenerStats {
   std::uint64_t dropped_datagrams{0};       // datagrams from peers without a session that were no ClientHello
   std::uint64_t sessions_started{0};        // ClientHellos with a valid cookie, handed over as engines
   std::uint64_t failed_handshakes{0};       // ClientHellos with a valid cookie that cannot be served
+  std::uint64_t answers_withheld{0};        // challenges not sent: larger than the hello that asked for them
+};
+
+// What the Listener did with the last datagram it was given.
+enum class HelloVerdict {
+  dropped,      // not a ClientHello that may open a session (counted in ListenerStats::dropped_datagrams)
+  challenged,   // a cookie challenge went back (a HelloVerifyRequest or HelloRetryRequest)
+  refused,      // a DTLS 1.3 cookie that did not verify: an alert went back
+  withheld,     // a challenge was due but larger than the hello: nothing sent (no amplification)
+  started,      // the cookie verified: a session engine was handed out
+  failed,       // the cookie verified, but the hello cannot be served (failure() says why)
 };
 
 // The secret behind the Listener's cookies, shared by every Listener of a server (the threaded server's workers)
 // so that a cookie one of them issued verifies on another. It rotates every `rotation_interval` (lazily, on the
 // first ClientHello after the interval, by the clock the Listener is given) or on rotate(); a cookie made with
-// the previous secret is still accepted, one from two secrets ago gets a new challenge. Thread-safe: the
+// the previous secret is still accepted, one from two secrets ago gets a new challenge. So a cookie, and a
+// ClientHello carrying one, can be replayed for one to two intervals (30 s by default): short, as a replayed
+// verified hello costs a server a session object (ServerEndpoint also refuses a recently used one). Thread-safe: the
 // per-ClientHello check is one atomic load; copying a new secret takes a mutex once per rotation.
 class CookieSecrets {
  public:
@@ -224,12 +250,15 @@ class CookieSecrets {
     std::optional<Secret> previous;
   };
 
-  explicit CookieSecrets(std::chrono::seconds rotation_interval = std::chrono::minutes(5));
+  // Throws std::system_error (errc::no_randomness) when the kernel gives no random bytes for the first secret.
+  explicit CookieSecrets(std::chrono::seconds rotation_interval = std::chrono::seconds(30));
   CookieSecrets(const CookieSecrets&) = delete;
   CookieSecrets& operator=(const CookieSecrets&) = delete;
 
-  // A new random secret; the current one becomes the previous one.
-  void rotate();
+  // A new random secret; the current one becomes the previous one. False when the random source failed: the
+  // secrets stay as they were.
+  bool rotate();
+  std::chrono::seconds rotation_interval() const noexcept;
   // Rotates when the interval has passed since the last rotation (the first call starts the interval), then
   // returns the generation: it changes with every rotation.
   std::uint64_t refresh(TimePoint now);
@@ -266,8 +295,14 @@ class Listener {
   // HelloVerifyRequest, a HelloRetryRequest or a fatal alert), possibly nothing (the datagram was dropped and
   // counted). ec is set when a ClientHello with a valid cookie cannot be served (no cipher suite in common):
   // failure() and failure_kind() say why, until the next such failure.
+  // A ClientHello whose record sequence number is 32 or more is dropped unread (a client numbers its hellos
+  // from 0; such a hello would cost a fresh wolfSSL object, see listener.cpp). A challenge larger than the
+  // hello that asked for it is withheld (a DTLS 1.3 hello with no key share would get 1.5 times its size).
   std::optional<Engine> on_datagram(const Endpoint& peer, std::span<const std::byte> datagram, TimePoint now,
                                     std::error_code& ec);
+  HelloVerdict last_verdict() const noexcept;
+  // Whether the last datagram carried a cookie that did not verify (challenged again, or refused).
+  bool last_cookie_bad() const noexcept;
   std::span<const std::vector<std::byte>> replies() const noexcept;
   void clear_replies() noexcept;
   const ListenerStats& stats() const noexcept;

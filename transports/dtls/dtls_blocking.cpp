@@ -3,12 +3,14 @@ module;
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <system_error>
+#include <variant>
 #include <vector>
 module dgram.dtls;
 
@@ -66,6 +68,15 @@ void DtlsChannel::send(std::span<const std::byte> message, std::error_code& ec) 
 }
 
 std::size_t DtlsChannel::receive(std::span<std::byte> buffer, Deadline deadline, std::error_code& ec) {
+  ec.clear();
+  if (!early_messages_.empty()) {
+    const std::vector<std::byte> message = std::move(early_messages_.front());
+    early_messages_.pop_front();
+    const std::size_t size = std::min(message.size(), buffer.size());
+    std::copy_n(message.begin(), size, buffer.begin());
+    if (size < message.size()) ec = make_error_code(errc::truncated);
+    return size;
+  }
   for (;;) {
     if (const auto size = engine_.take_message(buffer, ec)) return *size;
     if (ec) return 0;
@@ -85,11 +96,12 @@ void DtlsChannel::close(std::error_code& ec) {
 DtlsHandshaker::DtlsHandshaker(std::shared_ptr<DtlsContext> context)
     : context_{std::move(context)}, datagram_{std::make_unique_for_overwrite<std::byte[]>(max_datagram_size)} {}
 
-ListenerStats DtlsHandshaker::listener_stats() const { return listener_ ? listener_->stats() : ListenerStats{}; }
+ServerStats DtlsHandshaker::server_stats() const { return endpoint_ ? endpoint_->stats() : ServerStats{}; }
 
+// A client's handshake (the engine ends it at DtlsConfig::handshake_timeout; `deadline` is the caller's).
 std::unique_ptr<DtlsChannel> DtlsHandshaker::handshake(Transport& path, Engine engine, Deadline deadline,
                                                        std::error_code& ec) {
-  const Deadline limit = deadline.min(Deadline::after(context_->config().handshake_timeout));
+  const Deadline limit = deadline;
   auto channel = std::make_unique<DtlsChannel>(path, std::move(engine));
   struct RecordStats {   // records the counters on every return below
     const DtlsChannel& channel;
@@ -133,29 +145,66 @@ std::unique_ptr<DtlsChannel> DtlsHandshaker::connect_dtls(Transport& path, const
   return handshake(path, std::move(engine), deadline, ec);
 }
 
+void DtlsHandshaker::send_transmits(Transport& path) {
+  std::error_code ignored;   // a reply that cannot be sent is a lost datagram; the peer retransmits
+  for (const auto& datagram : endpoint_->transmits()) path.send_to(datagram.payload, datagram.peer, ignored);
+  endpoint_->clear_transmits();
+}
+
+std::unique_ptr<DtlsChannel> DtlsHandshaker::take_established(Transport& path) {
+  std::unique_ptr<DtlsChannel> channel;
+  std::optional<SessionId> taken;
+  while (auto event = endpoint_->next_event()) {
+    if (const auto* failed = std::get_if<HandshakeFailed>(&*event)) {
+      record_failure(failed->peer, failed->kind, failed->why);
+    } else if (const auto* up = std::get_if<SessionEstablished>(&*event); up && !channel) {
+      if (auto engine = endpoint_->release(up->id)) {   // (none when the same datagram also closed it)
+        channel = std::make_unique<DtlsChannel>(path, std::move(*engine));
+        taken = up->id;
+      }
+    } else if (const auto* message = std::get_if<SessionMessage>(&*event); message && taken && message->id == *taken) {
+      channel->early_messages_.emplace_back(message->message.begin(), message->message.end());
+    }
+  }
+  return channel;
+}
+
 std::unique_ptr<DtlsChannel> DtlsHandshaker::accept_dtls(Transport& path, Deadline deadline, std::error_code& ec) {
-  if (!listener_) {
-    listener_.emplace(context_, ec);
-    if (ec) return nullptr;
+  ec.clear();
+  if (!endpoint_) {
+    endpoint_.emplace(context_, ServerEndpointSettings{}, ec);
+    if (ec) {
+      endpoint_.reset();
+      return nullptr;
+    }
   }
   for (;;) {
-    const Received got = path.receive_from(buffer_of(datagram_), deadline, ec);
-    if (ec == errc::truncated) continue;
-    if (ec) return nullptr;
-    std::error_code hello_error;
-    std::optional<Engine> engine =
-        listener_->on_datagram(got.peer, buffer_of(datagram_).first(got.size), Clock::now(), hello_error);
-    std::error_code ignored;   // a reply that cannot be sent is a lost datagram; the peer retransmits
-    for (const auto& reply : listener_->replies()) path.send_to(reply, got.peer, ignored);
-    listener_->clear_replies();
-    if (hello_error && !listener_->failure().empty())
-      record_failure(got.peer, listener_->failure_kind(), listener_->failure());
-    if (!engine) continue;
+    std::unique_ptr<DtlsChannel> channel = take_established(path);
+    send_transmits(path);
+    if (channel) {
+      channel->flush(ec);   // the server's last flight
+      return ec ? nullptr : std::move(channel);
+    }
     // Once a peer proved its address, its handshake may run its full handshake_timeout, past `deadline`.
-    auto channel = handshake(path, std::move(*engine), Deadline::never(), ec);
-    if (channel) return channel;
-    if (ec == errc::interrupted) return nullptr;
-    record_failure(got.peer, failure_kind_, failure_);   // that peer failed or vanished: serve the next one
+    const bool handshaking = endpoint_->sessions() > 0;
+    if (!handshaking && deadline.passed(Clock::now())) {
+      ec = make_error_code(errc::timeout);
+      return nullptr;
+    }
+    const Deadline wait = (handshaking ? Deadline::never() : deadline).min(endpoint_->next_timer());
+    const Received got = path.receive_from(buffer_of(datagram_), wait, ec);
+    if (time_is_up(ec)) {
+      ec.clear();
+      endpoint_->on_timer(Clock::now());
+      continue;
+    }
+    if (ec == errc::truncated) {
+      ec.clear();
+      endpoint_->note_truncated();
+      continue;
+    }
+    if (ec) return nullptr;
+    endpoint_->handle(Clock::now(), got.peer, buffer_of(datagram_).first(got.size));
   }
 }
 

@@ -50,12 +50,18 @@ void free_ecc_cache_at_thread_exit() { thread_local EccCacheGuard guard; }
 void free_ecc_cache_at_thread_exit() {}
 #endif
 
+// "10 s", "300 ms": the handshake timeout in a failure message.
+std::string duration_text(std::chrono::milliseconds duration) {
+  if (duration.count() % 1000 == 0) return std::to_string(duration.count() / 1000) + " s";
+  return std::to_string(duration.count()) + " ms";
+}
+
 }  // namespace
 
 Engine::Impl::Impl(std::shared_ptr<DtlsContext> owner, Role side, const Endpoint& remote, std::error_code& ec)
     : context{std::move(owner)}, role{side}, peer{remote} {
   free_ecc_cache_at_thread_exit();
-  ssl.reset(wolfSSL_new(context->impl().ctx.get()));
+  ssl.reset(wolfSSL_new(context_impl(*context).ctx.get()));
   if (!ssl) {
     fail(FailureKind::other, "wolfSSL could not create a session (out of memory?)", ec);
     return;
@@ -351,13 +357,39 @@ Engine Engine::client(std::shared_ptr<DtlsContext> context, const Endpoint& peer
 #endif
   if (config.connection_id) impl->use_connection_id({});   // the server's records to us carry none
   if (resume && *resume)
-    wolfSSL_set_session(impl->ssl.get(), static_cast<WOLFSSL_SESSION*>(resume->handle()));
+    wolfSSL_set_session(impl->ssl.get(), static_cast<WOLFSSL_SESSION*>(session_handle(*resume)));
   return Engine{std::move(impl)};
+}
+
+bool Engine::Impl::within_handshake_budget(std::span<const std::byte> datagram) {
+  constexpr std::size_t most_messages = 16;   // a client sends about six in the clear
+  if (role != Role::server || state != EngineState::handshaking) return true;
+  while (const auto found = record::next_record(datagram)) {
+    const bool plaintext_handshake = !found->unified && found->content_type == 22 && record::read16(found->header.subspan(3)) == 0;
+    for (auto rest = found->fragment; plaintext_handshake && rest.size() >= record::handshake_header_size;) {
+      const std::uint32_t sequence = record::read16(rest.subspan(4));
+      const std::uint32_t length = record::read24(rest.subspan(1));
+      const std::size_t fragment_length = record::read24(rest.subspan(9));
+      rest = rest.subspan(std::min(rest.size(), record::handshake_header_size + fragment_length));
+      if (std::ranges::any_of(announced_messages, [&](const auto& seen) { return seen.first == sequence; })) continue;
+      if (announced_messages.size() == most_messages || announced_bytes + length > max_handshake_reassembly) return false;
+      announced_messages.emplace_back(sequence, length);
+      announced_bytes += length;
+    }
+  }
+  return true;
+}
+
+void Engine::Impl::begin_handshake(TimePoint start) {
+  now = start;
+  const auto timeout = std::max(context->config().handshake_timeout, std::chrono::milliseconds(0));
+  const bool fits = TimePoint::max() - start > timeout;
+  handshake_deadline = fits ? start + timeout : TimePoint::max();
 }
 
 void Engine::start(TimePoint now, std::error_code& ec) {
   ec.clear();
-  impl_->now = now;
+  impl_->begin_handshake(now);
   if (impl_->state == EngineState::handshaking) impl_->advance_handshake(ec);
 }
 
@@ -382,6 +414,10 @@ void Engine::on_datagram(std::span<const std::byte> datagram, TimePoint now, std
       return;
     }
   }
+  if (!self.within_handshake_budget(datagram)) {
+    ++self.stats.over_handshake_budget;
+    return;
+  }
   self.push_input(datagram);
   if (self.state != EngineState::handshaking) return;
   const std::uint64_t handed_before = self.handed_over;
@@ -390,14 +426,25 @@ void Engine::on_datagram(std::span<const std::byte> datagram, TimePoint now, std
 }
 
 Deadline Engine::next_timer() const noexcept {
-  if (impl_->state != EngineState::handshaking || !impl_->flight_sent_at) return Deadline::never();
-  return Deadline::at(*impl_->flight_sent_at + std::chrono::seconds(impl_->retransmit_wait_seconds));
+  const Impl& self = *impl_;
+  if (self.state != EngineState::handshaking) return Deadline::never();
+  Deadline next = self.handshake_deadline ? Deadline::at(*self.handshake_deadline) : Deadline::never();
+  if (self.flight_sent_at)
+    next = next.min(Deadline::at(*self.flight_sent_at + std::chrono::seconds(self.retransmit_wait_seconds)));
+  return next;
 }
 
 void Engine::on_timer(TimePoint now, std::error_code& ec) {
   ec.clear();
   Impl& self = *impl_;
   if (!next_timer().passed(now)) return;
+  if (self.handshake_deadline && now >= *self.handshake_deadline) {
+    self.now = now;
+    ec = make_error_code(errc::timeout);
+    self.fail(FailureKind::timed_out, "the handshake did not finish within " +
+              duration_text(self.context->config().handshake_timeout) + " (the peer stopped answering)", ec);
+    return;
+  }
   self.now = now;
   self.flight_sent_at = now;
   ++self.stats.retransmissions;
@@ -574,7 +621,7 @@ std::size_t Engine::max_message_size() const noexcept {
 Session Engine::session() const {
   if (impl_->role != Role::client || impl_->state == EngineState::handshaking || impl_->state == EngineState::failed)
     return {};
-  return Session::adopt(wolfSSL_get1_session(impl_->ssl.get()));
+  return adopt_session(wolfSSL_get1_session(impl_->ssl.get()));
 }
 
 }  // namespace dgram::dtls

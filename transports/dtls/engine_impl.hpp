@@ -25,6 +25,11 @@ struct DtlsContext::Impl {
   std::vector<KeySha256> pinned_keys;   // DtlsConfig::pinned_peer_keys, parsed
 };
 
+// The friends through which the engine's units reach the insides of DtlsContext and Session (context.cpp).
+DtlsContext::Impl& context_impl(const DtlsContext& context) noexcept;
+void* session_handle(const Session& session) noexcept;
+Session adopt_session(void* handle) noexcept;
+
 // A certificate that failed verification, as the verify callback saw it.
 struct CertificateProblem {
   long verify_error{0};   // X509_V_ERR_* (or a wolfSSL error code)
@@ -75,6 +80,11 @@ struct Engine::Impl {
   bool input_resend_allowed(std::chrono::milliseconds interval);
   // `bytes` in a buffer taken from spare when there is one (no allocation per datagram in steady state).
   std::vector<std::byte> recycled_copy(std::span<const std::byte> bytes);
+  // Server, handshaking: whether the datagram's plaintext handshake fragments stay within
+  // max_handshake_reassembly (declared message lengths, each message counted once), noting them when they do.
+  bool within_handshake_budget(std::span<const std::byte> datagram);
+  // Starts the handshake's clock (see handshake_deadline).
+  void begin_handshake(TimePoint start);
   // Once established: resend final_flight when the peer's datagram repeats its handshake flight.
   void answer_repeated_flight(std::span<const std::byte> datagram);
 
@@ -89,6 +99,13 @@ struct Engine::Impl {
   std::vector<std::byte> scratch;              // for take_message into a buffer smaller than a record
   TimePoint now{};
   std::optional<TimePoint> flight_sent_at;     // when the last handshake flight went out
+  // When the handshake fails as timed out (DtlsConfig::handshake_timeout after it began: the client's start,
+  // a server's verified cookie). next_timer() includes it, so every driver enforces it by running timers.
+  std::optional<TimePoint> handshake_deadline;
+  // The plaintext handshake messages the peer announced (message_seq, declared length) and their sum, for the
+  // reassembly budget.
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> announced_messages;
+  std::size_t announced_bytes{0};
   int retransmit_wait_seconds{1};              // until the next resend of that flight: 1, 2, 4... up to the cap
   std::string failure;
   FailureKind failure_kind{FailureKind::none};

@@ -48,7 +48,7 @@ std::string readable_name(WOLFSSL_X509_NAME* name) {
       out += ", ";
     }
   }
-  return out.empty() ? "(empty)" : out;
+  return out.empty() ? "(empty)" : hex::printable(out);   // the peer chose it: no control characters in logs
 }
 
 std::string ip_text(std::span<const unsigned char> bytes) {
@@ -83,8 +83,8 @@ std::string certificate_names(WOLFSSL_X509* certificate) {
     const auto* data = wolfSSL_ASN1_STRING_data(text);
     const int length = wolfSSL_ASN1_STRING_length(text);
     if (!data || length <= 0) continue;
-    if (name->type == ASN_DNS_TYPE) {
-      add(std::string(reinterpret_cast<const char*>(data), static_cast<std::size_t>(length)));
+    if (name->type == ASN_DNS_TYPE) {   // (the peer chose it: escaped for logs)
+      add(hex::printable(std::string_view(reinterpret_cast<const char*>(data), static_cast<std::size_t>(length))));
     } else {
       add(ip_text({data, static_cast<std::size_t>(length)}));
     }
@@ -93,7 +93,7 @@ std::string certificate_names(WOLFSSL_X509* certificate) {
     std::array<char, 256> common_name{};
     if (wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(certificate), NID_commonName,
                                           common_name.data(), static_cast<int>(common_name.size())) > 0)
-      add(common_name.data());
+      add(hex::printable(common_name.data()));
   }
   return names.empty() ? "no name" : names;
 }

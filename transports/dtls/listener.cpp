@@ -3,8 +3,6 @@ module;
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
-#include <sys/random.h>
-
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -20,6 +18,7 @@ module;
 #include <system_error>
 #include <utility>
 #include <vector>
+#include "random.hpp"
 module dgram.dtls.engine;
 
 import dgram.dtls.config;
@@ -30,19 +29,17 @@ import dgram.dtls.record;
 namespace dgram::dtls {
 namespace {
 
-// From the kernel's CSPRNG: an HMAC key. getrandom(2) neither throws nor needs a descriptor (workers call this
-// while serving), and blocks only before the pool is first seeded at boot.
-void fill_random(std::span<std::byte> bytes) {
-  for (std::size_t filled = 0; filled < bytes.size();) {
-    const ssize_t got = ::getrandom(bytes.data() + filled, bytes.size() - filled, 0);
-    if (got > 0) filled += static_cast<std::size_t>(got);
-  }
+// A new secret; nullopt when the kernel's random source fails.
+std::optional<CookieSecrets::Secret> random_secret() {
+  CookieSecrets::Secret secret;
+  if (detail::fill_random(std::as_writable_bytes(std::span(secret)))) return std::nullopt;
+  return secret;
 }
 
-CookieSecrets::Secret random_secret() {
-  CookieSecrets::Secret secret;
-  fill_random(std::as_writable_bytes(std::span(secret)));
-  return secret;
+CookieSecrets::Secret first_secret() {
+  const auto secret = random_secret();
+  if (!secret) throw std::system_error(make_error_code(errc::no_randomness), "no random cookie secret");
+  return *secret;
 }
 
 TimePoint::rep saturated_ticks(TimePoint now, std::chrono::seconds interval) {
@@ -53,15 +50,19 @@ TimePoint::rep saturated_ticks(TimePoint now, std::chrono::seconds interval) {
 }  // namespace
 
 CookieSecrets::CookieSecrets(std::chrono::seconds rotation_interval)
-    : interval_{std::max(rotation_interval, std::chrono::seconds(1))}, current_{random_secret()} {}
+    : interval_{std::max(rotation_interval, std::chrono::seconds(1))}, current_{first_secret()} {}
 
-void CookieSecrets::rotate() {
-  const Secret fresh = random_secret();
+bool CookieSecrets::rotate() {
+  const auto fresh = random_secret();
+  if (!fresh) return false;
   const std::lock_guard lock(mutex_);
   previous_ = current_;
-  current_ = fresh;
+  current_ = *fresh;
   generation_.fetch_add(1, std::memory_order_release);
+  return true;
 }
+
+std::chrono::seconds CookieSecrets::rotation_interval() const noexcept { return interval_; }
 
 std::uint64_t CookieSecrets::refresh(TimePoint now) {
   const TimePoint::rep ticks = now.time_since_epoch().count();
@@ -91,6 +92,8 @@ struct Listener::State {
   ListenerStats stats;
   std::string failure;
   FailureKind failure_kind{FailureKind::none};
+  HelloVerdict verdict{HelloVerdict::dropped};
+  bool cookie_bad{false};
 
   // refused: a cookie that does not verify, answered with an alert (DTLS 1.3; 1.2 challenges again).
   enum class Outcome { challenged, verified, failed, refused, dropped };
@@ -113,12 +116,14 @@ struct Listener::State {
 
   // A ClientHello that may open a session gets the Connection ID that session will have: the prefix and
   // random bytes, unpredictable to others (a CID is visible on the path but should not be guessable).
-  void issue_connection_id() {
-    if (!context->config().connection_id) return;
+  // False when the random source failed: the hello is then dropped (the client retransmits).
+  bool issue_connection_id() {
+    if (!context->config().connection_id) return true;
     std::array<std::byte, record::connection_id_size> id{};
     id[0] = std::byte{connection_id_prefix};
-    fill_random(std::span(id).subspan(1));
+    if (detail::fill_random(std::span(id).subspan(1))) return false;
     probe->use_connection_id(id);
+    return true;
   }
 
   // A fresh probe; on failure (wolfSSL out of memory) none at all, and the next ClientHello tries again.
@@ -180,9 +185,8 @@ struct Listener::State {
     probe->output.clear();
     reset_probe();
     use_secret(*secret.previous);
-    issue_connection_id();
     std::error_code retry_error;
-    const Outcome outcome = offer(peer, datagram, now, retry_error);
+    const Outcome outcome = issue_connection_id() ? offer(peer, datagram, now, retry_error) : Outcome::dropped;
     if (outcome == Outcome::verified || outcome == Outcome::failed) {
       error = retry_error;
       return outcome;
@@ -198,9 +202,17 @@ struct Listener::State {
   // peer's hello (sequence number 0) for an old record, and the server silently stopped taking handshakes.
   // A client's hellos are numbered from 0, so such a hello, or one the probe ignored for reasons of its own,
   // costs a fresh probe.
+  static constexpr std::uint64_t window_size = 64;   // wolfSSL's DTLS_SEQ_BITS
   static bool may_have_moved_window(Outcome outcome, const record::ClientHelloFacts& hello) {
-    constexpr std::uint64_t window_size = 64;   // wolfSSL's DTLS_SEQ_BITS
     return outcome == Outcome::dropped || hello.record_sequence >= window_size / 2;
+  }
+
+  // Whether the probe's answer is larger than the hello it answers (RFC 9147 5.1: a stateless answer must not
+  // amplify). A DTLS 1.3 HelloRetryRequest to a hello without a key share is; a HelloVerifyRequest is not.
+  bool answer_larger_than(std::size_t hello_size) const {
+    std::size_t answer = 0;
+    for (const auto& datagram : probe->output) answer += datagram.size();
+    return answer > hello_size;
   }
 
   void take_probe_output_as_replies() {
@@ -228,15 +240,19 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
                                             TimePoint now, std::error_code& ec) {
   ec.clear();
   State& self = *state_;
+  self.verdict = HelloVerdict::dropped;
+  self.cookie_bad = false;
   const auto hello = record::client_hello(datagram);
-  if (!hello || (!self.probe && !self.renew_probe(ec))) {   // only a ClientHello may open a session
+  // Only a ClientHello may open a session, and only one numbered as a client's first few are: a hello with a
+  // large record number would move the probe's record window (see may_have_moved_window) and cost a fresh probe.
+  if (!hello || hello->record_sequence >= State::window_size / 2 || (!self.probe && !self.renew_probe(ec))) {
     ++self.stats.dropped_datagrams;
     return std::nullopt;
   }
   self.sync_secret(now);
-  if (hello->has_cookie) self.issue_connection_id();
   std::error_code handshake_error;
-  State::Outcome outcome = self.offer(peer, datagram, now, handshake_error);
+  State::Outcome outcome = State::Outcome::dropped;
+  if (!hello->has_cookie || self.issue_connection_id()) outcome = self.offer(peer, datagram, now, handshake_error);
   // A DTLS 1.3 cookie that does not verify gets an alert, and nothing else (no error: not a handshake).
   if (outcome == State::Outcome::dropped && hello->has_cookie_extension) outcome = State::Outcome::refused;
   if ((outcome == State::Outcome::challenged || outcome == State::Outcome::refused) && hello->has_cookie &&
@@ -245,22 +261,35 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
 
   if (outcome == State::Outcome::verified) {   // this probe is now that peer's session; a fresh one takes its place
     ++self.stats.sessions_started;
+    self.verdict = HelloVerdict::started;
     Engine engine{std::move(self.probe)};
+    engine.impl_->begin_handshake(now);
     self.renew_probe(ec);
     return engine;
   }
   switch (outcome) {
     case State::Outcome::challenged:
-      ++self.stats.hello_verify_requests;
+      self.verdict = HelloVerdict::challenged;
+      self.cookie_bad = hello->has_cookie;
       if (hello->has_cookie) ++self.stats.bad_cookies;
+      if (self.answer_larger_than(datagram.size())) {   // no amplification: the client may send a fuller hello
+        self.verdict = HelloVerdict::withheld;
+        ++self.stats.answers_withheld;
+        self.probe->output.clear();
+      } else {
+        ++self.stats.hello_verify_requests;
+      }
       break;
     case State::Outcome::failed:   // the cookie verified, but the hello cannot be served (no shared cipher)
+      self.verdict = HelloVerdict::failed;
       ++self.stats.failed_handshakes;
       self.failure = self.probe->failure;
       self.failure_kind = self.probe->failure_kind;
       ec = handshake_error;
       break;
     case State::Outcome::refused:
+      self.verdict = HelloVerdict::refused;
+      self.cookie_bad = true;
       ++self.stats.bad_cookies;
       break;
     case State::Outcome::dropped:
@@ -280,6 +309,8 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
   return std::nullopt;
 }
 
+HelloVerdict Listener::last_verdict() const noexcept { return state_->verdict; }
+bool Listener::last_cookie_bad() const noexcept { return state_->cookie_bad; }
 std::span<const std::vector<std::byte>> Listener::replies() const noexcept { return state_->replies; }
 void Listener::clear_replies() noexcept { state_->replies.clear(); }
 const ListenerStats& Listener::stats() const noexcept { return state_->stats; }

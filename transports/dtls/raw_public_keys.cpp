@@ -212,7 +212,7 @@ std::optional<KeySha256> peer_raw_key_sha256(WOLFSSL* ssl, Role our_role) {
 namespace {
 
 std::optional<FailureExplanation> refuse_unless_pinned(const Engine::Impl& engine, const KeySha256& key) {
-  for (const KeySha256& allowed : engine.context->impl().pinned_keys)
+  for (const KeySha256& allowed : context_impl(*engine.context).pinned_keys)
     if (allowed == key) return std::nullopt;
   return FailureExplanation{FailureKind::unpinned_key, std::string("the ") + peer_side(engine) +
                                                            "'s raw public key (SHA-256 " + hex::of(key) + ") is not pinned here"};
@@ -221,7 +221,7 @@ std::optional<FailureExplanation> refuse_unless_pinned(const Engine::Impl& engin
 }  // namespace
 
 int accept_pinned_key(Engine::Impl& engine, WOLFSSL_X509_STORE_CTX* store) {
-  if (engine.context->impl().pinned_keys.empty() || store->error_depth != 0) return 1;
+  if (context_impl(*engine.context).pinned_keys.empty() || store->error_depth != 0) return 1;
   if (store->totalCerts < 1 || !store->certs || !store->certs[0].buffer) return 1;   // nothing to judge: checked
                                                                                      // once established
   const WOLFSSL_BUFFER_INFO& presented = store->certs[0];
@@ -230,7 +230,7 @@ int accept_pinned_key(Engine::Impl& engine, WOLFSSL_X509_STORE_CTX* store) {
 }
 
 std::optional<FailureExplanation> check_pinned_peer_key(const Engine::Impl& engine) {
-  const auto& pinned = engine.context->impl().pinned_keys;
+  const auto& pinned = context_impl(*engine.context).pinned_keys;
   if (pinned.empty()) return std::nullopt;
   const auto key = peer_raw_key_sha256(engine.ssl.get(), engine.role);
   if (!key)

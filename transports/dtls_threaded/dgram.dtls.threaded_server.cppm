@@ -34,10 +34,10 @@ std::uint32_t default_worker_count();
 struct ThreadedServerSettings : EventServerSettings {
   std::uint32_t workers{0};                            // 0: one per core this process may use; at most
                                                        // max_connection_id_workers with Connection IDs
-  std::chrono::seconds cookie_rotation{std::chrono::minutes(5)};   // > 0, else errc::invalid_argument
-  // worker and shared_session_count are set per worker by the server (values given here are not used).
+  std::chrono::seconds cookie_rotation{30};   // > 0, else errc::invalid_argument
   // max_sessions is the whole server's (the workers share one count: two that take a new peer at the same
-  // moment may exceed it by one each); socket.reuse_port is always on;
+  // moment may exceed it by one each), and so are max_handshakes and max_handshakes_per_source (each worker
+  // takes its share); socket.reuse_port is always on;
   // stats_interval makes every worker call on_stats with its own counters; cookie_secrets null: one is made.
 };
 

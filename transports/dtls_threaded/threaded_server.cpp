@@ -103,14 +103,13 @@ void ThreadedServer::Impl::open(std::shared_ptr<DtlsContext> context, const Endp
   EventServerSettings each = settings;
   each.socket.reuse_port = true;
   each.cookie_secrets = secrets;
-  each.shared_session_count = std::make_shared<std::atomic<std::size_t>>(0);
+  const auto session_count = std::make_shared<std::atomic<std::size_t>>(0);
   // SO_REUSEPORT picks a worker by the peer's address, so a peer whose address changed may land on another
   // worker than the one that owns its session: that worker hands the record over (one copy and one wake-up,
   // only for records of moved peers).
   // Anyone can make up an ID, so at most max_waiting_forwards datagrams wait for one worker at a time.
   forwards_waiting = std::vector<std::atomic<std::uint32_t>>(count);
-  each.foreign_connection_id = [this](std::uint8_t owner, std::span<const std::byte> datagram, const Endpoint& from) {
-    if (owner >= workers.size()) return false;   // no worker issued it: nothing to route to
+  const auto forward = [this](std::uint32_t owner, std::span<const std::byte> datagram, const Endpoint& from) {
     std::atomic<std::uint32_t>& waiting = forwards_waiting[owner];
     if (waiting.fetch_add(1, std::memory_order_relaxed) >= max_waiting_forwards) {
       waiting.fetch_sub(1, std::memory_order_relaxed);
@@ -119,13 +118,13 @@ void ThreadedServer::Impl::open(std::shared_ptr<DtlsContext> context, const Endp
     workers[owner]->post([copy = std::vector<std::byte>(datagram.begin(), datagram.end()), from,
                           &waiting](EventServer& server) {
       waiting.fetch_sub(1, std::memory_order_relaxed);
-      server.take_forwarded(copy, from);
+      server.endpoint().handle(Clock::now(), from, copy);
     });
     return true;
   };
   for (std::uint32_t index = 0; index < count; ++index) {
-    each.worker = index;
-    workers.push_back(std::make_unique<EventServer>(context, local, each, *handler, ec));
+    const PortShare share{index, count, session_count};
+    workers.push_back(std::make_unique<EventServer>(context, local, each, *handler, ec, detail::PortWorker{share, forward}));
     if (ec) {
       workers.clear();
       return;
@@ -149,7 +148,7 @@ void ThreadedServer::run(std::error_code& ec) {
   ec.clear();
   auto& workers = impl_->workers;
   if (workers.empty()) {   // the constructor failed and said so
-    ec = make_error_code(errc::not_connected);
+    ec = make_error_code(errc::not_set_up);
     return;
   }
   std::vector<std::error_code> errors(workers.size());

@@ -1,0 +1,202 @@
+// dgram.dtls.server_endpoint: a DTLS server port without I/O: which session a datagram belongs to, and what
+// the server does about it.
+//
+// ServerEndpoint owns the Listener (the stateless cookie exchange), the session table (by peer address and by
+// Connection ID), every routing rule (a moved peer, a new handshake from a session's address, a replayed
+// ClientHello), the limits (sessions, handshakes under way in all and per source) and every session's timers.
+// A driver gives it datagrams (handle) and the time (on_timer when next_timer() has passed), sends what
+// transmits() lists, and hands the program what next_event() returns, after the endpoint call, never in the
+// middle of one. The program's own calls (send, close) are the endpoint's too. The event-driven server is a
+// socket and an epoll loop around one; the threaded server runs N of them.
+//
+// Like the engine it never touches a socket or a clock, so tests and fuzzers drive it from memory.
+module;
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <variant>
+export module dgram.dtls.server_endpoint;
+
+export import dgram.dtls.engine;
+export import dgram.transport;
+
+export namespace dgram::dtls {
+
+// A session of the server. Stays valid as a name after the session ended (a call with it then fails with
+// errc::no_such_session): the slot's generation tells a reused slot from the session that had it. `worker` is
+// the number of the endpoint that owns it (a ThreadedServer's worker; 0 alone).
+struct SessionId {
+  std::uint32_t index{0};
+  std::uint32_t generation{0};
+  std::uint32_t worker{0};
+  friend bool operator==(SessionId, SessionId) = default;
+};
+
+enum class SessionEnd {
+  closed_by_peer,    // close_notify from the peer
+  closed_by_server,  // close()
+  idle,              // nothing from the peer for idle_timeout: dropped without a word (it may be gone)
+  server_stopping,   // shutdown(): close_notify sent
+  failed,            // a fatal error after the handshake (the peer's fatal alert, for one)
+  replaced,          // the peer's address began a new handshake and proved it with a cookie: the old client
+                     // is gone (its port was reused, or it restarted without closing)
+};
+
+struct SessionSummary {
+  SessionId id;
+  Endpoint peer;
+  bool resumed{false};
+  std::string cipher;
+  std::uint64_t messages_in{0};
+  std::uint64_t messages_out{0};
+  SessionEnd end{SessionEnd::closed_by_peer};
+  std::string version;          // "DTLSv1.2" or "DTLSv1.3"
+  bool connection_id{false};    // the session used a Connection ID
+  std::uint64_t address_changes{0};   // times its peer moved to another address and kept the session (CID)
+  std::string psk_identity;     // the pre-shared key identity the client authenticated with; empty without PSK
+  std::string peer_key_sha256;  // the client's raw public key (SHA-256 of its SubjectPublicKeyInfo, hex); or empty
+};
+
+struct ServerStats {
+  std::uint64_t sessions_open{0};
+  std::uint64_t sessions_total{0};        // established sessions, ever
+  std::uint64_t handshakes_full{0};
+  std::uint64_t handshakes_resumed{0};
+  std::uint64_t handshakes_failed{0};     // after a valid cookie: failed, timed out, crowded out or vanished
+  std::uint64_t handshake_timeouts{0};    // of handshakes_failed: stalled past handshake_timeout (or its
+                                          // shorter self while handshakes crowd the limit)
+  std::uint64_t handshakes_crowded_out{0};   // of handshakes_failed: the oldest unfinished handshake (of all, or
+                                             // of its source) dropped for a newer one at a handshake limit
+  std::uint64_t idle_timeouts{0};
+  std::uint64_t cookies_sent{0};          // HelloVerifyRequests and HelloRetryRequests
+  std::uint64_t bad_cookies{0};           // ClientHellos with a cookie that did not verify
+  std::uint64_t replayed_hellos{0};       // verified ClientHellos whose address and random already opened a
+                                          // session lately: refused (a copy of a genuine one)
+  std::uint64_t answers_withheld{0};      // ClientHellos too small for their answer (no amplification)
+  std::uint64_t dropped_garbage{0};       // not a well-formed DTLS datagram
+  std::uint64_t dropped_no_session{0};    // well-formed, but from a peer without a session and no ClientHello
+  std::uint64_t dropped_over_limit{0};    // from a new peer while max_sessions were established
+  std::uint64_t dropped_undecryptable{0}; // inside sessions: replayed, bad MACs, stray records
+  std::uint64_t dropped_over_handshake_budget{0};   // handshake fragments beyond a session's reassembly budget
+  std::uint64_t sessions_replaced{0};     // a new handshake from a session's address took its place
+  std::uint64_t address_changes{0};       // a session's peer moved (a newer record of its Connection ID
+                                          // authenticated from a new address) and the session followed it
+  std::uint64_t replies_withheld_unproven{0};   // datagrams not sent to a moved peer's new address over its
+                                                // anti-amplification budget (three times what came from there)
+  std::uint64_t dropped_unknown_connection_id{0};   // DTLS 1.3 records with a Connection ID no session has
+  std::uint64_t datagrams_in{0};
+  std::uint64_t datagrams_out{0};
+  std::uint64_t messages_in{0};
+  std::uint64_t messages_out{0};
+};
+
+// Adds every counter of `part` to `total` (the threaded server's totals over its workers).
+void accumulate(ServerStats& total, const ServerStats& part) noexcept;
+
+struct ServerEndpointSettings {
+  std::size_t max_sessions{10'000};              // sessions and handshakes under way; new peers beyond wait
+  // Handshakes under way (a verified cookie, not yet established) at once: 0 means half of max_sessions (at
+  // least 16, or max_sessions when smaller). At the limit the oldest gives way to the newcomer, and past three
+  // quarters of it a handshake older than a quarter of DtlsConfig::handshake_timeout is dropped as timed out.
+  std::size_t max_handshakes{0};
+  // Of those, from one IPv4 address or one IPv6 /64: 0 means an eighth of max_handshakes (at least 16, or
+  // max_handshakes when smaller). At the limit that source's oldest gives way.
+  std::size_t max_handshakes_per_source{0};
+  std::chrono::milliseconds idle_timeout{60'000};
+  // The secret of the stateless cookies; null: the endpoint makes its own. Endpoints that share a port (the
+  // workers of a ThreadedServer) share it, so a cookie one issued verifies on another.
+  std::shared_ptr<CookieSecrets> cookie_secrets;
+};
+
+// What happened, for the program: one of these per next_event().
+struct SessionEstablished {
+  SessionId id;
+  SessionInfo session;
+};
+struct SessionMessage {
+  SessionId id;
+  std::span<const std::byte> message;   // valid until next_event() returns nothing
+};
+struct SessionEnded {
+  SessionSummary summary;
+};
+struct HandshakeFailed {   // a peer that proved its address (a valid cookie) whose handshake failed or stalled
+  Endpoint peer;
+  FailureKind kind{FailureKind::other};
+  std::string why;
+};
+using ServerEvent = std::variant<SessionEstablished, SessionMessage, SessionEnded, HandshakeFailed>;
+
+// Endpoints that serve one port together (a ThreadedServer's workers, one per thread).
+struct PortShare {
+  std::uint32_t worker{0};    // this one's number: in SessionIds, and the first byte of its Connection IDs
+  std::uint32_t workers{1};   // how many: a record with another's Connection ID is handed back by handle()
+  std::shared_ptr<std::atomic<std::size_t>> session_count;   // max_sessions counts all of theirs; null: alone
+};
+
+class ServerEndpoint {
+ public:
+  // A client-role context is errc::invalid_argument; a Listener that cannot be made (wolfSSL out of memory)
+  // or no random key for the tables sets ec too.
+  ServerEndpoint(std::shared_ptr<DtlsContext> context, ServerEndpointSettings settings, std::error_code& ec,
+                 PortShare share = {});
+  ~ServerEndpoint();
+  ServerEndpoint(ServerEndpoint&&) noexcept;
+  ServerEndpoint& operator=(ServerEndpoint&&) noexcept;
+
+  // One datagram from `peer` (a malformed one is dropped and counted). Returns the worker that owns it when it
+  // carries a Connection ID another endpoint of the port issued (PortShare::workers > 1): not taken here; the
+  // caller gives it to that endpoint's handle(), or to note_unknown_connection_id() when it cannot.
+  std::optional<std::uint32_t> handle(TimePoint now, const Endpoint& peer, std::span<const std::byte> datagram);
+  void note_unknown_connection_id();
+  // A datagram the socket had to truncate (larger than max_datagram_size): counted as garbage.
+  void note_truncated();
+  // When on_timer() is next needed (a retransmission, a handshake or idle deadline); never() when no session.
+  Deadline next_timer() const noexcept;
+  void on_timer(TimePoint now);
+
+  // The program's calls, between endpoint calls (from an event's handling, too).
+  // Encrypts `message` for an established session. errc::no_such_session when the session has ended,
+  // errc::not_connected while it is still handshaking; Engine::send's errors otherwise.
+  void send(SessionId id, std::span<const std::byte> message, std::error_code& ec);
+  // Sends close_notify and ends the session (SessionEnd::closed_by_server).
+  void close(SessionId id);
+  // Closes every session (SessionEnd::server_stopping, close_notify to the established ones).
+  void shutdown();
+  // Takes an established session out of the endpoint, with what it has still to send (the blocking server
+  // serves it alone, on its engine). The endpoint forgets it without an event; nullopt when not established.
+  std::optional<Engine> release(SessionId id);
+  bool alive(SessionId id) const noexcept;
+
+  // The next event, or nullopt when there is none (the message bytes of the events are then released: a
+  // SessionMessage's bytes stay valid until then). A message of a session closed meanwhile is skipped.
+  std::optional<ServerEvent> next_event();
+  // What to send, in order; valid until clear_transmits() or the next endpoint call that is not a program's
+  // call. Every datagram is counted as sent.
+  std::span<const SendSlot> transmits();
+  void clear_transmits();
+
+  // Sessions (established or handshaking) held now, and of those the handshakes under way.
+  std::size_t sessions() const noexcept;
+  std::size_t handshakes() const noexcept;
+  // Checks the tables against each other and the limits (every session reachable by one address, its
+  // Connection ID naming it, the counts and the limits agreeing): empty when they hold, else what does not.
+  // For tests and fuzzing; linear in the sessions.
+  std::string audit() const;
+  const ServerStats& stats() const noexcept;
+  std::uint32_t worker() const noexcept;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dgram::dtls
