@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <memory>
 #include <span>
@@ -28,7 +29,7 @@ namespace dtls = dgram::dtls;
 
 namespace {
 
-std::span<const std::byte> bytes(const std::string& text) { return std::as_bytes(std::span(text)); }
+using dgram::testing::bytes;
 
 // A DTLS echo server on a thread: accepts sessions one after another and echoes each message, until stopped.
 class ThreadServer {
@@ -226,6 +227,33 @@ TEST_CASE("dtls sockets: a client that vanishes mid-handshake does not stop the 
   server.stop();
   CHECK(server.handshaker().accept_stats().failed_handshakes == 1);
   CHECK(server.sessions() == 1);
+}
+
+TEST_CASE("dtls sockets: clients that handshake at once are all served, one after another", "[dtls]") {
+  ThreadServer server(test_server_config());
+  // Four handshakes finish together inside the server's endpoint; it hands them out in turn.
+  std::vector<std::future<std::string>> echoes;
+  for (int i = 0; i < 4; ++i) {
+    echoes.push_back(std::async(std::launch::async, [&server, i] {
+      Client client(test_client_config(), server.endpoint());
+      if (!client.channel) return "no session: " + client.handshaker.failure();
+      std::string reply;
+      // The server serves one session at a time: a message sent while it serves another is lost, so it is sent
+      // again until the echo comes (each wait bounded).
+      for (int attempt = 0; attempt < 40 && reply.empty(); ++attempt) {
+        std::error_code ec;
+        client.channel->send(bytes("client " + std::to_string(i)), ec);
+        std::vector<std::byte> buffer(256);
+        const std::size_t size = client.channel->receive(buffer, dgram::Deadline::after(250ms), ec);
+        if (!ec) reply.assign(reinterpret_cast<const char*>(buffer.data()), size);
+      }
+      client.close();
+      return reply;
+    }));
+  }
+  for (int i = 0; i < 4; ++i) CHECK(echoes[i].get() == "client " + std::to_string(i));
+  server.stop();
+  CHECK(server.sessions() == 4);
 }
 
 TEST_CASE("dtls: bad configurations are one readable reason", "[dtls][negative]") {

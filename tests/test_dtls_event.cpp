@@ -34,8 +34,8 @@ namespace dtls = dgram::dtls;
 
 namespace {
 
-std::span<const std::byte> bytes(const std::string& text) { return std::as_bytes(std::span(text)); }
-std::string text(std::span<const std::byte> data) { return {reinterpret_cast<const char*>(data.data()), data.size()}; }
+using dgram::testing::bytes;
+using dgram::testing::text;
 
 // Echoes every message and records what happened, for the test thread to wait on.
 class RecordingEcho final : public dtls::SessionHandler {

@@ -30,7 +30,7 @@ namespace dtls = dgram::dtls;
 
 namespace {
 
-std::span<const std::byte> bytes(const std::string& text) { return std::as_bytes(std::span(text)); }
+using dgram::testing::bytes;
 
 struct Handshake {
   std::uint32_t worker;

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "bytes.hpp"
 #include "process.hpp"
 
 import dgram;

@@ -15,6 +15,8 @@
 #include <system_error>
 #include <vector>
 
+#include "bytes.hpp"
+
 import dgram;
 
 namespace dgram::testing {
@@ -25,7 +27,6 @@ using dgram::dtls::Engine;
 using dgram::dtls::EngineState;
 using dgram::dtls::Listener;
 
-inline std::span<const std::byte> bytes(const std::string& text) { return std::as_bytes(std::span(text)); }
 
 // Two engines and a listener joined by in-memory queues; `drop` decides the fate of each datagram.
 struct Pump {

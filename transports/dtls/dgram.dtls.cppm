@@ -1,4 +1,4 @@
-// dgram.dtls: the blocking DTLS 1.2 driver: DtlsHandshaker (client connect, server accept) and DtlsChannel,
+// dgram.dtls: the blocking driver (DTLS 1.2 and 1.3): DtlsHandshaker (client connect, server accept) and DtlsChannel,
 // both thin loops over the sans-I/O Engine and a Transport.
 //
 // The server side is the tutorial's chapter-2 server without its bugs: one unconnected socket, and a loop over
@@ -80,8 +80,9 @@ class DtlsHandshaker final : public Handshaker {
   // Server: waits until a peer completes a handshake (cookie first) and returns its session. Peers whose
   // handshake fails or stalls are counted in accept_stats() and skipped. errc::timeout when `deadline` passes
   // with no handshake under way; a handshake that started runs up to handshake_timeout even past `deadline`.
-  // errc::interrupted when a signal arrives. Handshakes of other peers may be under way meanwhile (the
-  // endpoint's limits apply: ServerEndpointSettings); they go on at the next call.
+  // errc::interrupted when a signal arrives. Up to 64 handshakes may be under way at once (the endpoint's
+  // rules apply: the oldest gives way); sessions established together are returned by the next calls (up to
+  // 16 wait; more are closed), on the Transport they came on.
   std::unique_ptr<DtlsChannel> accept_dtls(Transport& path, Deadline deadline, std::error_code& ec);
 
   std::unique_ptr<Channel> connect(Transport& path, const Endpoint& peer, Deadline deadline,
@@ -108,6 +109,7 @@ class DtlsHandshaker final : public Handshaker {
 
   std::shared_ptr<DtlsContext> context_;
   std::optional<ServerEndpoint> endpoint_;
+  std::deque<std::unique_ptr<DtlsChannel>> ready_;   // established while another was being handed out
   std::unique_ptr<std::byte[]> datagram_;
   std::string failure_;
   FailureKind failure_kind_{FailureKind::none};

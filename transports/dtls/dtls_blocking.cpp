@@ -17,6 +17,9 @@ module dgram.dtls;
 namespace dgram::dtls {
 namespace {
 
+// Established sessions that wait for the blocking server to take them, at most.
+constexpr std::size_t max_waiting_sessions = 16;
+
 std::span<std::byte> buffer_of(const std::unique_ptr<std::byte[]>& storage) { return {storage.get(), max_datagram_size}; }
 
 // Waiting with a deadline that has just passed reports would_block; for a driver both mean "time is up".
@@ -151,28 +154,37 @@ void DtlsHandshaker::send_transmits(Transport& path) {
   endpoint_->clear_transmits();
 }
 
+// Sessions established in the same round (several handshakes run at once) wait in `ready_`, served in turn;
+// past max_waiting_sessions they are closed.
 std::unique_ptr<DtlsChannel> DtlsHandshaker::take_established(Transport& path) {
-  std::unique_ptr<DtlsChannel> channel;
-  std::optional<SessionId> taken;
+  std::vector<std::pair<SessionId, DtlsChannel*>> taken;   // this round's, for their early messages
   while (auto event = endpoint_->next_event()) {
     if (const auto* failed = std::get_if<HandshakeFailed>(&*event)) {
       record_failure(failed->peer, failed->kind, failed->why);
-    } else if (const auto* up = std::get_if<SessionEstablished>(&*event); up && !channel) {
-      if (auto engine = endpoint_->release(up->id)) {   // (none when the same datagram also closed it)
-        channel = std::make_unique<DtlsChannel>(path, std::move(*engine));
-        taken = up->id;
+    } else if (const auto* up = std::get_if<SessionEstablished>(&*event)) {
+      if (ready_.size() >= max_waiting_sessions) {   // served one at a time: more would wait past their peers' patience
+        endpoint_->close(up->id);
+      } else if (auto engine = endpoint_->release(up->id)) {   // (none when the same datagram also closed it)
+        ready_.push_back(std::make_unique<DtlsChannel>(path, std::move(*engine)));
+        taken.emplace_back(up->id, ready_.back().get());
       }
-    } else if (const auto* message = std::get_if<SessionMessage>(&*event); message && taken && message->id == *taken) {
-      channel->early_messages_.emplace_back(message->message.begin(), message->message.end());
+    } else if (const auto* message = std::get_if<SessionMessage>(&*event)) {
+      for (const auto& [id, channel] : taken)
+        if (id == message->id) channel->early_messages_.emplace_back(message->message.begin(), message->message.end());
     }
   }
-  return channel;
+  if (ready_.empty()) return nullptr;
+  std::unique_ptr<DtlsChannel> next = std::move(ready_.front());
+  ready_.pop_front();
+  return next;
 }
 
 std::unique_ptr<DtlsChannel> DtlsHandshaker::accept_dtls(Transport& path, Deadline deadline, std::error_code& ec) {
   ec.clear();
   if (!endpoint_) {
-    endpoint_.emplace(context_, ServerEndpointSettings{}, ec);
+    ServerEndpointSettings settings;
+    settings.max_sessions = 64;   // handshakes under way at once (established ones are handed out)
+    endpoint_.emplace(context_, settings, ec);
     if (ec) {
       endpoint_.reset();
       return nullptr;
