@@ -66,13 +66,12 @@ class EventClient {
   const EngineStats& stats() const noexcept;
 
  private:
-  EventClient(UdpSocket socket, Engine engine, TimePoint started, std::chrono::milliseconds limit);
+  EventClient(UdpSocket socket, Engine engine);
   void flush(std::error_code& ec);
   void take_messages(std::error_code& ec);
 
   UdpSocket socket_;
   Engine engine_;
-  Deadline handshake_limit_;
   std::deque<std::vector<std::byte>> messages_;
   std::vector<std::byte> datagram_;
   std::error_code socket_error_;   // a socket failure (connection refused) ends the client too

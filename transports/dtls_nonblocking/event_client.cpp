@@ -16,11 +16,8 @@ module dgram.dtls.event_client;
 
 namespace dgram::dtls {
 
-EventClient::EventClient(UdpSocket socket, Engine engine, TimePoint started, std::chrono::milliseconds limit)
-    : socket_{std::move(socket)},
-      engine_{std::move(engine)},
-      handshake_limit_{Deadline::at(started + limit)},
-      datagram_(max_datagram_size) {}
+EventClient::EventClient(UdpSocket socket, Engine engine)
+    : socket_{std::move(socket)}, engine_{std::move(engine)}, datagram_(max_datagram_size) {}
 
 EventClient::~EventClient() = default;
 
@@ -35,13 +32,11 @@ std::unique_ptr<EventClient> EventClient::connect(std::shared_ptr<DtlsContext> c
   options.nonblocking_send = true;
   UdpSocket socket = UdpSocket::connect(server, ec, options);
   if (ec) return nullptr;
-  const std::chrono::milliseconds limit = context->config().handshake_timeout;
   Engine engine = Engine::client(std::move(context), server, resume, ec);
   if (ec) return nullptr;
-  const TimePoint now = Clock::now();
-  engine.start(now, ec);
+  engine.start(Clock::now(), ec);   // (the engine's timer ends the handshake at handshake_timeout)
   if (ec) return nullptr;
-  std::unique_ptr<EventClient> client{new EventClient(std::move(socket), std::move(engine), now, limit)};
+  std::unique_ptr<EventClient> client{new EventClient(std::move(socket), std::move(engine))};
   client->flush(ec);   // a datagram the kernel could not take is resent by the retransmission timer
   return ec ? nullptr : std::move(client);
 }
@@ -50,7 +45,7 @@ int EventClient::descriptor() const noexcept { return socket_.native_handle(); }
 
 Deadline EventClient::next_deadline() const noexcept {
   if (state() != EngineState::handshaking) return Deadline::never();
-  return engine_.next_timer().min(handshake_limit_);
+  return engine_.next_timer();
 }
 
 void EventClient::flush(std::error_code& ec) {
@@ -104,14 +99,7 @@ void EventClient::on_readable(std::error_code& ec) {
 void EventClient::on_deadline(std::error_code& ec) {
   ec.clear();
   if (state() != EngineState::handshaking) return;
-  const TimePoint now = Clock::now();
-  if (handshake_limit_.passed(now)) {
-    engine_.close();
-    socket_error_ = ec = make_error_code(errc::timeout);
-    socket_failure_ = "the handshake timed out";
-    return;
-  }
-  engine_.on_timer(now, ec);
+  engine_.on_timer(Clock::now(), ec);   // a resend, or the end of a handshake past its timeout
   std::error_code send_error;
   flush(send_error);
 }
