@@ -126,6 +126,12 @@ int main(int argc, char** argv) {
     server.max_handshakes = static_cast<std::size_t>(command_line.integer("max-handshakes", 0, 1, 10'000'000));
     server.max_handshakes_per_source =
         static_cast<std::size_t>(command_line.integer("max-handshakes-per-source", 0, 1, 10'000'000));
+    if (server.max_handshakes > server.max_sessions)
+      throw ex::UsageError(fmt::format("--max-handshakes {} is more than --max-sessions {} (handshakes take sessions' slots)",
+                                       server.max_handshakes, server.max_sessions));
+    if (server.max_handshakes > 0 && server.max_handshakes_per_source > server.max_handshakes)
+      throw ex::UsageError(fmt::format("--max-handshakes-per-source {} is more than --max-handshakes {}",
+                                       server.max_handshakes_per_source, server.max_handshakes));
     server.stats_interval = std::chrono::milliseconds{command_line.integer("stats-interval-ms", 0, 0, 86'400'000)};
     server.workers = static_cast<std::uint32_t>(command_line.integer("workers", 0, 1, 1024));   // 0: the library's default
 #ifdef DGRAM_THREADED_SERVER

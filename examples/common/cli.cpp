@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <exception>
@@ -53,12 +54,13 @@ void CommandLine::parse(int argc, char** argv) {
 
 std::string CommandLine::help_text() const {
   std::string text = fmt::format("Usage: {} {}\n\nOptions:\n", program_, synopsis_);
-  for (const Option& option : options_) {
-    const std::string left =
-        option.value_name.empty() ? "--" + option.name : "--" + option.name + " " + option.value_name;
-    text += fmt::format("  {:<26} {}\n", left, option.help);
-  }
-  text += fmt::format("  {:<26} {}\n", "--help", "show this help and exit");
+  const auto left_of = [](const Option& option) {
+    return option.value_name.empty() ? "--" + option.name : "--" + option.name + " " + option.value_name;
+  };
+  std::size_t width = 26;   // the descriptions start in one column, past the longest option
+  for (const Option& option : options_) width = std::max(width, left_of(option).size());
+  for (const Option& option : options_) text += fmt::format("  {:<{}} {}\n", left_of(option), width, option.help);
+  text += fmt::format("  {:<{}} {}\n", "--help", width, "show this help and exit");
   text += "\nExit status: 0 success, 1 runtime failure, 2 usage error.\n";
   return text;
 }

@@ -441,8 +441,10 @@ void Engine::on_timer(TimePoint now, std::error_code& ec) {
   if (self.handshake_deadline && now >= *self.handshake_deadline) {
     self.now = now;
     ec = make_error_code(errc::timeout);
+    const bool heard = self.stats.datagrams_in > 0;
     self.fail(FailureKind::timed_out, "the handshake did not finish within " +
-              duration_text(self.context->config().handshake_timeout) + " (the peer stopped answering)", ec);
+              duration_text(self.context->config().handshake_timeout) +
+              (heard ? " (the peer stopped answering)" : " (no answer from the peer)"), ec);
     return;
   }
   self.now = now;
