@@ -104,7 +104,6 @@ ServerStats DtlsHandshaker::server_stats() const { return endpoint_ ? endpoint_-
 // A client's handshake (the engine ends it at DtlsConfig::handshake_timeout; `deadline` is the caller's).
 std::unique_ptr<DtlsChannel> DtlsHandshaker::handshake(Transport& path, Engine engine, Deadline deadline,
                                                        std::error_code& ec) {
-  const Deadline limit = deadline;
   auto channel = std::make_unique<DtlsChannel>(path, std::move(engine));
   struct RecordStats {   // records the counters on every return below
     const DtlsChannel& channel;
@@ -112,7 +111,7 @@ std::unique_ptr<DtlsChannel> DtlsHandshaker::handshake(Transport& path, Engine e
     ~RecordStats() { into = channel.engine().stats(); }
   } record_stats{*channel, last_handshake_stats_};
   while (channel->engine().state() == EngineState::handshaking) {
-    if (!channel->step(limit, ec)) {
+    if (!channel->step(deadline, ec)) {
       std::error_code ignored;
       channel->flush(ignored);   // the fatal alert wolfSSL queued, so the peer stops at once too
       failure_ = channel->engine().failure();

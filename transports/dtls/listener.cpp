@@ -200,12 +200,10 @@ struct Listener::State {
   // wolfSSL_clear keeps the record window, and wolfSSL 5.5.4 moves it for the hellos it answers statelessly:
   // after one hello with a large sequence number (damaged on the way, or sent so), the probe took every later
   // peer's hello (sequence number 0) for an old record, and the server silently stopped taking handshakes.
-  // A client's hellos are numbered from 0, so such a hello, or one the probe ignored for reasons of its own,
-  // costs a fresh probe.
+  // A client's hellos are numbered from 0, so on_datagram drops hellos numbered from half the window on
+  // unread; one the probe ignored for reasons of its own costs a fresh probe.
   static constexpr std::uint64_t window_size = 64;   // wolfSSL's DTLS_SEQ_BITS
-  static bool may_have_moved_window(Outcome outcome, const record::ClientHelloFacts& hello) {
-    return outcome == Outcome::dropped || hello.record_sequence >= window_size / 2;
-  }
+  static bool may_have_moved_window(Outcome outcome) { return outcome == Outcome::dropped; }
 
   // Whether the probe's answer is larger than the hello it answers (RFC 9147 5.1: a stateless answer must not
   // amplify). A DTLS 1.3 HelloRetryRequest to a hello without a key share is; a HelloVerifyRequest is not.
@@ -299,7 +297,7 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
   }
   self.take_probe_output_as_replies();
   // A spent probe is replaced; one that answered with a challenge or an alert is reset for the next peer.
-  if (handshake_error || self.probe->state != EngineState::handshaking || State::may_have_moved_window(outcome, *hello)) {
+  if (handshake_error || self.probe->state != EngineState::handshaking || State::may_have_moved_window(outcome)) {
     std::error_code renew_error;
     self.renew_probe(renew_error);
     if (!ec) ec = renew_error;

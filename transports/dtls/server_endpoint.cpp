@@ -143,6 +143,11 @@ std::uint64_t connection_id_key(std::span<const std::byte> id) {
   return key;
 }
 
+// The ClientHello facts of a datagram worth parsing for them (a handshake record first).
+std::optional<record::ClientHelloFacts> hello_in(std::span<const std::byte> datagram) {
+  return datagram[0] == std::byte{22} ? record::client_hello(datagram) : std::nullopt;
+}
+
 }  // namespace
 
 struct ServerEndpoint::Impl {
@@ -228,11 +233,6 @@ struct ServerEndpoint::Impl {
 };
 
 // ---- Routing ----------------------------------------------------------------------------------------------
-
-// The ClientHello facts of a datagram worth parsing for them (a handshake record first).
-std::optional<record::ClientHelloFacts> hello_in(std::span<const std::byte> datagram) {
-  return datagram[0] == std::byte{22} ? record::client_hello(datagram) : std::nullopt;
-}
 
 std::optional<std::uint32_t> ServerEndpoint::handle(TimePoint now, const Endpoint& peer,
                                                     std::span<const std::byte> datagram) {
