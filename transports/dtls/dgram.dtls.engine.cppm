@@ -126,6 +126,13 @@ struct EngineStats {
 // certificates is about 8 KiB), far below that pool. Fragments past it are dropped and counted.
 inline constexpr std::size_t max_handshake_reassembly = 32 * 1024;
 
+// A DTLS record number: the epoch, then the sequence number within it. Newer compares greater.
+struct RecordNumber {
+  std::uint64_t epoch{0};
+  std::uint64_t sequence{0};
+  friend auto operator<=>(const RecordNumber&, const RecordNumber&) = default;
+};
+
 // What an established session negotiated, and who the peer proved to be.
 struct SessionInfo {
   Endpoint peer;
@@ -158,7 +165,8 @@ class Engine {
   // began at start(), a server's when its cookie verified). ec also when retransmissions are exhausted
   // (wolfSSL gives up after its timeout reaches 64 s).
   void on_timer(TimePoint now, std::error_code& ec);
-  // When the engine needs on_timer() (a resend or the handshake deadline); never() once established.
+  // When the engine needs on_timer(): a resend or the handshake deadline; once established, only while a path
+  // check (check_path) waits for its answer.
   Deadline next_timer() const noexcept;
 
   // Encrypts one message as one record into outgoing(). Needs state() == established; a message larger than
@@ -180,6 +188,16 @@ class Engine {
   const Endpoint& peer() const noexcept;
   // The peer's address moved (a record from the new one authenticated): replies go there from now on.
   void set_peer(const Endpoint& peer);
+  // The newest record from the peer that authenticated: a record from another address moves a session only when
+  // it advanced this (RFC 9146 section 6), so a genuine record held back and replayed from elsewhere moves
+  // nothing. nullopt where this build cannot tell (DTLS 1.2; Debian's wolfSSL): such a session does not move.
+  std::optional<RecordNumber> newest_peer_record() const noexcept;
+  // Once established: asks the peer to show that it receives at peer(), with a DTLS 1.3 KeyUpdate that asks for
+  // one back (an earlier unanswered KeyUpdate of ours is answered first; resent by on_timer, given up after
+  // about a minute). path_confirmed() turns true when the answer came. False for DTLS 1.2, which has no such
+  // exchange.
+  bool check_path(TimePoint now, std::error_code& ec);
+  bool path_confirmed() const noexcept;
   bool resumed() const noexcept;
   // wolfSSL's standard name of the negotiated suite (e.g. TLS_AES_128_GCM_SHA256, ECDHE-ECDSA-CHACHA20-POLY1305).
   std::string cipher() const;

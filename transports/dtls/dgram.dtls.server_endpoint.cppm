@@ -88,6 +88,9 @@ struct ServerStats {
   std::uint64_t sessions_replaced{0};     // a new handshake from a session's address took its place
   std::uint64_t address_changes{0};       // a session's peer moved (a newer record of its Connection ID
                                           // authenticated from a new address) and the session followed it
+  std::uint64_t address_changes_refused{0};   // records of a session from another address that authenticated
+                                              // but were not its newest: delivered, the session stayed put
+  std::uint64_t paths_confirmed{0};       // moved peers that answered the check that they receive there
   std::uint64_t replies_withheld_unproven{0};   // datagrams not sent to a moved peer's new address over its
                                                 // anti-amplification budget (three times what came from there)
   std::uint64_t dropped_unknown_connection_id{0};   // DTLS 1.3 records with a Connection ID no session has

@@ -18,6 +18,7 @@ module;
 #include <utility>
 #include <vector>
 #include "hex.hpp"
+#include "wolfssl_internals.hpp"
 module dgram.dtls.engine;
 
 import dgram.dtls.config;
@@ -425,8 +426,20 @@ void Engine::on_datagram(std::span<const std::byte> datagram, TimePoint now, std
   if (!ec) self.note_peer_flight(datagram, handed_before, ec);
 }
 
+namespace {
+
+// Once established, the timer runs after 1, 2, 4 ... 32 s, then gives up (a path stays unconfirmed; wolfSSL
+// stops resending at 64 s anyway).
+constexpr int later_timer_limit = 6;
+
+std::chrono::seconds later_timer_wait(int runs) { return std::chrono::seconds(1 << runs); }
+
+}  // namespace
+
 Deadline Engine::next_timer() const noexcept {
   const Impl& self = *impl_;
+  if (self.state == EngineState::established && self.later_timer_since)
+    return Deadline::at(*self.later_timer_since + later_timer_wait(self.later_timer_runs));
   if (self.state != EngineState::handshaking) return Deadline::never();
   Deadline next = self.handshake_deadline ? Deadline::at(*self.handshake_deadline) : Deadline::never();
   if (self.flight_sent_at)
@@ -438,8 +451,12 @@ void Engine::on_timer(TimePoint now, std::error_code& ec) {
   ec.clear();
   Impl& self = *impl_;
   if (!next_timer().passed(now)) return;
+  self.now = now;
+  if (self.state == EngineState::established) {
+    self.run_later_timer(ec);
+    return;
+  }
   if (self.handshake_deadline && now >= *self.handshake_deadline) {
-    self.now = now;
     ec = make_error_code(errc::timeout);
     const bool heard = self.stats.datagrams_in > 0;
     self.fail(FailureKind::timed_out, "the handshake did not finish within " +
@@ -447,7 +464,6 @@ void Engine::on_timer(TimePoint now, std::error_code& ec) {
               (heard ? " (the peer stopped answering)" : " (no answer from the peer)"), ec);
     return;
   }
-  self.now = now;
   self.flight_sent_at = now;
   ++self.stats.retransmissions;
   self.retransmit_wait_seconds =
@@ -464,6 +480,90 @@ void Engine::on_timer(TimePoint now, std::error_code& ec) {
       self.fail(FailureKind::timed_out, "the peer stopped answering during the handshake (retransmissions exhausted)", ec);
     }
   }
+}
+
+// ---- Path checks (a moved peer shows that it receives) -------------------------------------------------------
+
+std::optional<RecordNumber> Engine::newest_peer_record() const noexcept {
+  const auto newest = wolfssl_internals::newest_peer_record(impl_->ssl.get());
+  if (!newest) return std::nullopt;
+  return RecordNumber{newest->epoch, newest->sequence};
+}
+
+bool Engine::check_path(TimePoint now, std::error_code& ec) {
+  ec.clear();
+  Impl& self = *impl_;
+  int awaiting = 0;
+  // (wolfSSL_key_update_response refuses a session that is not (D)TLS 1.3.)
+  if (self.state != EngineState::established || wolfSSL_key_update_response(self.ssl.get(), &awaiting) != 0)
+    return false;
+  self.now = now;
+  self.path_confirmed = false;
+  self.path_check = Impl::PathCheck{};
+  self.advance_path_check(ec);
+  self.update_later_timer();
+  return true;
+}
+
+bool Engine::path_confirmed() const noexcept { return impl_->path_confirmed; }
+
+void Engine::Impl::advance_path_check(std::error_code& ec) {
+  if (!path_check || state != EngineState::established) return;
+  int awaiting = 0;   // a KeyUpdate of ours asked for an answer that has not come
+  wolfSSL_key_update_response(ssl.get(), &awaiting);
+  if (path_check->sent) {
+    if (!awaiting) {   // the peer's KeyUpdate answered ours, which went only to the new address
+      path_check.reset();
+      path_confirmed = true;
+    }
+    return;
+  }
+  // An earlier KeyUpdate still unanswered (an answer to it proves nothing new), or one under way either way
+  // (see wolfssl_internals.hpp): tried again after the next datagram or timer.
+  if (awaiting || wolfssl_internals::key_update_under_way(ssl.get())) return;
+  const int result = wolfSSL_update_keys(ssl.get());
+  if (result != WOLFSSL_SUCCESS) {
+    const int error = wolfSSL_get_error(ssl.get(), result);
+    if (error != WOLFSSL_ERROR_WANT_READ && error != WOLFSSL_ERROR_WANT_WRITE) fail(error, ec);
+    return;
+  }
+  // Sent when wolfSSL now awaits an answer (its KeyUpdate may instead have answered one of the peer's).
+  wolfSSL_key_update_response(ssl.get(), &awaiting);
+  path_check->sent = awaiting != 0;
+}
+
+void Engine::Impl::update_later_timer() {
+  const bool wanted = state == EngineState::established &&
+                      (path_check || wolfssl_internals::post_handshake_timer_wanted(ssl.get()));
+  if (!wanted) {
+    later_timer_since.reset();
+    later_timer_runs = 0;
+  } else if (!later_timer_since) {
+    later_timer_since = now;
+    later_timer_runs = 0;
+  }
+}
+
+void Engine::Impl::run_later_timer(std::error_code& ec) {
+  if (++later_timer_runs > later_timer_limit) {   // no answer: a path stays unconfirmed
+    path_check.reset();
+    later_timer_since.reset();
+    later_timer_runs = 0;
+    return;
+  }
+  later_timer_since = now;
+  // wolfSSL's timer has a short step that only sends the ACKs it owes, then the one that resends: both when the
+  // short one is due. Its own retransmission limit ends a path check, not the session.
+#ifdef WOLFSSL_DTLS13
+  const bool acks_first = wolfSSL_dtls13_use_quick_timeout(ssl.get()) != 0;
+#else
+  const bool acks_first = false;   // (Debian's wolfSSL: no DTLS 1.3, so this timer never runs)
+#endif
+  if ((acks_first && wolfSSL_dtls_got_timeout(ssl.get()) != WOLFSSL_SUCCESS) ||
+      wolfSSL_dtls_got_timeout(ssl.get()) != WOLFSSL_SUCCESS)
+    path_check.reset();
+  advance_path_check(ec);
+  if (!path_check && !wolfssl_internals::post_handshake_timer_wanted(ssl.get())) later_timer_since.reset();
 }
 
 void Engine::send(std::span<const std::byte> message, std::error_code& ec) {
@@ -497,6 +597,7 @@ std::optional<std::size_t> Engine::take_message(std::span<std::byte> buffer, std
     std::byte* target = direct ? buffer.data() : self.scratch.data();
     const std::size_t output_before = self.output.size();
     const std::uint64_t handed_before = self.handed_over;
+    const auto newest_before = wolfssl_internals::newest_peer_record(self.ssl.get());
     const int got = wolfSSL_read(self.ssl.get(), target, static_cast<int>(direct ? buffer.size() : largest));
     const std::uint64_t handed = self.handed_over - handed_before;
     if (got > 0) {
@@ -518,9 +619,13 @@ std::optional<std::size_t> Engine::take_message(std::span<std::byte> buffer, std
       self.fail(error, ec);
       return std::nullopt;
     }
-    // Datagrams that gave no message and no answer: replays, bad MACs, stray records. Dropped.
-    if (self.output.size() == output_before) self.stats.dropped_datagrams += handed;
+    // Datagrams that gave no message, no answer and no new authentic record (a DTLS 1.3 ACK is one): replays,
+    // bad MACs, stray records. Dropped.
+    if (self.output.size() == output_before && wolfssl_internals::newest_peer_record(self.ssl.get()) == newest_before)
+      self.stats.dropped_datagrams += handed;
   }
+  self.advance_path_check(ec);
+  self.update_later_timer();
   return std::nullopt;
 }
 

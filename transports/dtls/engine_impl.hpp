@@ -87,6 +87,14 @@ struct Engine::Impl {
   void begin_handshake(TimePoint start);
   // Once established: resend final_flight when the peer's datagram repeats its handshake flight.
   void answer_repeated_flight(std::span<const std::byte> datagram);
+  // The path check's next step (see check_path): sends our KeyUpdate once no earlier one of ours waits for an
+  // answer, or notes the answer.
+  void advance_path_check(std::error_code& ec);
+  // Starts or stops the timer once established (later_timer_since) as wolfSSL and the path check need it.
+  void update_later_timer();
+  // The timer once established: resends our KeyUpdate and sends owed ACKs, tries a waiting path check again;
+  // gives up after later_timer_limit runs.
+  void run_later_timer(std::error_code& ec);
 
   std::shared_ptr<DtlsContext> context;
   SslPtr ssl;
@@ -123,6 +131,17 @@ struct Engine::Impl {
   // answer once its handshake is done: the engine answers with this copy until the peer's first message.
   std::vector<std::vector<std::byte>> final_flight;
   bool close_sent{false};
+  // A path check under way (Engine::check_path): whether our KeyUpdate went out (it waits while an earlier
+  // KeyUpdate is under way).
+  struct PathCheck {
+    bool sent{false};
+  };
+  std::optional<PathCheck> path_check;
+  // Once established, the timer runs while there is work only it does (a path check, a KeyUpdate to resend, ACKs
+  // owed): since when (or its last run), and how often it ran.
+  std::optional<TimePoint> later_timer_since;
+  int later_timer_runs{0};
+  bool path_confirmed{false};
   // For explaining a failed handshake: what the peer sent in the clear, and what went wrong locally.
   std::uint32_t peer_handshake_types{0};   // bit t: the peer sent a handshake message of type t
   bool peer_change_cipher_spec{false};

@@ -46,6 +46,8 @@ void accumulate(ServerStats& total, const ServerStats& part) noexcept {
   total.dropped_over_handshake_budget += part.dropped_over_handshake_budget;
   total.sessions_replaced += part.sessions_replaced;
   total.address_changes += part.address_changes;
+  total.address_changes_refused += part.address_changes_refused;
+  total.paths_confirmed += part.paths_confirmed;
   total.replies_withheld_unproven += part.replies_withheld_unproven;
   total.dropped_unknown_connection_id += part.dropped_unknown_connection_id;
   total.datagrams_in += part.datagrams_in;
@@ -132,9 +134,31 @@ struct Slot {
   bool dirty{false};                       // has outgoing datagrams, listed in Impl::dirty
   bool open{false};                        // established and counted in sessions_open: ends with an event
   std::optional<std::uint64_t> connection_id;   // its key in by_connection_id
-  std::optional<Endpoint> arriving_from;   // a datagram for it came from another address: moved once it decrypts
   std::uint64_t address_changes{0};
+  // After a move, until the peer shows that it receives at the new address (Engine::check_path): what came
+  // from there and what went there, which may be at most three times as much (anti-amplification, as QUIC's).
+  struct UnprovenPath {
+    std::uint64_t received{0};
+    std::uint64_t sent{0};
+  };
+  std::optional<UnprovenPath> unproven;
 };
+
+// How many of a session's outgoing datagrams may go now: all, or as many (in order) as fit the unproven path's
+// budget.
+std::size_t sendable(const Slot& slot) {
+  const auto outgoing = slot.engine->outgoing();
+  if (!slot.unproven) return outgoing.size();
+  const std::uint64_t budget = 3 * slot.unproven->received;
+  std::uint64_t spent = slot.unproven->sent;
+  std::size_t count = 0;
+  for (const auto& datagram : outgoing) {
+    if (spent + datagram.size() > budget) break;
+    spent += datagram.size();
+    ++count;
+  }
+  return count;
+}
 
 // A Connection ID as a map key (dgram's CIDs are 8 bytes, random past the first).
 std::uint64_t connection_id_key(std::span<const std::byte> id) {
@@ -211,10 +235,12 @@ struct ServerEndpoint::Impl {
   bool recently_opened(const HelloKey& hello, TimePoint now);
   void remember_hello(const HelloKey& hello, TimePoint now);
   void deliver(std::uint32_t index, std::span<const std::byte> datagram, TimePoint now);
-  void after_engine_call(std::uint32_t index, TimePoint now, bool was_handshaking, const std::error_code& ec);
+  // `from_peer`: the call handed the engine a datagram (not a timer): activity that keeps the session alive.
+  void after_engine_call(std::uint32_t index, TimePoint now, bool was_handshaking, const std::error_code& ec,
+                         bool from_peer = true);
   void take_messages(std::uint32_t index);
   void count_engine_drops(Slot& slot);
-  void move_peer(std::uint32_t index, const Endpoint& to);
+  void move_peer(std::uint32_t index, const Endpoint& to, std::size_t received, TimePoint now);
   Deadline due(const Slot& slot) const;
   void reschedule(std::uint32_t index);
   void on_timer(std::uint32_t index, TimePoint now);
@@ -278,12 +304,25 @@ void ServerEndpoint::Impl::on_connection_id(std::span<const std::byte> datagram,
     ++stats.dropped_unknown_connection_id;
     return;
   }
-  Slot& slot = slots[found->second];
-  // From a new address the session follows only once a record from there decrypts (take_messages): a forged
-  // or replayed record moves nothing.
-  if (peer != slot.engine->peer()) slot.arriving_from = peer;
-  deliver(found->second, datagram, now);
-  slots[found->second].arriving_from.reset();
+  const std::uint32_t index = found->second;
+  Slot& slot = slots[index];
+  if (peer == slot.engine->peer()) {
+    deliver(index, datagram, now);
+    return;
+  }
+  // From another address the session follows only a record newer than any it had (RFC 9146 section 6): a
+  // forgery does not authenticate, and a genuine record held back and sent on from elsewhere is not the newest.
+  const auto newest_before = slot.engine->newest_peer_record();
+  const std::uint64_t dropped_before = slot.engine_dropped;
+  const SlotRef ref{index, slot.generation};
+  deliver(index, datagram, now);
+  if (!live(ref)) return;
+  const auto newest = slots[index].engine->newest_peer_record();
+  if (newest && (!newest_before || *newest > *newest_before)) {
+    move_peer(index, peer, datagram.size(), now);
+  } else if (slots[index].engine_dropped == dropped_before) {
+    ++stats.address_changes_refused;
+  }
 }
 
 // A peer without a session (or a new handshake from a session's address): only a ClientHello may start one,
@@ -415,7 +454,9 @@ void ServerEndpoint::Impl::start_session(Engine engine, const record::ClientHell
 // ---- Sessions -----------------------------------------------------------------------------------------------
 
 void ServerEndpoint::Impl::deliver(std::uint32_t index, std::span<const std::byte> datagram, TimePoint now) {
-  Engine& engine = *slots[index].engine;
+  Slot& slot = slots[index];
+  if (slot.unproven) slot.unproven->received += datagram.size();
+  Engine& engine = *slot.engine;
   const bool was_handshaking = engine.state() == EngineState::handshaking;
   std::error_code ec;
   engine.on_datagram(datagram, now, ec);
@@ -425,7 +466,7 @@ void ServerEndpoint::Impl::deliver(std::uint32_t index, std::span<const std::byt
 // After the engine took a datagram or a timer: note a finished or failed handshake, take the decrypted
 // messages, count drops, and end the session if it is over. Events only: the program hears of it afterwards.
 void ServerEndpoint::Impl::after_engine_call(std::uint32_t index, TimePoint now, bool was_handshaking,
-                                             const std::error_code& ec) {
+                                             const std::error_code& ec, bool from_peer) {
   Slot& slot = slots[index];
   Engine& engine = *slot.engine;
   if (ec || engine.state() == EngineState::failed) {
@@ -449,7 +490,12 @@ void ServerEndpoint::Impl::after_engine_call(std::uint32_t index, TimePoint now,
   const std::uint64_t dropped_before = slot.engine_dropped;
   if (engine.state() == EngineState::established) take_messages(index);
   count_engine_drops(slot);
-  if (slot.engine_dropped == dropped_before) slot.last_activity = now;   // a real datagram, not a replay or forgery
+  if (from_peer && slot.engine_dropped == dropped_before) slot.last_activity = now;   // a real datagram, not a
+  // replay or forgery
+  if (slot.unproven && engine.path_confirmed()) {
+    slot.unproven.reset();
+    ++stats.paths_confirmed;
+  }
   if (engine.state() == EngineState::closed || engine.state() == EngineState::failed) {   // close_notify, or
     // a fatal alert or error while decrypting
     end_session(index, engine.state() == EngineState::closed ? SessionEnd::closed_by_peer : SessionEnd::failed);
@@ -482,17 +528,15 @@ void ServerEndpoint::Impl::take_messages(std::uint32_t index) {
       --message_buffers_used;
       return;
     }
-    if (slot.arriving_from) {   // it decrypted: the peer did move
-      move_peer(index, *slot.arriving_from);
-      slot.arriving_from.reset();
-    }
     ++slot.messages_in;
     ++stats.messages_in;
     events.emplace_back(SessionMessage{id_of(index), buffer.first(*size)});
   }
 }
 
-void ServerEndpoint::Impl::move_peer(std::uint32_t index, const Endpoint& to) {
+// The peer moved to `to`, from where `received` bytes came: until it shows that it receives there, what goes
+// there is limited (see sendable); the engine asks it to show that.
+void ServerEndpoint::Impl::move_peer(std::uint32_t index, const Endpoint& to, std::size_t received, TimePoint now) {
   // Not onto an address another session holds: that peer may still be there (a replayed record could claim it).
   if (by_peer.contains(to)) return;
   Slot& slot = slots[index];
@@ -501,6 +545,10 @@ void ServerEndpoint::Impl::move_peer(std::uint32_t index, const Endpoint& to) {
   slot.engine->set_peer(to);
   ++slot.address_changes;
   ++stats.address_changes;
+  slot.unproven = Slot::UnprovenPath{received, 0};
+  std::error_code ec;
+  slot.engine->check_path(now, ec);
+  after_engine_call(index, now, false, ec, false);
 }
 
 void ServerEndpoint::Impl::fail_handshake(std::uint32_t index, FailureKind kind, std::string why) {
@@ -541,7 +589,7 @@ void ServerEndpoint::Impl::free_slot(std::uint32_t index, std::optional<Engine>*
     share.session_count->fetch_sub(1, std::memory_order_relaxed);
   if (slot.connection_id) by_connection_id.erase(*slot.connection_id);
   slot.connection_id.reset();
-  slot.arriving_from.reset();
+  slot.unproven.reset();
   if (taken) *taken = std::move(slot.engine);
   slot.engine.reset();
   ++slot.generation;   // stale timer entries, SessionIds and SlotRefs of this session no longer match
@@ -590,7 +638,7 @@ std::optional<SlotRef> ServerEndpoint::Impl::oldest_handshake() {
 
 Deadline ServerEndpoint::Impl::due(const Slot& slot) const {
   if (slot.engine->state() == EngineState::handshaking) return slot.engine->next_timer();
-  return Deadline::at(slot.last_activity + settings.idle_timeout);
+  return slot.engine->next_timer().min(Deadline::at(slot.last_activity + settings.idle_timeout));   // (a path check)
 }
 
 void ServerEndpoint::Impl::reschedule(std::uint32_t index) {
@@ -616,14 +664,15 @@ void ServerEndpoint::on_timer(TimePoint now) {
 void ServerEndpoint::Impl::on_timer(std::uint32_t index, TimePoint now) {
   Slot& slot = slots[index];
   Engine& engine = *slot.engine;
-  if (engine.state() == EngineState::handshaking) {
-    if (engine.next_timer().passed(now)) {
-      std::error_code ec;
-      engine.on_timer(now, ec);   // retransmits the last flight, or ends a handshake past its deadline
-      after_engine_call(index, now, true, ec);
-      return;
-    }
-  } else if (now >= slot.last_activity + settings.idle_timeout) {
+  const bool handshaking = engine.state() == EngineState::handshaking;
+  if (engine.next_timer().passed(now)) {
+    std::error_code ec;
+    engine.on_timer(now, ec);   // retransmits the last flight (or a path check), or ends a handshake past its
+                                // deadline
+    after_engine_call(index, now, handshaking, ec, false);
+    return;
+  }
+  if (!handshaking && now >= slot.last_activity + settings.idle_timeout) {
     ++stats.idle_timeouts;
     end_session(index, SessionEnd::idle);
     return;
@@ -653,7 +702,8 @@ std::span<const SendSlot> ServerEndpoint::transmits() {
   for (const std::uint32_t index : self.dirty) {
     const Slot& slot = self.slots[index];
     if (!slot.engine) continue;
-    for (const auto& datagram : slot.engine->outgoing()) self.send_slots.push_back({datagram, slot.engine->peer()});
+    for (const auto& datagram : slot.engine->outgoing().first(sendable(slot)))
+      self.send_slots.push_back({datagram, slot.engine->peer()});
   }
   return self.send_slots;
 }
@@ -665,7 +715,13 @@ void ServerEndpoint::clear_transmits() {
     Slot& slot = self.slots[index];
     slot.dirty = false;
     if (!slot.engine) continue;
-    self.stats.datagrams_out += slot.engine->outgoing().size();
+    const auto outgoing = slot.engine->outgoing();
+    const std::size_t sent = sendable(slot);
+    if (slot.unproven) {
+      for (const auto& datagram : outgoing.first(sent)) slot.unproven->sent += datagram.size();
+      self.stats.replies_withheld_unproven += outgoing.size() - sent;   // dropped: as if lost on the way
+    }
+    self.stats.datagrams_out += sent;
     slot.engine->clear_outgoing();
   }
   self.dirty.clear();
@@ -805,6 +861,8 @@ std::string ServerEndpoint::audit() const {
     }
     if (slot.open != (slot.engine->state() == EngineState::established))
       return "session " + std::to_string(index) + " is counted open but its engine is not established, or the reverse";
+    if (slot.unproven && slot.unproven->sent > 3 * slot.unproven->received)
+      return "session " + std::to_string(index) + " sent more than three times what came from its unproven address";
   }
   if (self.by_peer.size() != live) return "the address table has entries for no session (or two for one)";
   for (const auto& [id, index] : self.by_connection_id) {

@@ -34,7 +34,8 @@ class EventClient {
 
   // Readable means datagrams are waiting: call on_readable().
   int descriptor() const noexcept;
-  // When on_deadline() is due (a retransmission, or the handshake's time limit); never() when none is.
+  // When on_deadline() is due (a retransmission, the handshake's time limit, or DTLS 1.3 work after the
+  // handshake: a KeyUpdate to resend, ACKs owed); never() when none is.
   Deadline next_deadline() const noexcept;
   // Reads every datagram queued on the socket, feeds the engine, sends its answers, and keeps decrypted
   // messages for receive(). Never blocks. A failed handshake or a fatal error sets ec (failure() says why);

@@ -44,7 +44,7 @@ std::unique_ptr<EventClient> EventClient::connect(std::shared_ptr<DtlsContext> c
 int EventClient::descriptor() const noexcept { return socket_.native_handle(); }
 
 Deadline EventClient::next_deadline() const noexcept {
-  if (state() != EngineState::handshaking) return Deadline::never();
+  if (socket_error_) return Deadline::never();
   return engine_.next_timer();
 }
 
@@ -98,7 +98,7 @@ void EventClient::on_readable(std::error_code& ec) {
 
 void EventClient::on_deadline(std::error_code& ec) {
   ec.clear();
-  if (state() != EngineState::handshaking) return;
+  if (socket_error_) return;
   engine_.on_timer(Clock::now(), ec);   // a resend, or the end of a handshake past its timeout
   std::error_code send_error;
   flush(send_error);
