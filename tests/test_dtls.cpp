@@ -9,12 +9,14 @@
 #include <mutex>
 #include <memory>
 #include <span>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
 #include <vector>
 
 #include "support/dtls_fixtures.hpp"
+#include "support/server_thread.hpp"
 #include "support/forwarding_transport.hpp"
 
 import dgram;
@@ -46,14 +48,10 @@ class ThreadServer {
       }
       failed_.notify_all();
     });
-    thread_ = std::thread([this] { run(); });
+    thread_.emplace([this](std::error_code&) { run(); }, [this] { stop_ = true; });
   }
-  ~ThreadServer() { stop(); }
 
-  void stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
+  void stop() { thread_->stop(); }
   const dgram::Endpoint& endpoint() const { return endpoint_; }
   int sessions() const { return sessions_; }
   // Waits up to `limit` for `count` failed handshakes, and returns their kinds.
@@ -93,7 +91,7 @@ class ThreadServer {
   std::mutex mutex_;
   std::condition_variable failed_;
   std::vector<dtls::FailureKind> failures_;
-  std::thread thread_;
+  std::optional<dgram::testing::ServerThread> thread_;   // last: stopped before the rest goes
 };
 
 struct Client {

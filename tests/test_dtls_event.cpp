@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "support/dtls_fixtures.hpp"
+#include "support/server_thread.hpp"
 #include "support/forwarding_transport.hpp"
 #include "support/udp_relay.hpp"
 
@@ -114,27 +115,24 @@ class RunningServer {
       threaded_ = std::make_unique<dtls::ThreadedServer>(context_for(config), local, threaded, handler, ec);
       REQUIRE(!ec);
       endpoint_ = threaded_->local_endpoint();
-      thread_ = std::thread([this] { threaded_->run(run_error_); });
+      thread_.emplace([this](std::error_code& error) { threaded_->run(error); }, [this] { threaded_->stop(); });
       return;
     }
 #endif
     server_ = std::make_unique<dtls::EventServer>(context_for(config), local, settings, handler, ec);
     REQUIRE(!ec);
     endpoint_ = server_->local_endpoint();
-    thread_ = std::thread([this] { server_->run(run_error_); });
+    thread_.emplace([this](std::error_code& error) { server_->run(error); }, [this] { server_->stop(); });
   }
   ~RunningServer() { stop(); }
   void stop() {
-    if (!thread_.joinable()) return;
-    for (auto* worker : workers()) worker->stop();
-    thread_.join();
-    CHECK(!run_error_);
+    if (thread_) thread_->stop();
   }
   // The counters as the server threads see them now (summed over the workers).
   dtls::EventServerStats stats() {
     dtls::EventServerStats total;
     for (auto* worker : workers()) {
-      if (!thread_.joinable()) {
+      if (!thread_->running()) {
         dtls::accumulate(total, worker->stats());
         continue;
       }
@@ -165,8 +163,7 @@ class RunningServer {
   std::unique_ptr<dtls::ThreadedServer> threaded_;
 #endif
   dgram::Endpoint endpoint_;
-  std::error_code run_error_;
-  std::thread thread_;
+  std::optional<dgram::testing::ServerThread> thread_;   // last: stopped before the server goes
 };
 
 // Runs `loop` until `done()` or `limit`; false when the limit came first. The loop also returns every

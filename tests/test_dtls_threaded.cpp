@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "support/dtls_fixtures.hpp"
+#include "support/server_thread.hpp"
 #include "support/process.hpp"
 
 import dgram;
@@ -74,22 +76,15 @@ class RunningThreaded {
     server = std::make_unique<dtls::ThreadedServer>(context_for(config), dgram::Endpoint::loopback(dgram::Family::ipv4, 0),
                                                     settings, handler, ec);
     REQUIRE(!ec);
-    thread_ = std::thread([this] { server->run(run_error_); });
+    thread_.emplace([this](std::error_code& error) { server->run(error); }, [this] { server->stop(); });
   }
-  ~RunningThreaded() { stop(); }
-  void stop() {
-    if (!thread_.joinable()) return;
-    server->stop();
-    thread_.join();
-    CHECK(!run_error_);
-  }
+  void stop() { thread_->stop(); }
 
   WorkerRecorder handler;
   std::unique_ptr<dtls::ThreadedServer> server;
 
  private:
-  std::error_code run_error_;
-  std::thread thread_;
+  std::optional<dgram::testing::ServerThread> thread_;   // last: stopped before the server goes
 };
 
 struct ClientSession {

@@ -28,6 +28,7 @@ export import dgram.clock;
 export import dgram.endpoint;
 export import dgram.error;
 export import dgram.dtls.config;
+export import dgram.dtls.record;
 
 export namespace dgram::dtls {
 
@@ -160,6 +161,8 @@ class Engine {
   // until it returns nullopt after each datagram: that is also when the engine answers a peer that
   // retransmits its last handshake flight.
   void on_datagram(std::span<const std::byte> datagram, TimePoint now, std::error_code& ec);
+  // The same for a datagram already read (record::view): a caller that read it does not have it read again.
+  void on_datagram(const record::DatagramView& datagram, TimePoint now, std::error_code& ec);
   // Call once next_timer() has passed: retransmits the last handshake flight, or ends the handshake when
   // DtlsConfig::handshake_timeout has passed since it began (errc::timeout, FailureKind::timed_out; a client's
   // began at start(), a server's when its cookie verified). ec also when retransmissions are exhausted
@@ -317,6 +320,9 @@ class Listener {
   // from 0; such a hello would cost a fresh wolfSSL object, see listener.cpp). A challenge larger than the
   // hello that asked for it is withheld (a DTLS 1.3 hello with no key share would get 1.5 times its size).
   std::optional<Engine> on_datagram(const Endpoint& peer, std::span<const std::byte> datagram, TimePoint now,
+                                    std::error_code& ec);
+  // The same for a datagram already read (record::view).
+  std::optional<Engine> on_datagram(const Endpoint& peer, const record::DatagramView& datagram, TimePoint now,
                                     std::error_code& ec);
   HelloVerdict last_verdict() const noexcept;
   // Whether the last datagram carried a cookie that did not verify (challenged again, or refused).

@@ -125,9 +125,9 @@ constexpr bool starts_with_plaintext_handshake(std::span<const std::byte> datagr
 
 // The first record's handshake message type, for an unencrypted (epoch 0) handshake record carrying a whole
 // (unfragmented) message; nullopt otherwise.
-constexpr std::optional<HandshakeType> first_handshake_type(std::span<const std::byte> datagram) noexcept {
-  if (!well_formed(datagram) || datagram[0] != std::byte{22}) return std::nullopt;
-  if (read16(datagram.subspan(3)) != 0) return std::nullopt;   // epoch 0: not encrypted
+// (first_record_handshake_type: the same for a datagram already known to be well_formed.)
+constexpr std::optional<HandshakeType> first_record_handshake_type(std::span<const std::byte> datagram) noexcept {
+  if (datagram[0] != std::byte{22} || read16(datagram.subspan(3)) != 0) return std::nullopt;   // epoch 0: clear
   const std::size_t length = read16(datagram.subspan(11));
   if (length < handshake_header_size) return std::nullopt;
   const auto message = datagram.subspan(header_size, length);
@@ -135,6 +135,10 @@ constexpr std::optional<HandshakeType> first_handshake_type(std::span<const std:
   if (read24(message.subspan(6)) != 0 || read24(message.subspan(9)) != body) return std::nullopt;
   if (body > length - handshake_header_size) return std::nullopt;
   return static_cast<HandshakeType>(message[0]);
+}
+
+constexpr std::optional<HandshakeType> first_handshake_type(std::span<const std::byte> datagram) noexcept {
+  return well_formed(datagram) ? first_record_handshake_type(datagram) : std::nullopt;
 }
 
 // Whether a ClientHello body, from its legacy cookie on, carries a DTLS 1.3 cookie extension (type 44: the
@@ -178,9 +182,10 @@ constexpr bool includes(std::uint32_t types, HandshakeType type) noexcept {
   return static_cast<std::uint8_t>(type) < 32 && (types >> static_cast<std::uint8_t>(type) & 1u) != 0;
 }
 
-// Facts about a ClientHello datagram (see first_handshake_type); nullopt when it is not one or is malformed.
-constexpr std::optional<ClientHelloFacts> client_hello(std::span<const std::byte> datagram) noexcept {
-  if (first_handshake_type(datagram) != HandshakeType::client_hello) return std::nullopt;
+// Facts about a ClientHello datagram already known to be well_formed (see first_handshake_type); nullopt when
+// it is not one or is malformed.
+constexpr std::optional<ClientHelloFacts> client_hello_of_well_formed(std::span<const std::byte> datagram) noexcept {
+  if (first_record_handshake_type(datagram) != HandshakeType::client_hello) return std::nullopt;
   const auto body = datagram.subspan(header_size + handshake_header_size, read24(datagram.subspan(header_size + 1)));
   constexpr std::size_t version_and_random = 2 + 32;
   if (body.size() < version_and_random + 1) return std::nullopt;
@@ -194,43 +199,103 @@ constexpr std::optional<ClientHelloFacts> client_hello(std::span<const std::byte
   return facts;
 }
 
+constexpr std::optional<ClientHelloFacts> client_hello(std::span<const std::byte> datagram) noexcept {
+  return well_formed(datagram) ? client_hello_of_well_formed(datagram) : std::nullopt;
+}
+
 // What a handshake datagram carries, read from its record headers alone. For one we send: whether it
 // repeats an earlier flight (lowest message_seq, ChangeCipherSpec). For one we receive: which handshake
 // messages the peer sent in the clear, and whether it sent an encrypted handshake record (its Finished).
+// A handshake message that an unencrypted fragment announces: its message_seq and declared length.
+struct AnnouncedMessage {
+  std::uint32_t message_seq{0};
+  std::uint32_t length{0};
+};
+
+// How many distinct announced messages FlightFacts lists: a client sends about six in the clear, and a server
+// engine refuses more than this many in one handshake (Engine's reassembly budget).
+inline constexpr std::size_t max_announced_messages = 16;
+
 struct FlightFacts {
-  std::optional<std::uint32_t> lowest_message_seq;   // of the unencrypted (epoch 0) handshake records
+  std::optional<std::uint32_t> lowest_message_seq;   // of the unencrypted (epoch 0) handshake fragments
   bool change_cipher_spec{false};
   std::optional<std::uint64_t> highest_epoch0_sequence;   // record sequence number, 48 bits
   std::uint32_t handshake_types{0};      // bit t set: an epoch-0 handshake fragment of message type t (< 32)
   bool encrypted_handshake{false};       // a handshake record of epoch 1 or later: a Finished
   bool alert{false};                     // an alert record (any epoch)
+  // The messages the epoch-0 handshake fragments announce, each once, in order of appearance; `more_announced`
+  // when there were more than max_announced_messages.
+  std::array<AnnouncedMessage, max_announced_messages> announced{};
+  std::size_t announced_count{0};
+  bool more_announced{false};
 
   constexpr bool has(HandshakeType type) const noexcept { return includes(handshake_types, type); }
+  constexpr void announce(std::uint32_t message_seq, std::uint32_t length) noexcept {
+    for (std::size_t i = 0; i < announced_count; ++i)
+      if (announced[i].message_seq == message_seq) return;
+    if (announced_count == announced.size()) {
+      more_announced = true;
+      return;
+    }
+    announced[announced_count++] = {message_seq, length};
+  }
 };
+
+// Adds what one record says to `facts`: every handshake fragment of an unencrypted record (a record may
+// carry several).
+constexpr void add_record(FlightFacts& facts, const Record& record) noexcept {
+  if (record.unified) return;   // DTLS 1.3, encrypted: nothing to read
+  const auto type = static_cast<ContentType>(record.content_type);
+  const bool epoch0 = read16(record.header.subspan(3)) == 0;   // not encrypted
+  if (type == ContentType::change_cipher_spec) facts.change_cipher_spec = true;
+  if (type == ContentType::alert) facts.alert = true;
+  if (type == ContentType::handshake && !epoch0) facts.encrypted_handshake = true;
+  if (!epoch0) return;
+  const std::uint64_t sequence = record_sequence(record.header);
+  if (!facts.highest_epoch0_sequence || sequence > *facts.highest_epoch0_sequence) facts.highest_epoch0_sequence = sequence;
+  if (type != ContentType::handshake) return;
+  for (auto rest = record.fragment; rest.size() >= handshake_header_size;) {
+    const std::uint32_t message_seq = read16(rest.subspan(4));
+    if (!facts.lowest_message_seq || message_seq < *facts.lowest_message_seq) facts.lowest_message_seq = message_seq;
+    if (const auto message_type = static_cast<std::uint8_t>(rest[0]); message_type < 32)
+      facts.handshake_types |= 1u << message_type;
+    facts.announce(message_seq, read24(rest.subspan(1)));
+    rest = rest.subspan(std::min(rest.size(), handshake_header_size + read24(rest.subspan(9))));
+  }
+}
 
 constexpr FlightFacts flight_facts(std::span<const std::byte> datagram) noexcept {
   FlightFacts facts;
   if (!well_formed(datagram)) return facts;
-  while (const auto record = next_record(datagram)) {
-    if (record->unified) continue;   // DTLS 1.3, encrypted: nothing to read
-    const auto type = static_cast<ContentType>(record->content_type);
-    const bool epoch0 = read16(record->header.subspan(3)) == 0;   // not encrypted
-    if (type == ContentType::change_cipher_spec) facts.change_cipher_spec = true;
-    if (type == ContentType::alert) facts.alert = true;
-    if (type == ContentType::handshake && !epoch0) facts.encrypted_handshake = true;
-    if (epoch0) {
-      const std::uint64_t sequence = record_sequence(record->header);
-      if (!facts.highest_epoch0_sequence || sequence > *facts.highest_epoch0_sequence)
-        facts.highest_epoch0_sequence = sequence;
-    }
-    if (type == ContentType::handshake && epoch0 && record->fragment.size() >= handshake_header_size) {
-      const std::uint32_t sequence = read16(record->fragment.subspan(4));
-      if (!facts.lowest_message_seq || sequence < *facts.lowest_message_seq) facts.lowest_message_seq = sequence;
-      if (const auto message_type = static_cast<std::uint8_t>(record->fragment[0]); message_type < 32)
-        facts.handshake_types |= 1u << message_type;
-    }
-  }
+  while (const auto record = next_record(datagram)) add_record(facts, *record);
   return facts;
+}
+
+// A datagram on its way in, read once (view()): what the server endpoint, the Listener and the engine each
+// need from its record headers, passed down instead of parsed again at every layer.
+struct DatagramView {
+  std::span<const std::byte> bytes;
+  std::span<const std::byte> connection_id;       // of its first record (DTLS 1.3 with a CID); empty otherwise
+  bool dtls12_headers_only{true};                 // no DTLS 1.3 unified header (what a DTLS 1.2 session takes)
+  bool starts_with_plaintext_handshake{false};    // its first record is an unencrypted handshake record
+  std::optional<ClientHelloFacts> hello;          // its first record is a ClientHello
+  FlightFacts flight;
+};
+
+// Reads `datagram` in one walk over its records; nullopt when it is not well_formed.
+constexpr std::optional<DatagramView> view(std::span<const std::byte> datagram) noexcept {
+  if (datagram.empty()) return std::nullopt;
+  DatagramView seen{datagram, {}, true, starts_with_plaintext_handshake(datagram), std::nullopt, {}};
+  for (auto rest = datagram; !rest.empty();) {
+    const bool first = rest.size() == datagram.size();
+    const auto record = next_record(rest);
+    if (!record) return std::nullopt;
+    if (first) seen.connection_id = record->connection_id;
+    seen.dtls12_headers_only = seen.dtls12_headers_only && !record->unified;
+    add_record(seen.flight, *record);
+  }
+  if (seen.starts_with_plaintext_handshake) seen.hello = client_hello_of_well_formed(datagram);
+  return seen;
 }
 
 // Alert descriptions (RFC 5246 section 7.2, RFC 4279 for PSK): those the engine sends or explains.

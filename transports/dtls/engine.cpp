@@ -173,9 +173,8 @@ void Engine::Impl::pack_flight(std::size_t first) {
 
 void Engine::Impl::push_input(std::span<const std::byte> datagram) { input.push_back(recycled_copy(datagram)); }
 
-void Engine::Impl::answer_repeated_flight(std::span<const std::byte> datagram) {
+void Engine::Impl::answer_repeated_flight(const record::FlightFacts& facts) {
   if (final_flight.empty()) return;
-  const record::FlightFacts facts = record::flight_facts(datagram);
   if (!facts.lowest_message_seq && !facts.change_cipher_spec) return;
   if (!input_resend_allowed(std::chrono::milliseconds(500))) {
     ++stats.damped_retransmissions;
@@ -245,9 +244,9 @@ void Engine::Impl::fail(int error, std::error_code& ec) {
 // different pre-shared key) would only ever see a timeout. Once the peer's ChangeCipherSpec has arrived, its
 // Finished is readable unless the keys differ; after two unreadable Finished messages (a single corrupted
 // datagram is not enough, nor its duplicate) the handshake fails and a bad_record_mac alert tells the peer why.
-void Engine::Impl::note_peer_flight(std::span<const std::byte> datagram, std::uint64_t handed_before,
+void Engine::Impl::note_peer_flight(const record::DatagramView& datagram, std::uint64_t handed_before,
                                     std::error_code& ec) {
-  const record::FlightFacts facts = record::flight_facts(datagram);
+  const record::FlightFacts& facts = datagram.flight;
   peer_handshake_types |= facts.handshake_types;
   // A ChangeCipherSpec (or Finished) that overtook the messages before it is dropped by wolfSSL 5.7 (5.5 kept
   // it): it counts only once the rest of the peer's flight has arrived.
@@ -257,8 +256,8 @@ void Engine::Impl::note_peer_flight(std::span<const std::byte> datagram, std::ui
     return;
   // A copy the network duplicated is byte for byte the same (a retransmission is encrypted anew): it is not
   // the peer's second attempt. (Seen on a corrupting path: one altered Finished, duplicated, failed sessions.)
-  if (std::ranges::equal(datagram, last_undecryptable_finished)) return;
-  last_undecryptable_finished.assign(datagram.begin(), datagram.end());
+  if (std::ranges::equal(datagram.bytes, last_undecryptable_finished)) return;
+  last_undecryptable_finished.assign(datagram.bytes.begin(), datagram.bytes.end());
   if (++undecryptable_finished < 2) return;
   tell_peer_we_failed(static_cast<std::uint8_t>(record::AlertDescription::bad_record_mac));
   const std::string peer = peer_side(*this);
@@ -362,21 +361,16 @@ Engine Engine::client(std::shared_ptr<DtlsContext> context, const Endpoint& peer
   return Engine{std::move(impl)};
 }
 
-bool Engine::Impl::within_handshake_budget(std::span<const std::byte> datagram) {
-  constexpr std::size_t most_messages = 16;   // a client sends about six in the clear
+bool Engine::Impl::within_handshake_budget(const record::FlightFacts& flight) {
   if (role != Role::server || state != EngineState::handshaking) return true;
-  while (const auto found = record::next_record(datagram)) {
-    const bool plaintext_handshake = !found->unified && found->content_type == 22 && record::read16(found->header.subspan(3)) == 0;
-    for (auto rest = found->fragment; plaintext_handshake && rest.size() >= record::handshake_header_size;) {
-      const std::uint32_t sequence = record::read16(rest.subspan(4));
-      const std::uint32_t length = record::read24(rest.subspan(1));
-      const std::size_t fragment_length = record::read24(rest.subspan(9));
-      rest = rest.subspan(std::min(rest.size(), record::handshake_header_size + fragment_length));
-      if (std::ranges::any_of(announced_messages, [&](const auto& seen) { return seen.first == sequence; })) continue;
-      if (announced_messages.size() == most_messages || announced_bytes + length > max_handshake_reassembly) return false;
-      announced_messages.emplace_back(sequence, length);
-      announced_bytes += length;
-    }
+  if (flight.more_announced) return false;   // more messages in one datagram than a whole handshake may have
+  for (std::size_t i = 0; i < flight.announced_count; ++i) {
+    const auto [sequence, length] = flight.announced[i];
+    if (std::ranges::any_of(announced_messages, [&](const auto& seen) { return seen.first == sequence; })) continue;
+    if (announced_messages.size() == record::max_announced_messages || announced_bytes + length > max_handshake_reassembly)
+      return false;
+    announced_messages.emplace_back(sequence, length);
+    announced_bytes += length;
   }
   return true;
 }
@@ -395,31 +389,41 @@ void Engine::start(TimePoint now, std::error_code& ec) {
 }
 
 void Engine::on_datagram(std::span<const std::byte> datagram, TimePoint now, std::error_code& ec) {
+  if (const auto read = record::view(datagram)) {
+    on_datagram(*read, now, ec);
+    return;
+  }
+  ec.clear();
+  ++impl_->stats.datagrams_in;
+  ++impl_->stats.dropped_datagrams;   // not well formed
+}
+
+void Engine::on_datagram(const record::DatagramView& datagram, TimePoint now, std::error_code& ec) {
   ec.clear();
   Impl& self = *impl_;
   self.now = now;
   ++self.stats.datagrams_in;
   // (A DTLS 1.2 session takes no DTLS 1.3 records: wolfSSL would fail the handshake on the unknown type.)
   const bool dtls12_only = self.context->config().version == Version::dtls1_2;
-  if (!record::well_formed(datagram) || (dtls12_only && !record::dtls12_headers_only(datagram)) ||
-      self.state == EngineState::failed || self.state == EngineState::closed) {
+  if ((dtls12_only && !datagram.dtls12_headers_only) || self.state == EngineState::failed ||
+      self.state == EngineState::closed) {
     ++self.stats.dropped_datagrams;
     return;
   }
   if (self.state == EngineState::established) {
-    self.answer_repeated_flight(datagram);
+    self.answer_repeated_flight(datagram.flight);
     // Once established, an unencrypted handshake message is a late copy (renegotiation is not supported), and
     // wolfSSL 5.7 fails the session on a resent ClientHello that the rest of the handshake overtook.
-    if (record::starts_with_plaintext_handshake(datagram)) {
+    if (datagram.starts_with_plaintext_handshake) {
       ++self.stats.dropped_datagrams;
       return;
     }
   }
-  if (!self.within_handshake_budget(datagram)) {
+  if (!self.within_handshake_budget(datagram.flight)) {
     ++self.stats.over_handshake_budget;
     return;
   }
-  self.push_input(datagram);
+  self.push_input(datagram.bytes);
   if (self.state != EngineState::handshaking) return;
   const std::uint64_t handed_before = self.handed_over;
   self.advance_handshake(ec);

@@ -62,7 +62,7 @@ struct Engine::Impl {
   void tell_peer_we_failed(std::uint8_t alert_description);
   // Notes what a peer's handshake datagram carries (for explaining failures); during the handshake, fails it
   // when the peer's Finished keeps arriving undecryptable after its ChangeCipherSpec (the keys differ).
-  void note_peer_flight(std::span<const std::byte> datagram, std::uint64_t handed_before, std::error_code& ec);
+  void note_peer_flight(const record::DatagramView& datagram, std::uint64_t handed_before, std::error_code& ec);
   bool peer_flight_before_finished_seen() const;
   // Asks for a DTLS 1.3 Connection ID; `receive_id` is the one the peer shall put in its records to us (none for a
   // client). False when this wolfSSL cannot.
@@ -82,11 +82,11 @@ struct Engine::Impl {
   std::vector<std::byte> recycled_copy(std::span<const std::byte> bytes);
   // Server, handshaking: whether the datagram's plaintext handshake fragments stay within
   // max_handshake_reassembly (declared message lengths, each message counted once), noting them when they do.
-  bool within_handshake_budget(std::span<const std::byte> datagram);
+  bool within_handshake_budget(const record::FlightFacts& flight);
   // Starts the handshake's clock (see handshake_deadline).
   void begin_handshake(TimePoint start);
   // Once established: resend final_flight when the peer's datagram repeats its handshake flight.
-  void answer_repeated_flight(std::span<const std::byte> datagram);
+  void answer_repeated_flight(const record::FlightFacts& flight);
   // The path check's next step (see check_path): sends our KeyUpdate once no earlier one of ours waits for an
   // answer, or notes the answer.
   void advance_path_check(std::error_code& ec);

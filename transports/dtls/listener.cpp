@@ -236,11 +236,22 @@ Listener::~Listener() = default;
 
 std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<const std::byte> datagram,
                                             TimePoint now, std::error_code& ec) {
+  if (const auto read = record::view(datagram)) return on_datagram(peer, *read, now, ec);
+  ec.clear();
+  state_->verdict = HelloVerdict::dropped;
+  state_->cookie_bad = false;
+  ++state_->stats.dropped_datagrams;
+  return std::nullopt;
+}
+
+std::optional<Engine> Listener::on_datagram(const Endpoint& peer, const record::DatagramView& read, TimePoint now,
+                                            std::error_code& ec) {
   ec.clear();
   State& self = *state_;
   self.verdict = HelloVerdict::dropped;
   self.cookie_bad = false;
-  const auto hello = record::client_hello(datagram);
+  const std::span<const std::byte> datagram = read.bytes;
+  const auto& hello = read.hello;
   // Only a ClientHello may open a session, and only one numbered as a client's first few are: a hello with a
   // large record number would move the probe's record window (see may_have_moved_window) and cost a fresh probe.
   if (!hello || hello->record_sequence >= State::window_size / 2 || (!self.probe && !self.renew_probe(ec))) {

@@ -167,11 +167,6 @@ std::uint64_t connection_id_key(std::span<const std::byte> id) {
   return key;
 }
 
-// The ClientHello facts of a datagram worth parsing for them (a handshake record first).
-std::optional<record::ClientHelloFacts> hello_in(std::span<const std::byte> datagram) {
-  return datagram[0] == std::byte{22} ? record::client_hello(datagram) : std::nullopt;
-}
-
 }  // namespace
 
 struct ServerEndpoint::Impl {
@@ -226,15 +221,14 @@ struct ServerEndpoint::Impl {
     return slot.engine && slot.generation == ref.generation;
   }
 
-  void on_connection_id(std::span<const std::byte> datagram, std::span<const std::byte> id, const Endpoint& peer,
-                        TimePoint now);
-  void on_new_peer(std::span<const std::byte> datagram, const record::ClientHelloFacts& hello, const Endpoint& peer,
-                   TimePoint now);
+  void on_connection_id(const record::DatagramView& datagram, const Endpoint& peer, TimePoint now);
+  // (`datagram` has a ClientHello.)
+  void on_new_peer(const record::DatagramView& datagram, const Endpoint& peer, TimePoint now);
   bool make_room(const Source& source, TimePoint now);
   void start_session(Engine engine, const record::ClientHelloFacts& hello, const Endpoint& peer, TimePoint now);
   bool recently_opened(const HelloKey& hello, TimePoint now);
   void remember_hello(const HelloKey& hello, TimePoint now);
-  void deliver(std::uint32_t index, std::span<const std::byte> datagram, TimePoint now);
+  void deliver(std::uint32_t index, const record::DatagramView& datagram, TimePoint now);
   // `from_peer`: the call handed the engine a datagram (not a timer): activity that keeps the session alive.
   void after_engine_call(std::uint32_t index, TimePoint now, bool was_handshaking, const std::error_code& ec,
                          bool from_peer = true);
@@ -264,20 +258,21 @@ std::optional<std::uint32_t> ServerEndpoint::handle(TimePoint now, const Endpoin
                                                     std::span<const std::byte> datagram) {
   Impl& self = *impl_;
   ++self.stats.datagrams_in;
-  if (!record::well_formed(datagram)) {
+  const auto read = record::view(datagram);   // the one parse: passed down to the Listener and the engine
+  if (!read) {
     ++self.stats.dropped_garbage;
     return std::nullopt;
   }
-  if (const auto id = record::connection_id(datagram); !id.empty()) {
+  if (const auto id = read->connection_id; !id.empty()) {
     const auto owner = static_cast<std::uint32_t>(id[0]);   // the issuing endpoint (the Listener's prefix)
     if (owner != self.share.worker && owner < self.share.workers) return owner;
-    self.on_connection_id(datagram, id, peer, now);
+    self.on_connection_id(*read, peer, now);
     return std::nullopt;
   }
-  const auto hello = hello_in(datagram);
+  const auto& hello = read->hello;
   if (const auto found = self.by_peer.find(peer); found != self.by_peer.end()) {
     if (!hello || hello->random == self.slots[found->second].client_random) {   // the session's, or a resend
-      self.deliver(found->second, datagram, now);
+      self.deliver(found->second, *read, now);
       return std::nullopt;
     }
     // A new handshake from a session's address (RFC 6347 4.2.8): answered statelessly like any new peer; the
@@ -287,7 +282,7 @@ std::optional<std::uint32_t> ServerEndpoint::handle(TimePoint now, const Endpoin
     ++self.stats.dropped_no_session;
     return std::nullopt;
   }
-  self.on_new_peer(datagram, *hello, peer, now);
+  self.on_new_peer(*read, peer, now);
   return std::nullopt;
 }
 
@@ -297,9 +292,9 @@ void ServerEndpoint::note_truncated() {
   ++impl_->stats.dropped_garbage;
 }
 
-void ServerEndpoint::Impl::on_connection_id(std::span<const std::byte> datagram, std::span<const std::byte> id,
-                                            const Endpoint& peer, TimePoint now) {
-  const auto found = by_connection_id.find(connection_id_key(id));
+void ServerEndpoint::Impl::on_connection_id(const record::DatagramView& datagram, const Endpoint& peer,
+                                            TimePoint now) {
+  const auto found = by_connection_id.find(connection_id_key(datagram.connection_id));
   if (found == by_connection_id.end()) {
     ++stats.dropped_unknown_connection_id;
     return;
@@ -319,7 +314,7 @@ void ServerEndpoint::Impl::on_connection_id(std::span<const std::byte> datagram,
   if (!live(ref)) return;
   const auto newest = slots[index].engine->newest_peer_record();
   if (newest && (!newest_before || *newest > *newest_before)) {
-    move_peer(index, peer, datagram.size(), now);
+    move_peer(index, peer, datagram.bytes.size(), now);
   } else if (slots[index].engine_dropped == dropped_before) {
     ++stats.address_changes_refused;
   }
@@ -327,8 +322,8 @@ void ServerEndpoint::Impl::on_connection_id(std::span<const std::byte> datagram,
 
 // A peer without a session (or a new handshake from a session's address): only a ClientHello may start one,
 // through the stateless cookie exchange, and only while the limits leave room.
-void ServerEndpoint::Impl::on_new_peer(std::span<const std::byte> datagram, const record::ClientHelloFacts& hello,
-                                       const Endpoint& peer, TimePoint now) {
+void ServerEndpoint::Impl::on_new_peer(const record::DatagramView& datagram, const Endpoint& peer, TimePoint now) {
+  const record::ClientHelloFacts& hello = *datagram.hello;
   const bool replacing = by_peer.contains(peer);
   // Every slot holds an established session: no state, no answer; the peer retransmits and is served once a
   // slot frees. (While handshakes hold some, a newcomer with a valid cookie takes the oldest one's place.)
@@ -453,9 +448,9 @@ void ServerEndpoint::Impl::start_session(Engine engine, const record::ClientHell
 
 // ---- Sessions -----------------------------------------------------------------------------------------------
 
-void ServerEndpoint::Impl::deliver(std::uint32_t index, std::span<const std::byte> datagram, TimePoint now) {
+void ServerEndpoint::Impl::deliver(std::uint32_t index, const record::DatagramView& datagram, TimePoint now) {
   Slot& slot = slots[index];
-  if (slot.unproven) slot.unproven->received += datagram.size();
+  if (slot.unproven) slot.unproven->received += datagram.bytes.size();
   Engine& engine = *slot.engine;
   const bool was_handshaking = engine.state() == EngineState::handshaking;
   std::error_code ec;
