@@ -168,8 +168,8 @@ class Engine {
   // began at start(), a server's when its cookie verified). ec also when retransmissions are exhausted
   // (wolfSSL gives up after its timeout reaches 64 s).
   void on_timer(TimePoint now, std::error_code& ec);
-  // When the engine needs on_timer(): a resend or the handshake deadline; once established, only while a path
-  // check (check_path) waits for its answer.
+  // When the engine needs on_timer(): a resend or the handshake deadline; once established, only while DTLS 1.3
+  // has work that needs a timer (a path check waiting for its answer, a KeyUpdate to resend, ACKs owed).
   Deadline next_timer() const noexcept;
 
   // Encrypts one message as one record into outgoing(). Needs state() == established; a message larger than
@@ -197,7 +197,7 @@ class Engine {
   std::optional<RecordNumber> newest_peer_record() const noexcept;
   // Once established: asks the peer to show that it receives at peer(), with a DTLS 1.3 KeyUpdate that asks for
   // one back (an earlier unanswered KeyUpdate of ours is answered first; resent by on_timer, given up after
-  // about a minute). path_confirmed() turns true when the answer came. False for DTLS 1.2, which has no such
+  // about two minutes). path_confirmed() turns true when the answer came. False for DTLS 1.2, which has no such
   // exchange.
   bool check_path(TimePoint now, std::error_code& ec);
   bool path_confirmed() const noexcept;

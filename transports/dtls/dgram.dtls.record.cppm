@@ -203,9 +203,6 @@ constexpr std::optional<ClientHelloFacts> client_hello(std::span<const std::byte
   return well_formed(datagram) ? client_hello_of_well_formed(datagram) : std::nullopt;
 }
 
-// What a handshake datagram carries, read from its record headers alone. For one we send: whether it
-// repeats an earlier flight (lowest message_seq, ChangeCipherSpec). For one we receive: which handshake
-// messages the peer sent in the clear, and whether it sent an encrypted handshake record (its Finished).
 // A handshake message that an unencrypted fragment announces: its message_seq and declared length.
 struct AnnouncedMessage {
   std::uint32_t message_seq{0};
@@ -216,6 +213,9 @@ struct AnnouncedMessage {
 // engine refuses more than this many in one handshake (Engine's reassembly budget).
 inline constexpr std::size_t max_announced_messages = 16;
 
+// What a handshake datagram carries, read from its record headers alone. For one we send: whether it
+// repeats an earlier flight (lowest message_seq, ChangeCipherSpec). For one we receive: which handshake
+// messages the peer sent in the clear, and whether it sent an encrypted handshake record (its Finished).
 struct FlightFacts {
   std::optional<std::uint32_t> lowest_message_seq;   // of the unencrypted (epoch 0) handshake fragments
   bool change_cipher_spec{false};

@@ -432,8 +432,8 @@ void Engine::on_datagram(const record::DatagramView& datagram, TimePoint now, st
 
 namespace {
 
-// Once established, the timer runs after 1, 2, 4 ... 32 s, then gives up (a path stays unconfirmed; wolfSSL
-// stops resending at 64 s anyway).
+// Once established, the timer runs 1, 2, 4 ... 32 s apart (at 1, 3, 7 ... 63 s), then gives up 64 s later: a
+// path stays unconfirmed.
 constexpr int later_timer_limit = 6;
 
 std::chrono::seconds later_timer_wait(int runs) { return std::chrono::seconds(1 << runs); }
@@ -545,6 +545,11 @@ void Engine::Impl::update_later_timer() {
   } else if (!later_timer_since) {
     later_timer_since = now;
     later_timer_runs = 0;
+    // wolfSSL doubles its own timeout at each resend and never resets it after the handshake; past its maximum
+    // a resend fails with an error that wolfSSL then keeps, and the next read ends the session. The engine
+    // limits these runs itself (later_timer_limit): wolfSSL starts each episode afresh and has no limit of its own.
+    wolfSSL_dtls_set_timeout_max(ssl.get(), 1 << 30);
+    wolfSSL_dtls_set_timeout_init(ssl.get(), 1);
   }
 }
 
@@ -557,7 +562,7 @@ void Engine::Impl::run_later_timer(std::error_code& ec) {
   }
   later_timer_since = now;
   // wolfSSL's timer has a short step that only sends the ACKs it owes, then the one that resends: both when the
-  // short one is due. Its own retransmission limit ends a path check, not the session.
+  // short one is due. A failure ends the path check (update_later_timer keeps wolfSSL's own limit out of reach).
 #ifdef WOLFSSL_DTLS13
   const bool acks_first = wolfSSL_dtls13_use_quick_timeout(ssl.get()) != 0;
 #else

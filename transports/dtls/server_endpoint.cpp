@@ -234,12 +234,14 @@ struct ServerEndpoint::Impl {
                          bool from_peer = true);
   void take_messages(std::uint32_t index);
   void count_engine_drops(Slot& slot);
-  void move_peer(std::uint32_t index, const Endpoint& to, std::size_t received, TimePoint now);
+  void note_received(std::uint32_t index, const record::DatagramView& datagram);
+  bool move_peer(std::uint32_t index, const Endpoint& to, std::size_t received, TimePoint now);
   Deadline due(const Slot& slot) const;
   void reschedule(std::uint32_t index);
   void on_timer(std::uint32_t index, TimePoint now);
   void mark_dirty(std::uint32_t index);
   void queue_reply(std::span<const std::byte> datagram, const Endpoint& peer);
+  void queue_last_output(Slot& slot);
   void fail_handshake(std::uint32_t index, FailureKind kind, std::string why);
   void end_session(std::uint32_t index, SessionEnd why);
   void remove_session(std::uint32_t index, SessionEnd why);
@@ -272,6 +274,7 @@ std::optional<std::uint32_t> ServerEndpoint::handle(TimePoint now, const Endpoin
   const auto& hello = read->hello;
   if (const auto found = self.by_peer.find(peer); found != self.by_peer.end()) {
     if (!hello || hello->random == self.slots[found->second].client_random) {   // the session's, or a resend
+      self.note_received(found->second, *read);
       self.deliver(found->second, *read, now);
       return std::nullopt;
     }
@@ -302,6 +305,7 @@ void ServerEndpoint::Impl::on_connection_id(const record::DatagramView& datagram
   const std::uint32_t index = found->second;
   Slot& slot = slots[index];
   if (peer == slot.engine->peer()) {
+    note_received(index, datagram);
     deliver(index, datagram, now);
     return;
   }
@@ -312,12 +316,11 @@ void ServerEndpoint::Impl::on_connection_id(const record::DatagramView& datagram
   const SlotRef ref{index, slot.generation};
   deliver(index, datagram, now);
   if (!live(ref)) return;
+  // (Not while handshaking: the path check needs an established session.)
   const auto newest = slots[index].engine->newest_peer_record();
-  if (newest && (!newest_before || *newest > *newest_before)) {
-    move_peer(index, peer, datagram.bytes.size(), now);
-  } else if (slots[index].engine_dropped == dropped_before) {
-    ++stats.address_changes_refused;
-  }
+  const bool newer = newest && (!newest_before || *newest > *newest_before);
+  if (newer && slots[index].open && move_peer(index, peer, datagram.bytes.size(), now)) return;
+  if (slots[index].engine_dropped == dropped_before) ++stats.address_changes_refused;   // authentic, not moved
 }
 
 // A peer without a session (or a new handshake from a session's address): only a ClientHello may start one,
@@ -449,9 +452,7 @@ void ServerEndpoint::Impl::start_session(Engine engine, const record::ClientHell
 // ---- Sessions -----------------------------------------------------------------------------------------------
 
 void ServerEndpoint::Impl::deliver(std::uint32_t index, const record::DatagramView& datagram, TimePoint now) {
-  Slot& slot = slots[index];
-  if (slot.unproven) slot.unproven->received += datagram.bytes.size();
-  Engine& engine = *slot.engine;
+  Engine& engine = *slots[index].engine;
   const bool was_handshaking = engine.state() == EngineState::handshaking;
   std::error_code ec;
   engine.on_datagram(datagram, now, ec);
@@ -529,11 +530,16 @@ void ServerEndpoint::Impl::take_messages(std::uint32_t index) {
   }
 }
 
+// What came from a session's own address counts toward the budget of an unproven one.
+void ServerEndpoint::Impl::note_received(std::uint32_t index, const record::DatagramView& datagram) {
+  if (Slot& slot = slots[index]; slot.unproven) slot.unproven->received += datagram.bytes.size();
+}
+
 // The peer moved to `to`, from where `received` bytes came: until it shows that it receives there, what goes
-// there is limited (see sendable); the engine asks it to show that.
-void ServerEndpoint::Impl::move_peer(std::uint32_t index, const Endpoint& to, std::size_t received, TimePoint now) {
+// there is limited (see sendable); the engine asks it to show that. False when it may not move there.
+bool ServerEndpoint::Impl::move_peer(std::uint32_t index, const Endpoint& to, std::size_t received, TimePoint now) {
   // Not onto an address another session holds: that peer may still be there (a replayed record could claim it).
-  if (by_peer.contains(to)) return;
+  if (by_peer.contains(to)) return false;
   Slot& slot = slots[index];
   by_peer.erase(slot.engine->peer());
   by_peer.emplace(to, index);   // one entry out, one in: the count of sessions stays
@@ -544,13 +550,14 @@ void ServerEndpoint::Impl::move_peer(std::uint32_t index, const Endpoint& to, st
   std::error_code ec;
   slot.engine->check_path(now, ec);
   after_engine_call(index, now, false, ec, false);
+  return true;
 }
 
 void ServerEndpoint::Impl::fail_handshake(std::uint32_t index, FailureKind kind, std::string why) {
   Slot& slot = slots[index];
   const Endpoint peer = slot.engine->peer();
   ++stats.handshakes_failed;
-  for (const auto& datagram : slot.engine->outgoing()) queue_reply(datagram, peer);   // the alert, if any
+  queue_last_output(slot);   // the alert, if any
   count_engine_drops(slot);
   free_slot(index);
   events.emplace_back(HandshakeFailed{peer, kind, std::move(why)});
@@ -559,7 +566,7 @@ void ServerEndpoint::Impl::fail_handshake(std::uint32_t index, FailureKind kind,
 void ServerEndpoint::Impl::end_session(std::uint32_t index, SessionEnd why) {
   Slot& slot = slots[index];
   Engine& engine = *slot.engine;
-  for (const auto& datagram : engine.outgoing()) queue_reply(datagram, engine.peer());   // close_notify, alerts
+  queue_last_output(slot);   // close_notify, alerts, what the program sent last
   count_engine_drops(slot);
   SessionSummary summary{id_of(index), engine.peer(), engine.resumed(), engine.cipher(), slot.messages_in,
                          slot.messages_out, why, engine.version(), engine.connection_id_in_use(),
@@ -682,6 +689,15 @@ void ServerEndpoint::Impl::mark_dirty(std::uint32_t index) {
   if (slot.dirty) return;
   slot.dirty = true;
   dirty.push_back(index);
+}
+
+// A session's last datagrams, as it ends: within an unproven address's budget like any others.
+void ServerEndpoint::Impl::queue_last_output(Slot& slot) {
+  const auto outgoing = slot.engine->outgoing();
+  const std::size_t sent = sendable(slot);
+  for (const auto& datagram : outgoing.first(sent)) queue_reply(datagram, slot.engine->peer());
+  stats.replies_withheld_unproven += outgoing.size() - sent;
+  slot.engine->clear_outgoing();
 }
 
 void ServerEndpoint::Impl::queue_reply(std::span<const std::byte> datagram, const Endpoint& peer) {

@@ -26,8 +26,9 @@ std::uint64_t value_of(const w64wrapper& number) {
 #endif
 }
 
-// The headers describe the library that was linked: same size of the session object (any option that changed
-// a field would change it).
+// Whether the headers describe the library that was linked, as far as one number can tell: the same size of
+// the session object. A heuristic (an option could change a field without changing the size), but the headers
+// come from the same build as the library (options.h from its prefix), so it guards against a mix-up of builds.
 bool layout_matches() {
   static const bool matches = wolfSSL_GetObjectSize() == static_cast<int>(sizeof(WOLFSSL));
   return matches;
