@@ -572,7 +572,7 @@ void Engine::Impl::run_later_timer(std::error_code& ec) {
       wolfSSL_dtls_got_timeout(ssl.get()) != WOLFSSL_SUCCESS)
     path_check.reset();
   advance_path_check(ec);
-  if (!path_check && !wolfssl_internals::post_handshake_timer_wanted(ssl.get())) later_timer_since.reset();
+  update_later_timer();   // stops it when nothing is left for it
 }
 
 void Engine::send(std::span<const std::byte> message, std::error_code& ec) {

@@ -144,12 +144,15 @@ struct Slot {
   std::optional<UnprovenPath> unproven;
 };
 
+// What an unproven address may get: this many times what came from it (QUIC's anti-amplification factor).
+constexpr std::uint64_t unproven_budget_factor = 3;
+
 // How many of a session's outgoing datagrams may go now: all, or as many (in order) as fit the unproven path's
 // budget.
 std::size_t sendable(const Slot& slot) {
   const auto outgoing = slot.engine->outgoing();
   if (!slot.unproven) return outgoing.size();
-  const std::uint64_t budget = 3 * slot.unproven->received;
+  const std::uint64_t budget = unproven_budget_factor * slot.unproven->received;
   std::uint64_t spent = slot.unproven->sent;
   std::size_t count = 0;
   for (const auto& datagram : outgoing) {
@@ -241,6 +244,7 @@ struct ServerEndpoint::Impl {
   void on_timer(std::uint32_t index, TimePoint now);
   void mark_dirty(std::uint32_t index);
   void queue_reply(std::span<const std::byte> datagram, const Endpoint& peer);
+  std::size_t spend_budget(Slot& slot);
   void queue_last_output(Slot& slot);
   void fail_handshake(std::uint32_t index, FailureKind kind, std::string why);
   void end_session(std::uint32_t index, SessionEnd why);
@@ -691,12 +695,21 @@ void ServerEndpoint::Impl::mark_dirty(std::uint32_t index) {
   dirty.push_back(index);
 }
 
-// A session's last datagrams, as it ends: within an unproven address's budget like any others.
-void ServerEndpoint::Impl::queue_last_output(Slot& slot) {
+// Takes the session's sendable datagrams (see sendable) out of an unproven address's budget and counts the
+// rest as withheld (dropped: as if lost on the way); returns how many go.
+std::size_t ServerEndpoint::Impl::spend_budget(Slot& slot) {
   const auto outgoing = slot.engine->outgoing();
   const std::size_t sent = sendable(slot);
-  for (const auto& datagram : outgoing.first(sent)) queue_reply(datagram, slot.engine->peer());
-  stats.replies_withheld_unproven += outgoing.size() - sent;
+  if (slot.unproven) {
+    for (const auto& datagram : outgoing.first(sent)) slot.unproven->sent += datagram.size();
+    stats.replies_withheld_unproven += outgoing.size() - sent;
+  }
+  return sent;
+}
+
+// A session's last datagrams, as it ends: within an unproven address's budget like any others.
+void ServerEndpoint::Impl::queue_last_output(Slot& slot) {
+  for (const auto& datagram : slot.engine->outgoing().first(spend_budget(slot))) queue_reply(datagram, slot.engine->peer());
   slot.engine->clear_outgoing();
 }
 
@@ -726,13 +739,7 @@ void ServerEndpoint::clear_transmits() {
     Slot& slot = self.slots[index];
     slot.dirty = false;
     if (!slot.engine) continue;
-    const auto outgoing = slot.engine->outgoing();
-    const std::size_t sent = sendable(slot);
-    if (slot.unproven) {
-      for (const auto& datagram : outgoing.first(sent)) slot.unproven->sent += datagram.size();
-      self.stats.replies_withheld_unproven += outgoing.size() - sent;   // dropped: as if lost on the way
-    }
-    self.stats.datagrams_out += sent;
+    self.stats.datagrams_out += self.spend_budget(slot);
     slot.engine->clear_outgoing();
   }
   self.dirty.clear();
@@ -872,7 +879,7 @@ std::string ServerEndpoint::audit() const {
     }
     if (slot.open != (slot.engine->state() == EngineState::established))
       return "session " + std::to_string(index) + " is counted open but its engine is not established, or the reverse";
-    if (slot.unproven && slot.unproven->sent > 3 * slot.unproven->received)
+    if (slot.unproven && slot.unproven->sent > unproven_budget_factor * slot.unproven->received)
       return "session " + std::to_string(index) + " sent more than three times what came from its unproven address";
   }
   if (self.by_peer.size() != live) return "the address table has entries for no session (or two for one)";
