@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
     const bool verbose = command_line.flag("verbose");
     const auto connected = [&](const Connection& connection) {
       if (verbose) fmt::print(stderr, "dtls-echo-client: connected to {}: {}\n", server.to_string(),
-                              ex::describe_session(connection.engine->info()));
+                              dgram::dtls::to_string(connection.engine->info()));
     };
     Connection first = connect(context, config, server, nullptr);
     connected(first);

@@ -20,14 +20,13 @@ import dgram;
 
 namespace dgram::examples {
 
-void log_session_end(const Endpoint& peer, const char* why, const SessionFacts& facts, std::uint64_t messages) {
-  const std::string moved = facts.address_changes > 0 ? fmt::format(" (its address changed {})",
-                                                                      plural(facts.address_changes, "time")) : "";
-  std::string identity = facts.psk_identity.empty() ? "" : ", PSK identity " + printable(facts.psk_identity);
-  if (!facts.peer_key_sha256.empty()) identity += ", raw key SHA-256 " + facts.peer_key_sha256;
-  fmt::print(stderr, "dtls-echo-server: session {} ended ({}): resumed {}, cipher {}, {}, CID {}{}{}, {}\n",
-             peer.to_string(), why, facts.resumed ? "yes" : "no", facts.cipher, facts.version,
-             facts.connection_id ? "on" : "off", moved, identity, plural(messages, "message"));
+void log_session_end(const dtls::SessionInfo& session, const std::string& why, std::uint64_t address_changes,
+                     std::uint64_t messages) {
+  const std::string moved =
+      address_changes > 0 ? fmt::format(" (its address changed {})", plural(address_changes, "time")) : "";
+  fmt::print(stderr, "dtls-echo-server: session {} ended ({}): resumed {}, cipher {}, {}, CID {}{}, {}, {}\n",
+             session.peer.to_string(), why, session.resumed ? "yes" : "no", session.cipher, session.version,
+             session.connection_id ? "on" : "off", moved, dtls::identity_of(session), plural(messages, "message"));
 }
 
 void log_handshake_failure(RateLimitedLog& log, const Endpoint& peer, const std::string& why) {

@@ -27,19 +27,10 @@ struct EchoServerOptions {
   std::uint32_t workers{0};                  // threaded mode; 0: one per core
 };
 
-// What a session negotiated, for its log line.
-struct SessionFacts {
-  bool resumed{false};
-  std::string cipher;
-  std::string version;
-  bool connection_id{false};
-  std::uint64_t address_changes{0};
-  std::string psk_identity;
-  std::string peer_key_sha256;
-};
-// "session PEER ended (WHY): resumed yes|no, cipher C, VERSION, CID on|off[ (moved N times)][, PSK identity ID]
-// [, raw key SHA-256 HEX], N messages" on stderr.
-void log_session_end(const Endpoint& peer, const char* why, const SessionFacts& facts, std::uint64_t messages);
+// "session PEER ended (WHY): resumed yes|no, cipher C, VERSION, CID on|off[ (its address changed N times)],
+// IDENTITY, N messages" on stderr, IDENTITY as dtls::identity_of says it.
+void log_session_end(const dtls::SessionInfo& session, const std::string& why, std::uint64_t address_changes,
+                     std::uint64_t messages);
 // "handshake failed with PEER: WHY", rate-limited.
 void log_handshake_failure(RateLimitedLog& log, const Endpoint& peer, const std::string& why);
 // The closing line: "served N sessions, M messages; K failed handshakes; C cookie challenges, B bad cookies,

@@ -64,10 +64,7 @@ int run_blocking_echo_server(const EchoServerOptions& options) {
     const char* ended = serve(*channel, buffer, options.reply, options.idle_timeout, messages);
     ++sessions;
     total_messages += messages;
-    const dtls::Engine& engine = channel->engine();
-    log_session_end(channel->peer(), ended,
-                    {engine.resumed(), engine.cipher(), engine.version(), engine.connection_id_in_use(), 0,
-                     engine.psk_identity(), engine.peer_key_sha256()}, messages);
+    log_session_end(channel->info(), ended, 0, messages);
   }
   failures.flush(true);
   const dtls::ServerStats front_door = handshaker.server_stats();

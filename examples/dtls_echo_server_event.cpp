@@ -18,17 +18,6 @@ import dgram;
 namespace dgram::examples {
 namespace {
 
-const char* why_ended(dtls::SessionEnd end) {
-  switch (end) {
-    case dtls::SessionEnd::closed_by_peer: return "closed by the peer";
-    case dtls::SessionEnd::closed_by_server: return "closed by the server";
-    case dtls::SessionEnd::idle: return "idle, dropped";
-    case dtls::SessionEnd::server_stopping: return "server stopping";
-    case dtls::SessionEnd::failed: return "failed";
-    case dtls::SessionEnd::replaced: return "replaced by a new handshake from its address";
-  }
-  return "ended";
-}
 
 std::string counters(const dtls::EventServerStats& s) {
   return fmt::format("sessions open {}, total {}; handshakes full {}, resumed {}, failed {} ({} timed out, {} "
@@ -55,10 +44,8 @@ class EchoHandler final : public dtls::SessionHandler {
     server.send(id, reply_ ? std::as_bytes(std::span(*reply_)) : message, ec);
   }
   void on_ended(dtls::EventServer&, const dtls::SessionSummary& session) override {
-    log_session_end(session.peer, why_ended(session.end),
-                    {session.resumed, session.cipher, session.version, session.connection_id, session.address_changes,
-                     session.psk_identity, session.peer_key_sha256},
-                    session.messages_in);
+    log_session_end(session.session, dtls::to_string(session.end), session.counters.address_changes,
+                    session.counters.messages_in);
   }
   void on_handshake_failed(dtls::EventServer&, const Endpoint& peer, dtls::FailureKind, const std::string& why) override {
     const std::lock_guard lock(log_mutex_);

@@ -66,7 +66,10 @@ if [ -f "$cache/wolfssl_built.h" ]; then
   (cd "$cache" && cp -a "${outputs[@]}" "$out/")
   touch "$out/libwolfssl.a" "$out/wolfssl_built.h" "$out/wolfssl-client" "$out/wolfssl-server"   # newer than
   # this script and the source: ninja sees them up to date
-  echo "// $(sed 's|^// ||; s| built in .*||' "$out/wolfssl_built.h"): copied the build from $cache (no compile)"
+  # The stamp says what happened here: a copy, not a build.
+  version=$(sed 's|^// ||; s| built in .*||' "$cache/wolfssl_built.h")
+  echo "// $version copied from $cache (built there before; no compile now)" > "$out/wolfssl_built.h"
+  cat "$out/wolfssl_built.h"
   exit 0
 fi
 

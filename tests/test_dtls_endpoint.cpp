@@ -317,9 +317,18 @@ TEST_CASE("endpoint: events come after the call, in order, and a closed session'
   while (auto event = server.endpoint->next_event()) {
     if (const auto* message = std::get_if<dtls::SessionMessage>(&*event)) {
       seen.emplace_back(reinterpret_cast<const char*>(message->message.data()), message->message.size());
+      const auto live = server.endpoint->counters(message->id);   // counted as they come: both are in
+      REQUIRE(live);
+      CHECK(live->messages_in == 2);
       server.endpoint->close(message->id);
+      CHECK(!server.endpoint->counters(message->id));
     } else if (const auto* ended = std::get_if<dtls::SessionEnded>(&*event)) {
       seen.push_back(ended->summary.end == dtls::SessionEnd::closed_by_server ? "ended" : "ended otherwise");
+      CHECK(ended->summary.counters.messages_in == 2);
+      CHECK(ended->summary.session.peer == from);
+      CHECK(ended->summary.session.cipher == client.cipher());
+      CHECK(dtls::identity_of(ended->summary.session) == "not authenticated");   // the server asked for nothing
+      CHECK(dtls::to_string(ended->summary.end) == "closed by the server");
     }
   }
   CHECK(seen == std::vector<std::string>{"one", "ended"});

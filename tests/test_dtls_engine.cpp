@@ -2,6 +2,7 @@
 // application data, resumption, PSK, loss and reordering of handshake datagrams, and hostile input.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdlib>
@@ -589,4 +590,90 @@ TEST_CASE("engine: a handshake message whose type was altered on the way is name
   if (to == 20 && pump.client->state() == EngineState::established) return;
   CHECK(pump.client->state() == EngineState::failed);
   CHECK_THAT(pump.client->failure(), Catch::Matchers::Contains("altered on the way"));
+}
+
+TEST_CASE("engine: who the peer proved to be: certificates both ways, also on a resumed session (by session ID)", "[dtls][engine][identity]") {
+  std::vector<dgram::dtls::Version> versions{dgram::dtls::Version::dtls1_2};
+  if (dgram::dtls::dtls13_available()) versions.push_back(dgram::dtls::Version::dtls1_3);
+  for (const auto version : versions) {
+    for (const bool tickets : {true, false}) {
+      INFO("DTLS 1." << (version == dgram::dtls::Version::dtls1_2 ? 2 : 3) << ", tickets " << tickets);
+      DtlsConfig client = client_config();
+      client.version = version;
+      client.session_tickets = tickets;
+      client.certificate_chain = Pem::file(certs("client.pem"));
+      client.private_key = Pem::file(certs("client.key"));
+      DtlsConfig server = server_config();
+      server.version = version;
+      dgram::dtls::require_client_certificates(server, Pem::file(certs("ca.pem")));
+      Pump pump(make_context(client), make_context(server));
+      dgram::dtls::Session saved;
+      std::string first_fingerprint;
+      for (const bool resume : {false, true}) {
+        INFO("resumed " << resume);
+        pump.start_client(resume ? &saved : nullptr);
+        pump.handshake();
+        pump.require_established();
+        CHECK(Pump::relay(*pump.client, *pump.server, "who") == "who");   // (a DTLS 1.3 ticket comes with it)
+        CHECK(Pump::relay(*pump.server, *pump.client, "me") == "me");
+        if (!resume) saved = pump.client->session();
+        REQUIRE(saved);
+        const dgram::dtls::SessionInfo seen_by_server = pump.server->info();
+        REQUIRE(seen_by_server.peer_certificate);
+        CHECK(seen_by_server.peer_certificate->subject == "O=dgram test, CN=dgram test client");
+        CHECK(seen_by_server.peer_certificate->names.empty());
+        CHECK(seen_by_server.peer_certificate->issuer == "O=dgram test, CN=dgram test CA");
+        CHECK(seen_by_server.peer_certificate->sha256.size() == 64);
+        CHECK(seen_by_server.psk_identity.empty());
+        CHECK(dgram::dtls::identity_of(seen_by_server).starts_with("certificate O=dgram test, CN=dgram test client"));
+        if (resume) CHECK(seen_by_server.peer_certificate->sha256 == first_fingerprint);
+        first_fingerprint = seen_by_server.peer_certificate->sha256;
+        const dgram::dtls::SessionInfo seen_by_client = pump.client->info();
+        REQUIRE(seen_by_client.peer_certificate);
+        CHECK(seen_by_client.peer_certificate->subject == "O=dgram test, CN=localhost");
+        std::vector<std::string> names = seen_by_client.peer_certificate->names;
+        std::sort(names.begin(), names.end());
+        CHECK(names == std::vector<std::string>{"127.0.0.1", "::1", "localhost"});
+        CHECK(seen_by_client.peer_certificate->sha256 != seen_by_server.peer_certificate->sha256);
+        // A server that asks for client certificates resumes by session ID only (a ticket does not keep the
+        // certificate): DTLS 1.2 resumes, DTLS 1.3 (tickets only) makes a full handshake again.
+        CHECK(pump.client->resumed() == (resume && version == dgram::dtls::Version::dtls1_2));
+        pump.client->close();
+      }
+    }
+  }
+}
+
+TEST_CASE("engine: a server asks for client certificates only when told, and names only what it verified", "[dtls][engine][identity]") {
+  DtlsConfig with_certificate = client_config();
+  with_certificate.certificate_chain = Pem::file(certs("client.pem"));
+  with_certificate.private_key = Pem::file(certs("client.key"));
+  const auto established_pump = [](const DtlsConfig& client, const DtlsConfig& server) {
+    auto pump = std::make_unique<Pump>(make_context(client), make_context(server));
+    pump->start_client();
+    pump->handshake();
+    pump->require_established();
+    return pump;
+  };
+  SECTION("verify_peer with a CA: asked and verified when sent; a client without one is served, unnamed") {
+    DtlsConfig server = server_config();
+    server.verify_peer = true;
+    server.trusted_authorities.push_back(Pem::file(certs("ca.pem")));
+    CHECK(established_pump(with_certificate, server)->server->info().peer_certificate);
+    const auto anonymous = established_pump(client_config(), server);
+    CHECK(!anonymous->server->info().peer_certificate);
+    CHECK(dgram::dtls::identity_of(anonymous->server->info()) == "not authenticated");
+  }
+  SECTION("verify_peer without a CA: nobody is asked") {
+    DtlsConfig server = server_config();
+    server.verify_peer = true;
+    CHECK(!established_pump(with_certificate, server)->server->info().peer_certificate);
+  }
+  SECTION("a client that does not verify its server names no certificate") {
+    DtlsConfig trusting = client_config();
+    trusting.verify_peer = false;
+    const auto pump = established_pump(trusting, server_config());
+    CHECK(!pump->client->info().peer_certificate);
+    CHECK(established_pump(client_config(), server_config())->client->info().peer_certificate);
+  }
 }

@@ -630,5 +630,5 @@ TEST_CASE("CoAP profile over DTLS 1.3: AES-128-CCM, short messages included", "[
   CHECK(done.out == "x\nshort\na line of more than sixteen bytes\n");
   CHECK(contains(done.err, "DTLSv1.3, cipher TLS13-AES128-CCM-SHA256"));
   const Finished stopped = server.stop();
-  CHECK(contains(stopped.err, "cipher TLS13-AES128-CCM-SHA256, DTLSv1.3, CID off, 3 messages"));
+  CHECK(contains(stopped.err, "cipher TLS13-AES128-CCM-SHA256, DTLSv1.3, CID off, not authenticated, 3 messages"));
 }

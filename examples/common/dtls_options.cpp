@@ -136,23 +136,6 @@ dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role ro
   return config;
 }
 
-std::string describe_session(const dtls::SessionInfo& session) {
-  return fmt::format("{}, cipher {}, resumed {}, CID {}{}{}", session.version, session.cipher, session.resumed ? "yes" : "no",
-                     session.connection_id ? "on" : "off",
-                     session.psk_identity.empty() ? "" : ", PSK identity " + printable(session.psk_identity),
-                     session.peer_key_sha256.empty() ? "" : ", raw key SHA-256 " + session.peer_key_sha256);
-}
-
-std::string printable(std::string_view text) {
-  std::string shown;
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7f || c == '\\') shown += fmt::format("\\x{:02x}", byte);
-    else shown += c;
-  }
-  return shown;
-}
-
 std::shared_ptr<dtls::DtlsContext> make_dtls_context(const dtls::DtlsConfig& config) {
   std::error_code ec;
   std::string reason;

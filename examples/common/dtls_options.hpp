@@ -19,12 +19,6 @@ std::vector<Option> dtls_options(dtls::Role role);
 // The configuration the options ask for. Throws UsageError for options that do not go together.
 dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role role);
 
-// "DTLSv1.3, cipher C, resumed yes|no, CID on|off[, PSK identity ID]": what an established session negotiated.
-std::string describe_session(const dtls::SessionInfo& session);
-
-// `text` (a name the peer chose) safe for a log line: control characters and '\' as \xNN.
-std::string printable(std::string_view text);
-
 // Builds the wolfSSL context; throws std::runtime_error with the reason (which file, what is wrong).
 std::shared_ptr<dtls::DtlsContext> make_dtls_context(const dtls::DtlsConfig& config);
 

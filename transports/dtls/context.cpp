@@ -281,13 +281,15 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
     return false;
   }
 
-  int verify = WOLFSSL_VERIFY_NONE;
-  if (config.role == Role::client && config.verify_peer && !config.psk) verify = WOLFSSL_VERIFY_PEER;
-  if (config.role == Role::client && config.pinned_peer_keys) verify = WOLFSSL_VERIFY_PEER;
-  if (config.role == Role::server && (config.verify_peer || config.require_peer_certificate)) {
-    verify = WOLFSSL_VERIFY_PEER;
-    if (config.require_peer_certificate) verify |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+  if (config.role == Role::server && config.require_peer_certificate && config.trusted_authorities.empty()) {
+    reason = "a DTLS server that requires client certificates needs trusted_authorities: the CA that signs "
+             "them (require_client_certificates(config, ca) sets both)";
+    return false;
   }
+
+  int verify = verifies_peer_certificate(config, config.role) ? WOLFSSL_VERIFY_PEER : WOLFSSL_VERIFY_NONE;
+  if (config.role == Role::client && config.pinned_peer_keys) verify = WOLFSSL_VERIFY_PEER;
+  if (config.role == Role::server && config.require_peer_certificate) verify |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
   if (config.role == Role::server && config.pinned_peer_keys)   // every client shows a pinned key
     verify = WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
   wolfSSL_CTX_set_verify(ctx, verify, record_certificate_problem);   // keeps the refused certificate's names
@@ -328,7 +330,11 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
                              (config.pinned_peer_keys || (config.psk_store && !config.certificate_chain && !config.raw_public_key));
   if (!config.session_cache || no_resumption) wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
   if (config.role == Role::client && config.session_tickets) wolfSSL_CTX_UseSessionTicket(ctx);
-  if (config.role == Role::server && (!config.session_tickets || no_resumption)) {
+  // A server that asks for client certificates resumes by session ID only: wolfSSL keeps the client's chain
+  // with a session in its cache, but not in a ticket, so a session resumed by ticket (once its cache entry is
+  // gone; with Debian's wolfSSL always) could not say who the client is.
+  const bool no_tickets = no_resumption || (config.role == Role::server && asks_client_certificates(config));
+  if (config.role == Role::server && (!config.session_tickets || no_tickets)) {
     wolfSSL_CTX_NoTicketTLSv12(ctx);
 #ifdef WOLFSSL_DTLS13
     wolfSSL_CTX_no_ticket_TLSv13(ctx);

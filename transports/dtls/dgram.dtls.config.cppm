@@ -108,10 +108,14 @@ struct DtlsConfig {
   // resumes no session (the key is checked on every handshake); pins and pre-shared keys do not go together.
   std::optional<Pem> pinned_peer_keys;
 
-  // Client: verify the server's certificate (on by default). Server: ask for a client certificate and verify
-  // it when one is sent.
+  // Client: verify the server's certificate against trusted_authorities (on by default; needs one).
+  // Server: ask every client for a certificate and verify the one it sends against trusted_authorities (the CAs
+  // that sign client certificates); a client that sends none is still served, unauthenticated. Without
+  // trusted_authorities a server asks no client (server_config() turns this off).
   bool verify_peer = true;
-  // Server: refuse clients that send no certificate.
+  // Server: ask every client for a certificate, verify it, and refuse a client that sends none: client-certificate
+  // authentication (require_client_certificates() sets it up). Needs trusted_authorities: DtlsContext::create
+  // refuses the configuration without them. The certificate each client proved is in SessionInfo::peer_certificate.
   bool require_peer_certificate = false;
   // Client: the DNS name or IP address the server's certificate must carry. Empty: chain checked, name not.
   std::string expected_server_name;
@@ -136,7 +140,9 @@ struct DtlsConfig {
   // not keep it.)
   std::shared_ptr<const PskStore> psk_store;
 
-  // Resumption: session IDs via the server's cache, and RFC 5077 tickets (DTLS 1.3 resumes by ticket only).
+  // Resumption: session IDs via the server's cache, and RFC 5077 tickets (DTLS 1.3 resumes by ticket only). A
+  // server that asks for client certificates issues no tickets: a ticket does not keep the client's certificate
+  // (the cache does), so its DTLS 1.2 sessions resume by session ID and its DTLS 1.3 sessions not at all.
   bool session_cache = true;
   bool session_tickets = true;
 
@@ -167,7 +173,7 @@ inline DtlsConfig client_config(Pem ca, std::string server_name) {
   return config;
 }
 
-// A DtlsConfig for a server with default choices.
+// A DtlsConfig for a server with default choices: it authenticates itself, and asks clients for nothing.
 inline DtlsConfig server_config(Pem certificate_chain, Pem private_key) {
   DtlsConfig config;
   config.role = Role::server;
@@ -175,6 +181,15 @@ inline DtlsConfig server_config(Pem certificate_chain, Pem private_key) {
   config.private_key = std::move(private_key);
   config.verify_peer = false;
   return config;
+}
+
+// Makes a server authenticate its clients by certificate: every client must present one signed by
+// `client_authority` (call again to trust more CAs: then tell devices apart by PeerCertificate::sha256, as two
+// CAs may issue the same subject). Who each client is: SessionInfo::peer_certificate.
+inline void require_client_certificates(DtlsConfig& server, Pem client_authority) {
+  server.trusted_authorities.push_back(std::move(client_authority));
+  server.verify_peer = true;
+  server.require_peer_certificate = true;
 }
 
 }  // namespace dgram::dtls

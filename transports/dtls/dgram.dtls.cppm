@@ -25,7 +25,8 @@ export import dgram.dtls.server_endpoint;
 
 export namespace dgram::dtls {
 
-// A DTLS session with one peer over a borrowed Transport. Every wait is bounded by the caller's deadline and
+// A DTLS session with one peer over a borrowed Transport: the Transport (a UdpSocket) must outlive the channel.
+// Every wait is bounded by the caller's deadline and
 // wakes for the engine's retransmission timer, so a lost datagram never blocks forever.
 class DtlsChannel final : public Channel {
  public:
@@ -40,6 +41,8 @@ class DtlsChannel final : public Channel {
   std::size_t max_message_size() const noexcept override { return engine_.max_message_size(); }
   std::uint64_t foreign_datagrams() const noexcept override { return foreign_; }
 
+  // What the session negotiated and who the peer proved to be (a client: the server's certificate).
+  SessionInfo info() const { return engine_.info(); }
   bool resumed() const noexcept { return engine_.resumed(); }
   std::string cipher() const { return engine_.cipher(); }
   // The session to resume with later (client side).

@@ -8,6 +8,9 @@
 // Ownership: DtlsContext owns the wolfSSL context (shared by every engine made from it, held by shared_ptr);
 // Engine owns one wolfSSL session object; Session owns a resumable wolfSSL session. All move-only.
 // An Engine is used by one thread at a time; a DtlsContext may make engines on several threads.
+//
+// For applications: DtlsContext, Session, SessionInfo and PeerCertificate, FailureKind, EngineStats and the
+// capability checks. For drivers (the sans-I/O layer): Engine, Listener, CookieSecrets, RecordNumber.
 module;
 #include <array>
 #include <atomic>
@@ -134,16 +137,44 @@ struct RecordNumber {
   friend auto operator<=>(const RecordNumber&, const RecordNumber&) = default;
 };
 
-// What an established session negotiated, and who the peer proved to be.
+// The certificate a peer authenticated with: its chain verified against DtlsConfig::trusted_authorities.
+// Text the peer chose is escaped (no control characters reach a log). subject and issuer are for people (one
+// line, RDNs joined by ", " as wolfSSL lists them, unescaped commas in values, at most 512 bytes): to recognise
+// a device, key it by sha256.
+struct PeerCertificate {
+  std::string subject;              // "O=dgram, CN=sensor-17"
+  std::string issuer;               // the CA that signed it, the same way
+  std::vector<std::string> names;   // its subject alternative names (DNS names, IP addresses, URIs, e-mail), in
+                                    // the order wolfSSL lists them
+  std::string sha256;               // SHA-256 of its DER encoding in hex (`openssl x509 -fingerprint -sha256`'s
+                                    // bytes, lower case, without ':'): a stable key for a device
+};
+
+// What an established session negotiated, and who the peer proved to be: at most one of peer_certificate,
+// psk_identity and peer_key_sha256 is set. None is when the peer was not asked to authenticate (a server that
+// does not ask for client certificates, a client that does not verify its server) and for a PSK session resumed
+// on a server that also has a certificate (wolfSSL's session does not keep the identity).
 struct SessionInfo {
-  Endpoint peer;
+  Endpoint peer;                  // in a SessionSummary: its address when the session ended
   std::string version;            // "DTLSv1.2" or "DTLSv1.3"
   std::string cipher;             // wolfSSL's standard name of the suite
   bool resumed{false};
   bool connection_id{false};      // the session uses a Connection ID
+  std::vector<std::byte> receive_connection_id;   // the ID the peer puts in its records to us (a server's: the
+                                                  // one it routes by); empty without
+  std::optional<PeerCertificate> peer_certificate;
   std::string psk_identity;       // the pre-shared key identity it authenticated with; empty without PSK
   std::string peer_key_sha256;    // the peer's raw public key: SHA-256 of its SubjectPublicKeyInfo, hex; or empty
 };
+
+// Who the peer proved to be, in a few words: "certificate O=dgram, CN=sensor-17 (SHA-256 ab12...)",
+// "PSK identity sensor-17", "raw key SHA-256 ab12...", "resumed, identity not kept" or "not authenticated".
+std::string identity_of(const SessionInfo& session);
+// One line for a log: "DTLSv1.3, cipher TLS_AES_128_GCM_SHA256, resumed no, CID on, certificate ...".
+std::string to_string(const SessionInfo& session);
+// "untrusted certificate", "timed out"...: the kind's name in words (Engine::failure() has the details).
+std::string to_string(FailureKind kind);
+std::string to_string(EngineState state);
 
 class Engine {
  public:
@@ -216,6 +247,10 @@ class Engine {
   std::string psk_identity() const;
   // The SHA-256 of the peer's raw public key (RFC 7250) in hex, once established; empty when it sent none.
   std::string peer_key_sha256() const;
+  // The certificate the peer authenticated with, once established; nullopt when it sent none (PSK, a raw public
+  // key, or not asked) or when we did not verify it (a client with verify_peer off). On a resumed session: the
+  // one of the handshake that made the session.
+  std::optional<PeerCertificate> peer_certificate() const;
   // All of the above, once established.
   SessionInfo info() const;
   std::size_t max_message_size() const noexcept;

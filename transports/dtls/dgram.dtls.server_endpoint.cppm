@@ -10,12 +10,16 @@
 // socket and an epoll loop around one; the threaded server runs N of them.
 //
 // Like the engine it never touches a socket or a clock, so tests and fuzzers drive it from memory.
+//
+// For applications: the values the servers hand out (SessionId, SessionInfo in SessionSummary, SessionCounters,
+// SessionEnd, the ServerEvent kinds, ServerStats) and ServerEndpointSettings. For drivers: ServerEndpoint, PortShare.
 module;
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -49,19 +53,21 @@ enum class SessionEnd {
                      // is gone (its port was reused, or it restarted without closing)
 };
 
-struct SessionSummary {
-  SessionId id;
-  Endpoint peer;
-  bool resumed{false};
-  std::string cipher;
+// "closed by the peer", "idle"...
+std::string to_string(SessionEnd end);
+
+// What a session has done so far: live from ServerEndpoint::counters (EventServer::counters), final in its summary.
+struct SessionCounters {
   std::uint64_t messages_in{0};
   std::uint64_t messages_out{0};
-  SessionEnd end{SessionEnd::closed_by_peer};
-  std::string version;          // "DTLSv1.2" or "DTLSv1.3"
-  bool connection_id{false};    // the session used a Connection ID
   std::uint64_t address_changes{0};   // times its peer moved to another address and kept the session (CID)
-  std::string psk_identity;     // the pre-shared key identity the client authenticated with; empty without PSK
-  std::string peer_key_sha256;  // the client's raw public key (SHA-256 of its SubjectPublicKeyInfo, hex); or empty
+};
+
+struct SessionSummary {
+  SessionId id;
+  SessionInfo session;        // what on_established was given, with the peer's address at the end
+  SessionCounters counters;
+  SessionEnd end{SessionEnd::closed_by_peer};
 };
 
 struct ServerStats {
@@ -177,6 +183,8 @@ class ServerEndpoint {
   // serves it alone, on its engine). The endpoint forgets it without an event; nullopt when not established.
   std::optional<Engine> release(SessionId id);
   bool alive(SessionId id) const noexcept;
+  // An established session's counters now; nullopt when it has ended or is still handshaking.
+  std::optional<SessionCounters> counters(SessionId id) const noexcept;
 
   // The next event, or nullopt when there is none (the message bytes of the events are then released: a
   // SessionMessage's bytes stay valid until then). A message of a session closed meanwhile is skipped.
@@ -203,3 +211,12 @@ class ServerEndpoint {
 };
 
 }  // namespace dgram::dtls
+
+// SessionIds as keys of unordered containers: the per-session state of a program (docs: "Per-session state").
+template <>
+struct std::hash<dgram::dtls::SessionId> {
+  std::size_t operator()(dgram::dtls::SessionId id) const noexcept {
+    const std::uint64_t slot = (std::uint64_t{id.worker} << 32) ^ id.index;
+    return std::hash<std::uint64_t>{}(slot * 0x9e3779b97f4a7c15ULL ^ id.generation);
+  }
+};

@@ -725,8 +725,27 @@ std::string Engine::peer_key_sha256() const {
   return key ? hex::of(*key) : std::string{};
 }
 
+std::optional<PeerCertificate> Engine::peer_certificate() const {
+  // Only a completed handshake's chain is verified (a session that failed later still has it: its summary names it).
+  if (impl_->state == EngineState::handshaking || !wolfSSL_is_init_finished(impl_->ssl.get())) return std::nullopt;
+  // wolfSSL keeps the chain a peer sent even when nobody checked it (a client that does not verify its server):
+  // only a verified one names the peer.
+  if (!verifies_peer_certificate(impl_->context->config(), impl_->role)) return std::nullopt;
+  // A raw public key sits in the chain where a certificate would, and wolfSSL parses it as one with no subject.
+  if (peer_raw_key_sha256(impl_->ssl.get(), impl_->role)) return std::nullopt;
+  return describe_peer_certificate(impl_->ssl.get());
+}
+
 SessionInfo Engine::info() const {
-  return SessionInfo{peer(), version(), cipher(), resumed(), connection_id_in_use(), psk_identity(), peer_key_sha256()};
+  return SessionInfo{.peer = peer(),
+                     .version = version(),
+                     .cipher = cipher(),
+                     .resumed = resumed(),
+                     .connection_id = connection_id_in_use(),
+                     .receive_connection_id = receive_connection_id(),
+                     .peer_certificate = peer_certificate(),
+                     .psk_identity = psk_identity(),
+                     .peer_key_sha256 = peer_key_sha256()};
 }
 
 std::size_t Engine::max_message_size() const noexcept {

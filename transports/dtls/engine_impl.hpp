@@ -167,6 +167,15 @@ std::optional<FailureExplanation> check_pinned_peer_key(const Engine::Impl& engi
 // certificate buffer, a raw public key) is pinned, else 0 with engine.key_refusal saying why.
 int accept_pinned_key(Engine::Impl& engine, WOLFSSL_X509_STORE_CTX* store);
 
+// A server asks clients for certificates when it requires one, or verifies them and has CAs to verify with.
+inline bool asks_client_certificates(const DtlsConfig& config) {
+  return config.require_peer_certificate || (config.verify_peer && !config.trusted_authorities.empty());
+}
+// Whether `role` verifies the certificate its peer sends under `config` (the context's verify mode says the same).
+inline bool verifies_peer_certificate(const DtlsConfig& config, Role role) {
+  return role == Role::client ? config.verify_peer && !config.psk : asks_client_certificates(config);
+}
+
 // "server" or "client": the other side of `impl`, for messages.
 inline const char* peer_side(const Engine::Impl& impl) { return impl.role == Role::client ? "server" : "client"; }
 
@@ -176,6 +185,19 @@ FailureExplanation explain_failure(const Engine::Impl& impl, int error);
 std::string alert_name(int description);
 // The names the peer's certificate is valid for, for a failure message.
 std::string peer_certificate_names(WOLFSSL* ssl);
+
+// Certificates in words (peer_certificate.cpp).
+KeySha256 sha256_of(std::span<const unsigned char> der);
+// "/O=dgram/CN=localhost" -> "O=dgram, CN=localhost", escaped for logs; "?" when unreadable.
+std::string readable_name(WOLFSSL_X509_NAME* name);
+// A certificate's subject alternative names in words: DNS names and IP addresses, with `every_kind` also URIs
+// and e-mail addresses. Escaped for logs.
+std::vector<std::string> alternative_names(WOLFSSL_X509* certificate, bool every_kind);
+// The names a certificate is valid for: its DNS and IP alternative names, else its common name; "no name".
+std::string certificate_names(WOLFSSL_X509* certificate);
+// The leaf certificate of the peer's verified chain, described; nullopt when it sent none. (A raw public key
+// reads as a certificate without a subject here: the caller asks peer_raw_key_sha256 first.)
+std::optional<PeerCertificate> describe_peer_certificate(WOLFSSL* ssl);
 // The verify callback every context installs: records the first failing certificate in its engine.
 int record_certificate_problem(int preverified, WOLFSSL_X509_STORE_CTX* store);
 

@@ -73,12 +73,6 @@ std::vector<unsigned char> pem_body(std::string_view base64) {
   return der;
 }
 
-KeySha256 sha256_of(std::span<const unsigned char> der) {
-  KeySha256 hash{};
-  wc_Sha256Hash(der.data(), static_cast<word32>(der.size()), reinterpret_cast<byte*>(hash.data()));
-  return hash;
-}
-
 // 64 hex digits, ':' between bytes allowed; what follows blanks is ignored (sha256sum's "  -" or file name).
 std::optional<KeySha256> parse_fingerprint(std::string_view text) {
   text = text.substr(0, text.find_first_of(" \t\r"));

@@ -572,9 +572,7 @@ void ServerEndpoint::Impl::end_session(std::uint32_t index, SessionEnd why) {
   Engine& engine = *slot.engine;
   queue_last_output(slot);   // close_notify, alerts, what the program sent last
   count_engine_drops(slot);
-  SessionSummary summary{id_of(index), engine.peer(), engine.resumed(), engine.cipher(), slot.messages_in,
-                         slot.messages_out, why, engine.version(), engine.connection_id_in_use(),
-                         slot.address_changes, engine.psk_identity(), engine.peer_key_sha256()};
+  SessionSummary summary{id_of(index), engine.info(), {slot.messages_in, slot.messages_out, slot.address_changes}, why};
   --stats.sessions_open;
   free_slot(index);
   events.emplace_back(SessionEnded{std::move(summary)});
@@ -770,6 +768,24 @@ Slot* ServerEndpoint::Impl::find(SessionId id) {
 }
 
 bool ServerEndpoint::alive(SessionId id) const noexcept { return impl_->find(id) != nullptr; }
+
+std::optional<SessionCounters> ServerEndpoint::counters(SessionId id) const noexcept {
+  const Slot* slot = impl_->find(id);
+  if (!slot || !slot->open) return std::nullopt;
+  return SessionCounters{slot->messages_in, slot->messages_out, slot->address_changes};
+}
+
+std::string to_string(SessionEnd end) {
+  switch (end) {
+    case SessionEnd::closed_by_peer: return "closed by the peer";
+    case SessionEnd::closed_by_server: return "closed by the server";
+    case SessionEnd::idle: return "idle, dropped";
+    case SessionEnd::server_stopping: return "server stopping";
+    case SessionEnd::failed: return "failed";
+    case SessionEnd::replaced: return "replaced by a new handshake from its address";
+  }
+  return "ended";
+}
 
 void ServerEndpoint::send(SessionId id, std::span<const std::byte> message, std::error_code& ec) {
   ec.clear();

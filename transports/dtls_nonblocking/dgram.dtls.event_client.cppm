@@ -55,6 +55,8 @@ class EventClient {
   void close(std::error_code& ec);
 
   const Endpoint& peer() const noexcept;
+  // Once established: what the session negotiated and who the server proved to be.
+  SessionInfo info() const { return engine_.info(); }
   bool resumed() const noexcept;
   std::string cipher() const;
   std::size_t max_message_size() const noexcept;

@@ -13,6 +13,7 @@ module;
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <system_error>
@@ -31,10 +32,16 @@ class EventServer;
 // What a program does with the sessions. Every callback runs inside run(), on its thread; a callback may call
 // send() and close() of the server it is given for any of that server's sessions. (A ThreadedServer's workers
 // each call with themselves: another worker's session is reached with ThreadedServer::post.)
+//
+// Per-session state: keep it in the handler, keyed by SessionId (std::hash<SessionId> is provided): insert in
+// on_established, use in on_message, erase in on_ended, which comes exactly once for every session that was
+// established. In a ThreadedServer the handler is shared by the workers: guard the map, or keep one per worker
+// (server.worker() says which).
 class SessionHandler {
  public:
   virtual ~SessionHandler() = default;
-  // A handshake completed: `session` says with whom (address, PSK identity) and what was negotiated.
+  // A handshake completed: `session` says with whom (address; the certificate, PSK identity or raw public key
+  // the client authenticated with) and what was negotiated. The same SessionInfo comes back in the summary.
   virtual void on_established(EventServer& server, SessionId id, const SessionInfo& session);
   // One decrypted message. The bytes are valid during the call only.
   virtual void on_message(EventServer& server, SessionId id, std::span<const std::byte> message) = 0;
@@ -93,6 +100,8 @@ class EventServer {
   void send(SessionId id, std::span<const std::byte> message, std::error_code& ec);
   // On run()'s thread: sends close_notify and ends the session (SessionEnd::closed_by_server).
   void close(SessionId id);
+  // On run()'s thread: an established session's counters so far; nullopt when it has ended.
+  std::optional<SessionCounters> counters(SessionId id) const noexcept;
   // On run()'s thread (from a posted task): the sans-I/O endpoint this server drives. What a task does to it
   // (a datagram handed over by another worker) is dispatched and sent when the task returns.
   ServerEndpoint& endpoint() noexcept;

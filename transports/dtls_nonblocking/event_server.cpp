@@ -263,6 +263,10 @@ void EventServer::send(SessionId id, std::span<const std::byte> message, std::er
 
 void EventServer::close(SessionId id) { impl_->endpoint->close(id); }
 
+std::optional<SessionCounters> EventServer::counters(SessionId id) const noexcept {
+  return impl_->endpoint->counters(id);
+}
+
 ServerEndpoint& EventServer::endpoint() noexcept { return *impl_->endpoint; }
 
 const EventServerStats& EventServer::stats() const noexcept { return impl_->endpoint->stats(); }
