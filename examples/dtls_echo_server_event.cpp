@@ -18,7 +18,6 @@ import dgram;
 namespace dgram::examples {
 namespace {
 
-
 std::string counters(const dtls::EventServerStats& s) {
   return fmt::format("sessions open {}, total {}; handshakes full {}, resumed {}, failed {} ({} timed out, {} "
                      "crowded out); cookies sent {}, bad {}, withheld {}; replayed hellos {}; dropped: {} garbage, "

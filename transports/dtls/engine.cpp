@@ -732,7 +732,7 @@ std::optional<PeerCertificate> Engine::peer_certificate() const {
   // only a verified one names the peer.
   if (!verifies_peer_certificate(impl_->context->config(), impl_->role)) return std::nullopt;
   // A raw public key sits in the chain where a certificate would, and wolfSSL parses it as one with no subject.
-  if (peer_raw_key_sha256(impl_->ssl.get(), impl_->role)) return std::nullopt;
+  if (peer_presented_raw_key(impl_->ssl.get(), impl_->role)) return std::nullopt;
   return describe_peer_certificate(impl_->ssl.get());
 }
 

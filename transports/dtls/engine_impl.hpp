@@ -158,6 +158,8 @@ bool present_raw_public_key(WOLFSSL_CTX* ctx, const DtlsConfig& config, const st
                             std::string& reason);
 // Parses the pinned keys `text` into context.pinned_keys and asks peers for raw public keys.
 bool pin_peer_keys(DtlsContext::Impl& context, const std::string& text, std::string& reason);
+// Whether the peer presented a raw public key (the negotiated certificate type), not a certificate.
+bool peer_presented_raw_key(WOLFSSL* ssl, Role our_role);
 // The SHA-256 of the raw public key the peer presented; nullopt when it presented none (a certificate, nothing).
 std::optional<KeySha256> peer_raw_key_sha256(WOLFSSL* ssl, Role our_role);
 // Once established: why the peer's key is not acceptable under the pinned keys, or nullopt when it is (or none
@@ -195,8 +197,11 @@ std::string readable_name(WOLFSSL_X509_NAME* name);
 std::vector<std::string> alternative_names(WOLFSSL_X509* certificate, bool every_kind);
 // The names a certificate is valid for: its DNS and IP alternative names, else its common name; "no name".
 std::string certificate_names(WOLFSSL_X509* certificate);
+// The DER of the first entry of the peer's chain as wolfSSL keeps it with the session (a certificate or a raw
+// public key); nullopt when it sent none. Valid while the session lives.
+std::optional<std::span<const unsigned char>> peer_leaf_der(WOLFSSL* ssl);
 // The leaf certificate of the peer's verified chain, described; nullopt when it sent none. (A raw public key
-// reads as a certificate without a subject here: the caller asks peer_raw_key_sha256 first.)
+// reads as a certificate without a subject here: the caller asks peer_presented_raw_key first.)
 std::optional<PeerCertificate> describe_peer_certificate(WOLFSSL* ssl);
 // The verify callback every context installs: records the first failing certificate in its engine.
 int record_certificate_problem(int preverified, WOLFSSL_X509_STORE_CTX* store);

@@ -116,20 +116,26 @@ std::string certificate_names(WOLFSSL_X509* certificate) {
 
 // From the peer's chain as wolfSSL keeps it with the session (SESSION_CERTS), not its peer certificate object:
 // the chain is what a resumed session still has.
-std::optional<PeerCertificate> describe_peer_certificate(WOLFSSL* ssl) {
+std::optional<std::span<const unsigned char>> peer_leaf_der(WOLFSSL* ssl) {
   WOLFSSL_X509_CHAIN* chain = wolfSSL_get_peer_chain(ssl);
   if (!chain || wolfSSL_get_chain_count(chain) < 1) return std::nullopt;
   const unsigned char* der = wolfSSL_get_chain_cert(chain, 0);
   const int size = wolfSSL_get_chain_length(chain, 0);
   if (!der || size <= 0) return std::nullopt;
-  const unsigned char* cursor = der;
-  const X509Ptr certificate{wolfSSL_d2i_X509(nullptr, &cursor, size)};
+  return std::span<const unsigned char>(der, static_cast<std::size_t>(size));
+}
+
+std::optional<PeerCertificate> describe_peer_certificate(WOLFSSL* ssl) {
+  const auto der = peer_leaf_der(ssl);
+  if (!der) return std::nullopt;
+  const unsigned char* cursor = der->data();
+  const X509Ptr certificate{wolfSSL_d2i_X509(nullptr, &cursor, static_cast<int>(der->size()))};
   if (!certificate) return std::nullopt;
   PeerCertificate described;
   described.subject = readable_name(wolfSSL_X509_get_subject_name(certificate.get()));
   described.issuer = readable_name(wolfSSL_X509_get_issuer_name(certificate.get()));
   described.names = alternative_names(certificate.get(), true);
-  described.sha256 = hex::of(sha256_of({der, static_cast<std::size_t>(size)}));
+  described.sha256 = hex::of(sha256_of(*der));
   return described;
 }
 

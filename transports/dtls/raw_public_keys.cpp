@@ -185,22 +185,23 @@ bool pin_peer_keys(DtlsContext::Impl& context, const std::string& text, std::str
 #endif
 }
 
-std::optional<KeySha256> peer_raw_key_sha256(WOLFSSL* ssl, Role our_role) {
+bool peer_presented_raw_key(WOLFSSL* ssl, Role our_role) {
 #ifdef HAVE_RPK
   int type = WOLFSSL_CERT_TYPE_UNKNOWN;
   const int asked = our_role == Role::client ? wolfSSL_get_negotiated_server_cert_type(ssl, &type)
                                              : wolfSSL_get_negotiated_client_cert_type(ssl, &type);
-  if (asked != WOLFSSL_SUCCESS || type != WOLFSSL_CERT_TYPE_RPK) return std::nullopt;
-  WOLFSSL_X509_CHAIN* chain = wolfSSL_get_peer_chain(ssl);
-  if (!chain || wolfSSL_get_chain_count(chain) < 1) return std::nullopt;
-  const unsigned char* der = wolfSSL_get_chain_cert(chain, 0);
-  const int size = wolfSSL_get_chain_length(chain, 0);
-  if (!der || size <= 0) return std::nullopt;
-  return sha256_of({der, static_cast<std::size_t>(size)});
+  return asked == WOLFSSL_SUCCESS && type == WOLFSSL_CERT_TYPE_RPK;
 #else
   (void)ssl, (void)our_role;
-  return std::nullopt;
+  return false;
 #endif
+}
+
+std::optional<KeySha256> peer_raw_key_sha256(WOLFSSL* ssl, Role our_role) {
+  if (!peer_presented_raw_key(ssl, our_role)) return std::nullopt;
+  const auto der = peer_leaf_der(ssl);
+  if (!der) return std::nullopt;
+  return sha256_of(*der);
 }
 
 namespace {
