@@ -41,6 +41,13 @@ void log_summary(std::uint64_t sessions, std::uint64_t messages, std::uint64_t f
              details.empty() ? "" : "; ", details);
 }
 
+void warn_if_buffer_capped(int got_bytes, int asked_bytes) {
+  if (asked_bytes == 0 || got_bytes >= asked_bytes) return;
+  fmt::print(stderr, "dtls-echo-server: the socket's receive buffer is {} KiB, not the {} KiB asked: the kernel caps "
+             "it at net.core.rmem_max (raise it with sysctl -w net.core.rmem_max={}, or run with CAP_NET_ADMIN)\n",
+             got_bytes / 1024, asked_bytes / 1024, asked_bytes);
+}
+
 void announce_listening(const Endpoint& local) {
   fmt::print("listening on {}\n", local.to_string());
   std::fflush(stdout);
@@ -86,7 +93,8 @@ int main(int argc, char** argv) {
       {"port", "N", "UDP port (default 11111; 0 picks a free port)"},
       {"reply", "TEXT", "answer every message with TEXT instead of echoing it"},
       {"idle-timeout-ms", "T", "drop a session whose peer sends nothing for T ms (default 60000)"},
-      {"handshake-timeout-ms", "T", "give up on a handshake after T ms (default 10000)"}};
+      {"handshake-timeout-ms", "T", "give up on a handshake after T ms (default 10000)"},
+      {"receive-buffer-kib", "N", "the socket's receive buffer: what a burst of clients may queue before the kernel drops (default 32768; capped by net.core.rmem_max unless run with CAP_NET_ADMIN)"}};
 #ifdef DGRAM_EVENT_SERVER
   options.push_back({"max-sessions", "N", "event and threaded modes: serve at most N sessions at once; new peers wait (default 10000)"});
   options.push_back({"max-handshakes", "N", "event and threaded modes: handshakes under way at once; the oldest gives way (default: half of --max-sessions)"});
@@ -111,6 +119,8 @@ int main(int argc, char** argv) {
     if (mode != "threaded" && command_line.value("workers")) throw ex::UsageError("--workers needs --mode threaded");
     ex::EchoServerOptions server;
     server.address = ex::listen_address(command_line);
+    server.address.options.receive_buffer_bytes =
+        static_cast<int>(1024 * command_line.integer("receive-buffer-kib", 32768, 64, 2'000'000));
     server.config = ex::dtls_config_from(command_line, dgram::dtls::Role::server);
     std::optional<ex::PskFileReloader> psk_file;   // before the server's threads: it blocks SIGHUP for them
     if (const auto path = command_line.value("psk-file")) {

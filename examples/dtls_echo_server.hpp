@@ -37,6 +37,9 @@ void log_handshake_failure(RateLimitedLog& log, const Endpoint& peer, const std:
 // S stray datagrams dropped", followed by `details` when not empty.
 void log_summary(std::uint64_t sessions, std::uint64_t messages, std::uint64_t failed_handshakes,
                  std::uint64_t cookies, std::uint64_t bad_cookies, std::uint64_t stray, const std::string& details);
+// One line on stderr when the kernel gave the socket a smaller receive buffer than --receive-buffer-kib asked
+// (net.core.rmem_max), saying how to raise the cap.
+void warn_if_buffer_capped(int got_bytes, int asked_bytes);
 // Prints "listening on ADDR:PORT" on stdout (the first line: scripts and tests wait for it).
 void announce_listening(const Endpoint& local);
 

@@ -51,6 +51,7 @@ int run_blocking_echo_server(const EchoServerOptions& options) {
   });
   install_stop_handlers();
   UdpSocket socket = UdpSocket::bind(options.address.local, options.address.options);
+  warn_if_buffer_capped(socket.receive_buffer_size(), options.address.options.receive_buffer_bytes);
   std::error_code ec;
   announce_listening(socket.local_endpoint(ec));
   std::uint64_t sessions = 0;

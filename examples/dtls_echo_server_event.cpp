@@ -22,14 +22,14 @@ std::string counters(const dtls::EventServerStats& s) {
   return fmt::format("sessions open {}, total {}; handshakes full {}, resumed {}, failed {} ({} timed out, {} "
                      "crowded out); cookies sent {}, bad {}, withheld {}; replayed hellos {}; dropped: {} garbage, "
                      "{} without a session, {} over the session limit, {} undecryptable, {} over the handshake "
-                     "budget, {} with an unknown connection ID; {} idle timeouts, {} replaced, {} moved to a new "
-                     "address ({} confirmed there; {} older records from elsewhere did not move one, {} datagrams "
-                     "over an unconfirmed address's budget)",
+                     "budget, {} with an unknown connection ID, {} by the kernel (receive buffer full); {} idle "
+                     "timeouts, {} replaced, {} moved to a new address ({} confirmed there; {} older records from "
+                     "elsewhere did not move one, {} datagrams over an unconfirmed address's budget)",
                      s.sessions_open, s.sessions_total, s.handshakes_full, s.handshakes_resumed, s.handshakes_failed,
                      s.handshake_timeouts, s.handshakes_crowded_out, s.cookies_sent, s.bad_cookies,
                      s.answers_withheld, s.replayed_hellos, s.dropped_garbage, s.dropped_no_session,
                      s.dropped_over_limit, s.dropped_undecryptable, s.dropped_over_handshake_budget,
-                     s.dropped_unknown_connection_id, s.idle_timeouts, s.sessions_replaced, s.address_changes,
+                     s.dropped_unknown_connection_id, s.dropped_receive_overflow, s.idle_timeouts, s.sessions_replaced, s.address_changes,
                      s.paths_confirmed, s.address_changes_refused, s.replies_withheld_unproven);
 }
 
@@ -111,6 +111,7 @@ int run_event_echo_server(const EchoServerOptions& options) {
   dtls::EventServer server(make_dtls_context(options.config), options.address.local,
                            settings_from<dtls::EventServer>(options), handler, ec);
   if (ec) throw std::system_error(ec, "cannot listen on " + options.address.local.to_string());
+  warn_if_buffer_capped(server.receive_buffer_size(), options.address.options.receive_buffer_bytes);
   serve(server, handler);
   return 0;
 }
@@ -123,6 +124,7 @@ int run_threaded_echo_server(const EchoServerOptions& options) {
   std::error_code ec;
   dtls::ThreadedServer server(make_dtls_context(options.config), options.address.local, settings, handler, ec);
   if (ec) throw std::system_error(ec, "cannot listen on " + options.address.local.to_string());
+  warn_if_buffer_capped(server.worker(0).receive_buffer_size(), options.address.options.receive_buffer_bytes);
   serve(server, handler);
   for (std::uint32_t worker = 0; worker < server.workers(); ++worker) {
     const dtls::EventServerStats stats = server.worker_stats(worker);

@@ -146,9 +146,7 @@ class RunningServer {
   }
   const dgram::Endpoint& endpoint() const { return endpoint_; }
 
-  RecordingEcho handler;
-
- private:
+  // The event server, or the threaded server's workers (for posting tasks to their loops).
   std::vector<dtls::EventServer*> workers() {
     if (server_) return {server_.get()};
     std::vector<dtls::EventServer*> all;
@@ -158,6 +156,9 @@ class RunningServer {
     return all;
   }
 
+  RecordingEcho handler;
+
+ private:
   std::unique_ptr<dtls::EventServer> server_;
 #ifdef DGRAM_THREADED_SERVER
   std::unique_ptr<dtls::ThreadedServer> threaded_;
@@ -610,4 +611,46 @@ TEST_CASE("event server: with a DTLS 1.3 connection ID a client whose address ch
   CHECK(!echo(stuck, "after the move", 2s));
   CHECK(server.stats().dropped_no_session > dropped_before);
   loop.remove(*stuck.client);
+}
+
+TEST_CASE("event server: datagrams the kernel dropped for a full receive buffer are counted", "[dtls][nonblocking]") {
+  current_workers = 0;   // (one socket: the threaded server's are the same code, once per worker)
+  dtls::EventServerSettings settings;
+  settings.socket.receive_buffer_bytes = 4096;   // (the kernel's minimum is about this): a few datagrams fill it
+  RunningServer server(test_server_config(), settings);
+  // The loop is held in a task while a burst arrives, so the socket's buffer fills and the kernel drops the rest.
+  std::promise<void> entered;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  server.workers().front()->post([&entered, released](dtls::EventServer&) {
+    entered.set_value();
+    released.wait_for(30s);
+  });
+  REQUIRE(entered.get_future().wait_for(10s) == std::future_status::ready);
+  constexpr std::uint64_t burst = 300;
+  auto flooder = dgram::UdpSocket::connect(server.endpoint());
+  std::error_code ec;
+  const std::vector<std::byte> junk(200, std::byte{0xee});
+  for (std::uint64_t i = 0; i < burst; ++i) flooder.send_to(junk, {}, ec);
+  REQUIRE(!ec);
+  release.set_value();
+  // The kernel reports its count with the next datagram the server reads, so markers follow until every datagram
+  // sent is accounted for: read (junk, counted as garbage) or dropped by the kernel (counted as an overflow).
+  std::uint64_t markers = 0;
+  dtls::EventServerStats stats;
+  for (; markers < 500; ++markers) {
+    stats = server.stats();
+    if (stats.dropped_receive_overflow + stats.dropped_garbage >= burst + markers) break;
+    flooder.send_to(junk, {}, ec);
+    REQUIRE(!ec);
+  }
+  INFO(describe(stats) << "; markers " << markers);
+  CHECK(stats.dropped_receive_overflow > 0);
+  CHECK(stats.dropped_receive_overflow + stats.dropped_garbage == burst + markers);   // each one seen or counted, once
+  // The server goes on serving.
+  dtls::DtlsHandshaker handshaker(context_for(test_client_config()));
+  auto client_socket = dgram::UdpSocket::connect(server.endpoint());
+  auto channel = handshaker.connect_dtls(client_socket, server.endpoint(), dgram::Deadline::after(10s), ec);
+  REQUIRE(channel);
+  channel->close(ec);
 }

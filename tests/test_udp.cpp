@@ -1,9 +1,15 @@
 // dgram.udp over real loopback sockets, IPv4 and IPv6; ports are picked by binding port 0.
 #include <catch2/catch.hpp>
 
+#include <sched.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <numeric>
 #include <set>
 #include <span>
@@ -253,4 +259,93 @@ TEST_CASE("a dual-stack IPv6 socket names IPv4 peers as IPv4 and answers them", 
   REQUIRE(!ec);
   CHECK(client.receive_from(buffer, dgram::Deadline::after(5s), ec).size == 2);
   CHECK(!ec);
+}
+
+namespace {
+
+// The drops the kernel counted for the loopback socket on `port` (/proc/net/udp{,6}, its last column); -1 when
+// the socket is not listed.
+long proc_drops(dgram::Family family, std::uint16_t port) {
+  std::ifstream table(family == dgram::Family::ipv4 ? "/proc/net/udp" : "/proc/net/udp6");
+  char suffix[8];
+  std::snprintf(suffix, sizeof suffix, ":%04X", port);
+  std::string line;
+  std::getline(table, line);   // the header
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string slot, local_address, field, last;
+    fields >> slot >> local_address;
+    if (!local_address.ends_with(suffix)) continue;
+    while (fields >> field) last = field;
+    return std::stol(last);
+  }
+  return -1;
+}
+
+// Keeps the calling thread on the CPU it runs on while it lives: loopback datagrams sent from one CPU reach the
+// receiving socket in the order they were sent.
+class PinnedToThisCpu {
+ public:
+  PinnedToThisCpu() {
+    REQUIRE(sched_getaffinity(0, sizeof before_, &before_) == 0);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+  }
+  ~PinnedToThisCpu() { sched_setaffinity(0, sizeof before_, &before_); }
+  PinnedToThisCpu(const PinnedToThisCpu&) = delete;
+  PinnedToThisCpu& operator=(const PinnedToThisCpu&) = delete;
+
+ private:
+  cpu_set_t before_;
+};
+
+}  // namespace
+
+TEST_CASE("datagrams the kernel drops for a full receive buffer are counted (SO_RXQ_OVFL)", "[udp]") {
+  for (const auto family : families) {
+    INFO((family == dgram::Family::ipv4 ? "IPv4" : "IPv6"));
+    dgram::UdpOptions options;
+    options.receive_buffer_bytes = 4096;   // (the kernel's minimum is about this): a few datagrams fill it
+    options.count_receive_overflows = true;
+    auto receiver = dgram::UdpSocket::bind(dgram::Endpoint::loopback(family, 0), options);
+    CHECK(receiver.receive_buffer_size() > 0);
+    CHECK(receiver.receive_buffer_size() < 16384);
+    const auto address = local(receiver);
+    auto sender = dgram::UdpSocket::connect(address);
+    const PinnedToThisCpu pinned;
+    constexpr int burst = 300;
+    const auto payload = pattern(200);
+    std::error_code ec;
+    for (int i = 0; i < burst; ++i) sender.send_to(payload, {}, ec);
+    REQUIRE(!ec);
+    // A marker after the burst, again until one gets in (a full buffer drops it too): once it is read, every
+    // datagram before it was either queued or dropped, and the marker carries the drop count as of then.
+    const std::vector<std::byte> marker(1, std::byte{0x4d});
+    std::vector<std::byte> buffer(512);
+    int received = 0;
+    int markers_sent = 0;
+    bool marker_seen = false;
+    for (int round = 0; round < 20 && !marker_seen; ++round) {
+      sender.send_to(marker, {}, ec);
+      REQUIRE(!ec);
+      ++markers_sent;
+      while (true) {
+        const auto got = receiver.receive_from(buffer, dgram::Deadline::after(2s), ec);
+        if (ec) break;   // a timeout: this marker was dropped, send another
+        if (got.size == 1) {
+          marker_seen = true;
+          break;
+        }
+        ++received;
+      }
+    }
+    REQUIRE(marker_seen);
+    const long dropped = proc_drops(family, address.port());
+    INFO("received " << received << " of " << burst << ", dropped " << dropped << ", markers sent " << markers_sent);
+    CHECK(dropped > 0);
+    CHECK(received + 1 + dropped == burst + markers_sent);
+    CHECK(receiver.receive_overflows() == static_cast<std::uint64_t>(dropped));
+  }
 }

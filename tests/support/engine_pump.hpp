@@ -157,6 +157,16 @@ struct Pump {
     REQUIRE(server->state() == EngineState::established);
   }
 
+  // Saves the client's session, closes, and resumes it in a new handshake that must succeed.
+  void close_and_resume() {
+    const dgram::dtls::Session saved = client->session();
+    REQUIRE(saved);
+    client->close();
+    start_client(&saved);
+    handshake();
+    require_established();
+  }
+
   // Sends `message` from `from` and returns what `to` decrypted.
   static std::optional<std::string> relay(Engine& from, Engine& to, const std::string& message) {
     std::error_code ec;

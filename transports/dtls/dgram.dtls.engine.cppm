@@ -168,7 +168,8 @@ struct SessionInfo {
 };
 
 // Who the peer proved to be, in a few words: "certificate O=dgram, CN=sensor-17 (SHA-256 ab12...)",
-// "PSK identity sensor-17", "raw key SHA-256 ab12...", "resumed, identity not kept" or "not authenticated".
+// "PSK identity sensor-17", "raw key SHA-256 ab12...", "PSK session resumed, identity not kept" (DTLS 1.2)
+// or "not authenticated".
 std::string identity_of(const SessionInfo& session);
 // One line for a log: "DTLSv1.3, cipher TLS_AES_128_GCM_SHA256, resumed no, CID on, certificate ...".
 std::string to_string(const SessionInfo& session);

@@ -100,6 +100,9 @@ struct ServerStats {
   std::uint64_t replies_withheld_unproven{0};   // datagrams not sent to a moved peer's new address over its
                                                 // anti-amplification budget (three times what came from there)
   std::uint64_t dropped_unknown_connection_id{0};   // DTLS 1.3 records with a Connection ID no session has
+  std::uint64_t dropped_receive_overflow{0};   // datagrams the kernel dropped before the server could read them:
+                                               // its socket's receive buffer was full (UdpOptions::
+                                               // receive_buffer_bytes sets its size)
   std::uint64_t datagrams_in{0};
   std::uint64_t datagrams_out{0};
   std::uint64_t messages_in{0};
@@ -167,6 +170,9 @@ class ServerEndpoint {
   void note_unknown_connection_id();
   // A datagram the socket had to truncate (larger than max_datagram_size): counted as garbage.
   void note_truncated();
+  // The socket's count of datagrams the kernel dropped for a full receive buffer (UdpSocket::receive_overflows):
+  // kept as stats().dropped_receive_overflow. The endpoint never sees those datagrams; its driver reads the count.
+  void note_receive_overflows(std::uint64_t total) noexcept;
   // When on_timer() is next needed (a retransmission, a handshake or idle deadline); never() when no session.
   Deadline next_timer() const noexcept;
   void on_timer(TimePoint now);

@@ -50,6 +50,7 @@ void accumulate(ServerStats& total, const ServerStats& part) noexcept {
   total.paths_confirmed += part.paths_confirmed;
   total.replies_withheld_unproven += part.replies_withheld_unproven;
   total.dropped_unknown_connection_id += part.dropped_unknown_connection_id;
+  total.dropped_receive_overflow += part.dropped_receive_overflow;
   total.datagrams_in += part.datagrams_in;
   total.datagrams_out += part.datagrams_out;
   total.messages_in += part.messages_in;
@@ -298,6 +299,8 @@ void ServerEndpoint::note_truncated() {
   ++impl_->stats.datagrams_in;
   ++impl_->stats.dropped_garbage;
 }
+
+void ServerEndpoint::note_receive_overflows(std::uint64_t total) noexcept { impl_->stats.dropped_receive_overflow = total; }
 
 void ServerEndpoint::Impl::on_connection_id(const record::DatagramView& datagram, const Endpoint& peer,
                                             TimePoint now) {

@@ -84,6 +84,9 @@ class EventServer {
   EventServer& operator=(const EventServer&) = delete;
 
   Endpoint local_endpoint() const;
+  // The socket's receive buffer in effect, in bytes: EventServerSettings::socket.receive_buffer_bytes as the
+  // kernel capped it (UdpSocket::receive_buffer_size).
+  int receive_buffer_size() const noexcept;
   std::uint32_t worker() const noexcept;   // its number among a ThreadedServer's workers; 0 alone
 
   // Serves until stop(). Before it returns, every established session is sent close_notify and ended

@@ -76,6 +76,7 @@ void EventServer::Impl::open(std::shared_ptr<DtlsContext> context, const Endpoin
   if (ec) return;
   UdpOptions options = settings.socket;
   options.nonblocking_send = true;
+  options.count_receive_overflows = true;   // (the kernel adds the count only once it has dropped a datagram)
   socket = UdpSocket::bind(local, ec, options);
   if (ec) return;
   epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
@@ -151,6 +152,7 @@ void EventServer::Impl::receive_all(std::error_code& ec) {
       }
       return;
     }
+    endpoint->note_receive_overflows(socket.receive_overflows());
     const TimePoint now = Clock::now();
     for (std::size_t i = 0; i < count; ++i) {
       const ReceiveSlot& slot = receive_slots[i];
@@ -262,6 +264,8 @@ void EventServer::send(SessionId id, std::span<const std::byte> message, std::er
 }
 
 void EventServer::close(SessionId id) { impl_->endpoint->close(id); }
+
+int EventServer::receive_buffer_size() const noexcept { return impl_->socket.receive_buffer_size(); }
 
 std::optional<SessionCounters> EventServer::counters(SessionId id) const noexcept {
   return impl_->endpoint->counters(id);

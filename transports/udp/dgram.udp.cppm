@@ -19,8 +19,13 @@ export namespace dgram {
 struct UdpOptions {
   bool reuse_port = false;          // SO_REUSEPORT: several sockets share one port (threaded acceptors)
   bool dual_stack = false;          // an IPv6 socket also takes IPv4 (IPV6_V6ONLY off)
-  int receive_buffer_bytes = 0;     // SO_RCVBUF; 0 keeps the system default
-  int send_buffer_bytes = 0;        // SO_SNDBUF; 0 keeps the system default
+  // The socket's buffers; 0 keeps the system default (net.core.rmem_default, wmem_default). The kernel caps
+  // what is asked at net.core.rmem_max / wmem_max unless the process has CAP_NET_ADMIN (then SO_RCVBUFFORCE is
+  // used): receive_buffer_size() says what it got. A server that takes bursts of many clients needs megabytes.
+  int receive_buffer_bytes = 0;
+  int send_buffer_bytes = 0;
+  // Count the datagrams the kernel drops for a full receive buffer (SO_RXQ_OVFL): receive_overflows().
+  bool count_receive_overflows = false;
   // Sends never wait for buffer space: a full send buffer is errc::would_block and the datagram is not sent
   // (lost, as it could be on the network). For event loops, which must not block.
   bool nonblocking_send = false;
@@ -58,8 +63,18 @@ class UdpSocket final : public Transport {
   Endpoint local_endpoint(std::error_code& ec) const override;
   std::size_t max_datagram_size() const noexcept override;
 
+  // With UdpOptions::count_receive_overflows: the datagrams the kernel dropped since the socket opened because
+  // its receive buffer was full, as of the last datagram received (the kernel tells with each one); 0 otherwise.
+  std::uint64_t receive_overflows() const noexcept { return overflows_; }
+  // The buffer sizes in effect, in the terms UdpOptions asks in (the kernel reports twice that: it counts its
+  // bookkeeping too); 0 when they cannot be read.
+  int receive_buffer_size() const noexcept;
+  int send_buffer_size() const noexcept;
+
  private:
-  UdpSocket(detail::UniqueFd fd, Family family, bool connected, bool nonblocking_send) noexcept;
+  UdpSocket(detail::UniqueFd fd, Family family, bool connected, const UdpOptions& options) noexcept;
+  // The kernel's running count of drops, as it came beside a received datagram (SO_RXQ_OVFL).
+  void note_kernel_drop_count(std::uint32_t count) noexcept;
   template <typename Receive>
   long receive_until(Deadline deadline, Receive receive, std::error_code& ec);
   bool limit_receive_timeout(std::int64_t microseconds, std::error_code& ec);
@@ -69,6 +84,9 @@ class UdpSocket final : public Transport {
   bool connected_{false};
   int send_flags_{0};                    // MSG_DONTWAIT with UdpOptions::nonblocking_send
   std::int64_t receive_timeout_us_{0};   // the socket's SO_RCVTIMEO as last set; 0 = wait forever
+  bool count_overflows_{false};
+  std::uint32_t kernel_drop_count_{0};   // the kernel's 32-bit running count, as last seen
+  std::uint64_t overflows_{0};           // its increments, summed (it wraps)
 };
 
 }  // namespace dgram

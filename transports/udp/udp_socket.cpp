@@ -13,7 +13,9 @@ module;
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <gsl/narrow>
+#include <optional>
 #include <span>
 #include <system_error>
 #include <utility>
@@ -40,6 +42,36 @@ bool set_int_option(int fd, int level, int name, int value, std::error_code& ec)
   return false;
 }
 
+// A buffer size past the system's cap (net.core.rmem_max, wmem_max) where the process may (CAP_NET_ADMIN: the
+// FORCE option), else as much as the cap allows: the plain option clamps silently, receive_buffer_size() tells.
+bool set_buffer_size(int fd, int force_name, int name, int bytes, std::error_code& ec) {
+  if (::setsockopt(fd, SOL_SOCKET, force_name, &bytes, sizeof bytes) == 0) return true;
+  return set_int_option(fd, SOL_SOCKET, name, bytes, ec);
+}
+
+int buffer_size(int fd, int name) noexcept {
+  int value = 0;
+  socklen_t length = sizeof value;
+  return ::getsockopt(fd, SOL_SOCKET, name, &value, &length) == 0 ? value / 2 : 0;
+}
+
+// Room for the one control message a receive may carry: SO_RXQ_OVFL's 32-bit drop count.
+struct OverflowControl {
+  alignas(cmsghdr) std::array<unsigned char, CMSG_SPACE(sizeof(std::uint32_t))> bytes;
+};
+
+// The drop count the kernel put beside a received datagram (SO_RXQ_OVFL): only there once it dropped one.
+std::optional<std::uint32_t> kernel_drop_count(const msghdr& header) noexcept {
+  for (const cmsghdr* message = CMSG_FIRSTHDR(&header); message;
+       message = CMSG_NXTHDR(const_cast<msghdr*>(&header), const_cast<cmsghdr*>(message))) {
+    if (message->cmsg_level != SOL_SOCKET || message->cmsg_type != SO_RXQ_OVFL) continue;
+    std::uint32_t count = 0;
+    std::memcpy(&count, CMSG_DATA(message), sizeof count);
+    return count;
+  }
+  return std::nullopt;
+}
+
 detail::UniqueFd open_socket(Family family, const UdpOptions& options, std::error_code& ec) {
   detail::UniqueFd fd{::socket(detail::address_family(family), SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP)};
   if (!fd) {
@@ -50,9 +82,10 @@ detail::UniqueFd open_socket(Family family, const UdpOptions& options, std::erro
       (family != Family::ipv6 || set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, options.dual_stack ? 0 : 1, ec)) &&
       (!options.reuse_port || set_int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, ec)) &&
       (options.receive_buffer_bytes == 0 ||
-       set_int_option(fd.get(), SOL_SOCKET, SO_RCVBUF, options.receive_buffer_bytes, ec)) &&
+       set_buffer_size(fd.get(), SO_RCVBUFFORCE, SO_RCVBUF, options.receive_buffer_bytes, ec)) &&
       (options.send_buffer_bytes == 0 ||
-       set_int_option(fd.get(), SOL_SOCKET, SO_SNDBUF, options.send_buffer_bytes, ec));
+       set_buffer_size(fd.get(), SO_SNDBUFFORCE, SO_SNDBUF, options.send_buffer_bytes, ec)) &&
+      (!options.count_receive_overflows || set_int_option(fd.get(), SOL_SOCKET, SO_RXQ_OVFL, 1, ec));
   if (!configured) fd.reset();
   return fd;
 }
@@ -77,8 +110,20 @@ std::error_code send_error(int error) noexcept {
 
 }  // namespace
 
-UdpSocket::UdpSocket(detail::UniqueFd fd, Family family, bool connected, bool nonblocking_send) noexcept
-    : fd_{std::move(fd)}, family_{family}, connected_{connected}, send_flags_{nonblocking_send ? MSG_DONTWAIT : 0} {}
+UdpSocket::UdpSocket(detail::UniqueFd fd, Family family, bool connected, const UdpOptions& options) noexcept
+    : fd_{std::move(fd)},
+      family_{family},
+      connected_{connected},
+      send_flags_{options.nonblocking_send ? MSG_DONTWAIT : 0},
+      count_overflows_{options.count_receive_overflows} {}
+
+int UdpSocket::receive_buffer_size() const noexcept { return buffer_size(fd_.get(), SO_RCVBUF); }
+int UdpSocket::send_buffer_size() const noexcept { return buffer_size(fd_.get(), SO_SNDBUF); }
+
+void UdpSocket::note_kernel_drop_count(std::uint32_t count) noexcept {
+  overflows_ += static_cast<std::uint32_t>(count - kernel_drop_count_);   // (modulo 2^32: it wraps)
+  kernel_drop_count_ = count;
+}
 
 UdpSocket UdpSocket::bind(const Endpoint& local, std::error_code& ec, const UdpOptions& options) {
   ec.clear();
@@ -89,7 +134,7 @@ UdpSocket UdpSocket::bind(const Endpoint& local, std::error_code& ec, const UdpO
     ec = last_error();
     return {};
   }
-  return UdpSocket{std::move(fd), local.family(), false, options.nonblocking_send};
+  return UdpSocket{std::move(fd), local.family(), false, options};
 }
 
 UdpSocket UdpSocket::bind(const Endpoint& local, const UdpOptions& options) {
@@ -108,7 +153,7 @@ UdpSocket UdpSocket::connect(const Endpoint& peer, std::error_code& ec, const Ud
     ec = last_error();
     return {};
   }
-  return UdpSocket{std::move(fd), peer.family(), true, options.nonblocking_send};
+  return UdpSocket{std::move(fd), peer.family(), true, options};
 }
 
 UdpSocket UdpSocket::connect(const Endpoint& peer, const UdpOptions& options) {
@@ -178,15 +223,32 @@ long UdpSocket::receive_until(Deadline deadline, Receive receive, std::error_cod
 Received UdpSocket::receive_from(std::span<std::byte> buffer, Deadline deadline, std::error_code& ec) {
   // recvfrom, not recvmsg: the same work with a cheaper kernel entry (no msghdr to copy in). MSG_TRUNC makes it
   // return the datagram's real length, which tells a truncation.
+  // Counting overflows takes recvmsg: the count comes as a control message.
   detail::SocketAddress from;
+  OverflowControl control;
+  iovec vector{buffer.data(), buffer.size()};
+  msghdr header{};
   const long got = receive_until(
       deadline,
       [&](int flags) {
         from.length = sizeof from.storage;
-        return static_cast<long>(
-            ::recvfrom(fd_.get(), buffer.data(), buffer.size(), flags | MSG_TRUNC, from.get(), &from.length));
+        if (!count_overflows_)
+          return static_cast<long>(
+              ::recvfrom(fd_.get(), buffer.data(), buffer.size(), flags | MSG_TRUNC, from.get(), &from.length));
+        header = {};
+        header.msg_name = from.get();
+        header.msg_namelen = from.length;
+        header.msg_iov = &vector;
+        header.msg_iovlen = 1;
+        header.msg_control = control.bytes.data();
+        header.msg_controllen = control.bytes.size();
+        const long size = ::recvmsg(fd_.get(), &header, flags | MSG_TRUNC);
+        from.length = header.msg_namelen;
+        return size;
       },
       ec);
+  if (got >= 0 && count_overflows_)
+    if (const auto dropped = kernel_drop_count(header)) note_kernel_drop_count(*dropped);
   if (got < 0) return {};
   Received out{static_cast<std::size_t>(got), detail::from_socket_address(from.get(), from.length)};
   if (out.size > buffer.size()) {
@@ -201,6 +263,7 @@ std::size_t UdpSocket::receive_batch(std::span<ReceiveSlot> slots, Deadline dead
   std::array<mmsghdr, max_batch> headers;
   std::array<iovec, max_batch> vectors;
   std::array<sockaddr_storage, max_batch> addresses;
+  std::array<OverflowControl, max_batch> controls;
   for (std::size_t i = 0; i < count; ++i) {
     vectors[i] = {slots[i].buffer.data(), slots[i].buffer.size()};
     headers[i] = {};
@@ -208,6 +271,10 @@ std::size_t UdpSocket::receive_batch(std::span<ReceiveSlot> slots, Deadline dead
     headers[i].msg_hdr.msg_namelen = sizeof addresses[i];
     headers[i].msg_hdr.msg_iov = &vectors[i];
     headers[i].msg_hdr.msg_iovlen = 1;
+    if (count_overflows_) {
+      headers[i].msg_hdr.msg_control = controls[i].bytes.data();
+      headers[i].msg_hdr.msg_controllen = controls[i].bytes.size();
+    }
   }
   const long got = receive_until(
       deadline,
@@ -223,6 +290,8 @@ std::size_t UdpSocket::receive_batch(std::span<ReceiveSlot> slots, Deadline dead
     slot.size = std::min<std::size_t>(headers[i].msg_len, slot.buffer.size());
     slot.peer = detail::from_socket_address(reinterpret_cast<const sockaddr*>(&addresses[i]),
                                             headers[i].msg_hdr.msg_namelen);
+    if (count_overflows_)
+      if (const auto dropped = kernel_drop_count(headers[i].msg_hdr)) note_kernel_drop_count(*dropped);
   }
   return static_cast<std::size_t>(got);
 }
