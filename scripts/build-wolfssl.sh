@@ -4,15 +4,15 @@
 #
 #   build-wolfssl.sh SOURCE_DIR OUT_DIR [PATCH_SET]
 #
-# SOURCE_DIR is the unpacked Debian source with dgram's fixes (scripts/fetch-wolfssl.sh); PATCH_SET, the id of
-# those fixes, is not read here: meson passes it so that a new set changes this command and ninja runs it again.
+# SOURCE_DIR is the unpacked release with dgram's fixes (scripts/fetch-wolfssl.sh); PATCH_SET, the id of the
+# release and those fixes, is not read here: meson passes it so that a new set changes this command and ninja runs it again.
 # Everything is written under OUT_DIR: the build tree (OUT_DIR/wolfssl-build), the static library and headers
 # (OUT_DIR/wolfssl-prefix), wolfSSL's example client and server (OUT_DIR/wolfssl-{client,server}: the DTLS 1.3
 # peer of the interop tests, run from OUT_DIR/wolfssl-root) and OUT_DIR/wolfssl_built.h, the stamp the compiles
 # that include wolfSSL's headers wait for. The full log is OUT_DIR/wolfssl-build.log.
 #
 # A finished build is also kept in ${XDG_CACHE_HOME:-~/.cache}/dgram/ (or $DGRAM_CACHE), keyed by this script,
-# the source package, dgram's fixes and the C compiler: another build directory of the same machine (the test
+# the release, dgram's fixes and the C compiler: another build directory of the same machine (the test
 # command makes two) copies it instead of building again.
 set -euo pipefail
 source_dir=$(cd "$1" && pwd)
@@ -29,6 +29,9 @@ flags=(
   --enable-curve25519 --enable-ecc --enable-sp --enable-aesgcm --enable-chacha --enable-poly1305
   --enable-aesccm --enable-rpk                           # what devices run: CoAP's CCM-8 suites (RFC 7252),
                                                          # raw public keys (RFC 7250)
+  --enable-mlkem --enable-pqc-hybrids                    # ML-KEM (FIPS 203) and the hybrid groups
+                                                         # X25519MLKEM768, SECP256R1MLKEM768
+  --enable-srtp --enable-keying-material                 # DTLS-SRTP (RFC 5764) and the exporter (RFC 5705)
   --enable-opensslextra                                  # the X509 helpers the engine uses to explain failures
   --enable-sp-asm --enable-intelasm --enable-aesni       # assembly crypto
   --enable-ip-alt-name --disable-crypttests --disable-benchmark --enable-examples
@@ -56,7 +59,7 @@ if [ -z "$CC" ]; then
   exit 1
 fi
 export CC
-key=$( { cat "$0"; cat "$source_dir/debian/changelog" 2>/dev/null | head -1; cat "$source_dir/.dgram-complete";
+key=$( { cat "$0"; cat "$source_dir/.dgram-complete";   # (the release and dgram's fixes to it)
   "$CC" --version 2>/dev/null | head -1; } |
   sha256sum | cut -c1-16)
 cache=${DGRAM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dgram}/wolfssl-build-$key

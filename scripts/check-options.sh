@@ -36,6 +36,6 @@ meson configure "$work/d" | grep -q "dtls_nonblocking .*DTLS event-driven server
   { echo "check-options: meson configure does not describe dtls_nonblocking"; exit 1; }
 meson configure "$work/d" | grep -q "dtls_threaded .*DTLS threaded server" ||
   { echo "check-options: meson configure does not describe dtls_threaded"; exit 1; }
-meson configure "$work/d" | grep -q "wolfssl .*wolfSSL for the DTLS variants: optimized = 5.7.2" ||
+meson configure "$work/d" | grep -q "wolfssl .*wolfSSL for the DTLS variants: optimized = 5.9.2" ||
   { echo "check-options: meson configure does not describe wolfssl"; exit 1; }
 echo "check-options: missing dependencies and disabled parents stop meson setup with a clear line"

@@ -13,7 +13,7 @@ if [ ! -d build/meson-private ]; then
   echo "== configuring build/ (meson, clang-19)"
   meson setup build --native-file clang.ini -Dwolfssl=optimized > /dev/null
 fi
-echo "== building wolfSSL 5.7.2 and the two programs of the demo (about two minutes on 2 cores the first time;" \
+echo "== building wolfSSL 5.9.2 and the two programs of the demo (about two minutes on 2 cores the first time;" \
   "ninja counts the steps)"
 # Only what the demo runs: `ninja -C build` builds the rest (tests included) when you want it.
 ninja -C build examples/dtls-echo-server examples/dtls-echo-client | grep -v '^ninja: Entering directory' ||

@@ -1,53 +1,68 @@
 #!/usr/bin/env bash
-# Fetches the source of the optimized wolfSSL (-Dwolfssl=optimized): Debian trixie's `wolfssl` source package
-# (5.7.2 with Debian's patches), unpacked into subprojects/wolfssl-src/ with its configure script generated.
+# Prepares the source of the optimized wolfSSL (-Dwolfssl=optimized): wolfSSL's 5.9.2 release tarball, kept in
+# this repository (subprojects/packagecache/, see its README.md), checked against its pinned SHA-256 and its
+# release signature, unpacked into subprojects/wolfssl-src/ with dgram's fixes applied
+# (subprojects/packagefiles/wolfssl/*.patch) and its configure script generated.
 #
-# Debian 12 has no such package: scripts/fetch-debian-source.sh fetches it from trixie on the mirror the system
-# already uses, through an apt configuration private to the project (no host name in the repository, the
-# system's apt state untouched), and caches the downloaded files in ${XDG_CACHE_HOME:-~/.cache}/dgram/wolfssl-trixie/
-# (or $DGRAM_CACHE/wolfssl-trixie/), so they are fetched once per machine; the unpacked tree is reused while it
-# is complete, with dgram's fixes applied (subprojects/packagefiles/wolfssl/). Needs apt-get, dpkg-source
-# (dpkg-dev), autoconf, automake, libtool and patch.
+# Nothing is downloaded: the tarball is in the repository because no durable package source keeps it (Debian's
+# pool drops a release when the next one arrives). The unpacked tree is reused while it is complete and has the
+# same release and fixes. Needs tar, sha256sum, gpgv, patch, autoconf, automake and libtool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-package=wolfssl
-version_wanted=5.7.2       # what meson.build's optimized build is written and tested for
+version=5.9.2   # what meson.build's optimized build is written and tested for
+sha256=2f4ef3d4fd387a9b3191d36a6316d69116c46ff69bb9583b6c82b36d7b8ca114
+cache=subprojects/packagecache
+tarball=$cache/wolfssl_$version.orig.tar.gz
+signature=$tarball.asc
+signing_key=$cache/wolfssl-signing-key.gpg   # wolfSSL's release key, fingerprint in $cache/README.md
 target=subprojects/wolfssl-src
 
-# dgram's own fixes to wolfSSL (subprojects/packagefiles/wolfssl/*.patch, each saying what it fixes), applied
-# after Debian's. The tree records which set it has: a changed set unpacks the source again (from the cache).
+fail() {
+  echo "fetch-wolfssl: $*" >&2
+  exit 1
+}
+
+# dgram's own fixes to wolfSSL, each saying what it fixes, applied to the release. The tree records which
+# release and which set of fixes it has: a change unpacks the source again.
 patches=(subprojects/packagefiles/wolfssl/*.patch)
-patch_set=$(cat "${patches[@]}" | sha256sum | cut -c1-16)
-if [ -x "$target/configure" ] && [ "$(cat "$target/.dgram-complete" 2> /dev/null)" = "$patch_set" ]; then
-  echo "wolfSSL source: $target (already unpacked)"
+source_id="$version-$(cat "${patches[@]}" | sha256sum | cut -c1-16)"
+if [ -x "$target/configure" ] && [ "$(cat "$target/.dgram-complete" 2> /dev/null)" = "$source_id" ]; then
+  echo "wolfSSL source: $target ($version, already unpacked)"
   exit 0
 fi
 
-for tool in apt-get dpkg-source autoreconf automake libtoolize patch; do
-  if ! command -v "$tool" > /dev/null; then
-    echo "fetch-wolfssl: '$tool' is missing: install apt, dpkg-dev, autoconf, automake, libtool and patch" >&2
-    echo "  (scripts/install-deps.sh does), or configure dgram with -Dwolfssl=system" >&2
-    exit 1
-  fi
+for tool in tar sha256sum gpgv patch autoreconf automake libtoolize; do
+  command -v "$tool" > /dev/null ||
+    fail "'$tool' is missing: install tar, coreutils, gpgv, patch, autoconf, automake and libtool
+  (scripts/install-deps.sh does), or configure dgram with -Dwolfssl=system"
+done
+for file in "$tarball" "$signature" "$signing_key"; do
+  [ -f "$file" ] || fail "$file is missing (it is part of the repository: is this a complete clone?)"
 done
 
-# The generic part (private apt configuration, download into the cache, dpkg-source -x) is shared with the
-# test peers' sources. Unpacked into a folder private to this run, so that $target appears only with its
-# configure script generated (meson.build takes a $target with .dgram-complete as ready to build).
-unpacked=$(mktemp -d "$(dirname "$target")/.wolfssl-src.XXXXXX")   # private to this run
-DGRAM_FETCH_NAME=fetch-wolfssl bash scripts/fetch-debian-source.sh "$package" "$version_wanted" "$unpacked/src" ||
-  { rmdir "$unpacked" 2> /dev/null; exit 1; }   # (it names the cause)
-# The release tarball has no configure script; generate it once here, so the build only runs configure.
+# The pinned hash first (a truncated or replaced file stops here), then the release signature.
+actual=$(sha256sum "$tarball" | cut -d' ' -f1)
+[ "$actual" = "$sha256" ] || fail "$tarball has SHA-256 $actual, not the pinned $sha256: refusing to build it"
+verdict=$(gpgv --keyring "$signing_key" "$signature" "$tarball" 2>&1) ||
+  fail "the signature $signature does not verify $tarball with $signing_key:
+$verdict"
+
+# Unpacked into a folder private to this run, so that $target appears only with its configure script generated
+# (meson.build takes a $target with .dgram-complete as ready to build).
+unpacked=$(mktemp -d "$(dirname "$target")/.wolfssl-src.XXXXXX")
+trap 'rm -rf "$unpacked"' EXIT
+tar -xzf "$tarball" -C "$unpacked" --strip-components=1 || fail "could not unpack $tarball"
 for fix in "${patches[@]}"; do
-  patch -d "$unpacked/src" -p1 --quiet --forward < "$fix" ||
-    { echo "fetch-wolfssl: $fix does not apply to this wolfSSL source" >&2; exit 1; }
+  patch -d "$unpacked" -p1 --quiet --forward < "$fix" || fail "$fix does not apply to wolfSSL $version"
 done
-(cd "$unpacked/src" && ./autogen.sh > autogen.log 2>&1) || {
-  echo "fetch-wolfssl: autogen.sh failed; see $unpacked/src/autogen.log" >&2; exit 1; }
-echo "$patch_set" > "$unpacked/src/.dgram-complete"
-version=$(dpkg-parsechangelog -l "$unpacked/src/debian/changelog" -S Version)
+# The release tarball has no configure script; generate it once here, so the build only runs configure.
+(cd "$unpacked" && ./autogen.sh > autogen.log 2>&1) || {
+  cp "$unpacked/autogen.log" "$(dirname "$target")/wolfssl-autogen.log" 2> /dev/null || true
+  fail "autogen.sh failed; see $(dirname "$target")/wolfssl-autogen.log"
+}
+echo "$source_id" > "$unpacked/.dgram-complete"
 rm -rf "$target"
-mv "$unpacked/src" "$target"
-rmdir "$unpacked"
-echo "wolfSSL source: $target (${package}_${version#*:})"   # the .dsc's name: the version without its epoch
+mv "$unpacked" "$target"
+trap - EXIT
+echo "wolfSSL source: $target ($version, SHA-256 and signature verified)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what dgram needs to build, test and run its demos on Debian 12 (bookworm), and fetches the source of
-# the optimized wolfSSL (scripts/fetch-wolfssl.sh: once per machine) and the peers of the interop tests
-# (scripts/fetch-peers.sh: Mbed TLS's test programs, node-dtls-client), unless --no-test-peers. Safe to run again.
+# Installs what dgram needs to build, test and run its demos on Debian 12 (bookworm), unpacks the source of
+# the optimized wolfSSL (scripts/fetch-wolfssl.sh: the release kept in the repository, verified first) and
+# fetches the peers of the interop tests (scripts/fetch-peers.sh: Mbed TLS's test programs, node-dtls-client),
+# unless --no-test-peers. Safe to run again.
 set -euo pipefail
 test_peers=1
 case "${1:-}" in
@@ -15,9 +16,10 @@ packages=(
   libwolfssl-dev libmsgsl-dev catch2 libfmt-dev              # libraries
   openssl gnutls-bin tshark                                   # foreign peers and checkers for the tests
   perl                                                        # (with gcc and make) Mbed TLS's test programs
-  autoconf automake libtool dpkg-dev gcc make patch           # the optimized wolfSSL from Debian's source
+  autoconf automake libtool gcc make patch gpgv              # the optimized wolfSSL from its verified release
                                                               # (clang-19 satisfies libtool's C compiler, so gcc
                                                               # would not come by itself)
+  dpkg-dev                                                    # Debian source packages of the test peers
 )
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi

@@ -234,6 +234,8 @@ void Engine::Impl::tell_peer_we_failed(std::uint8_t alert_description) {
 }
 
 void Engine::Impl::fail(int error, std::error_code& ec) {
+  if (error == WOLFSSL_ERROR_SYSCALL)   // a translation that names nothing (our I/O never fails): wolfSSL's own
+    error = wolfssl_internals::session_error(ssl.get()).value_or(error);
   tell_peer_we_failed(static_cast<std::uint8_t>(record::AlertDescription::handshake_failure));
   ec = std::error_code{error, wolfssl_category()};
   FailureExplanation explanation = explain_failure(*this, error);

@@ -60,7 +60,13 @@ bool key_update_under_way(WOLFSSL* ssl) noexcept {
   const auto newest = newest_peer_record(ssl);
   return !newest || newest->epoch != value_of(ssl->dtls13PeerEpoch);
 }
+
+std::optional<int> session_error(const WOLFSSL* ssl) noexcept {
+  if (ssl == nullptr || !layout_matches()) return std::nullopt;
+  return ssl->error;
+}
 #else
+std::optional<int> session_error(const WOLFSSL*) noexcept { return std::nullopt; }
 std::optional<PeerRecord> newest_peer_record(WOLFSSL*) noexcept { return std::nullopt; }
 bool post_handshake_timer_wanted(WOLFSSL*) noexcept { return false; }
 bool key_update_under_way(WOLFSSL*) noexcept { return true; }

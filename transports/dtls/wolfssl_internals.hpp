@@ -33,4 +33,9 @@ bool post_handshake_timer_wanted(WOLFSSL* ssl) noexcept;
 // that fails to decrypt. True when unknown.
 bool key_update_under_way(WOLFSSL* ssl) noexcept;
 
+// The error wolfSSL keeps for the session (its own code, e.g. MATCH_SUITE_ERROR), where wolfSSL_get_error
+// translates some into OpenSSL's: built with OPENSSL_EXTRA, 5.9 reports "no shared cipher suite" as
+// SSL_ERROR_SYSCALL, which names nothing. nullopt when unknown.
+std::optional<int> session_error(const WOLFSSL* ssl) noexcept;
+
 }  // namespace dgram::dtls::wolfssl_internals
