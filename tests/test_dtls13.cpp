@@ -98,9 +98,8 @@ std::size_t cookie_extension_offset(const Datagram& hello) {
 
 TEST_CASE("dtls 1.3: a build without it refuses to pretend", "[dtls13]") {
   if (!dtls13_here()) return;
-  // With DTLS 1.3 here: Connection IDs still need DTLS 1.3 itself (wolfSSL 5.7.2 has none for 1.2).
-  CHECK(refusal(with_version(dgram::testing::test_server_config(), Version::dtls1_2, true))
-            .find("Connection IDs need DTLS 1.3") != std::string::npos);
+  // With DTLS 1.3 here, Connection IDs come for both versions (DTLS 1.2's by RFC 9146).
+  CHECK(refusal(with_version(dgram::testing::test_server_config(), Version::dtls1_2, true)).empty());
   CHECK(refusal(server13(true)).empty());
 }
 
@@ -301,10 +300,18 @@ TEST_CASE("dtls 1.3: an untrusted server certificate fails with the certificate'
   CHECK(pump.client->failure_kind() == FailureKind::untrusted_certificate);
 }
 
-TEST_CASE("dtls 1.3: connection IDs: the server's random 8-byte ID, with its prefix, in every client record",
+TEST_CASE("connection IDs (DTLS 1.3 and 1.2): the server's random 8-byte ID, with its prefix, in every client record",
           "[dtls13][cid]") {
   if (!dtls13_here()) return;
-  Pump pump(make_context(client13(true)), make_context(server13(true)));
+  const Version version = GENERATE(Version::dtls1_3, Version::dtls1_2);
+  INFO((version == Version::dtls1_3 ? "DTLS 1.3" : "DTLS 1.2"));
+  const auto client = [version](bool connection_id) {
+    return with_version(dgram::testing::test_client_config(), version, connection_id);
+  };
+  const auto server = [version](bool connection_id) {
+    return with_version(dgram::testing::test_server_config(), version, connection_id);
+  };
+  Pump pump(make_context(client(true)), make_context(server(true)));
   handshake_established(pump);
   CHECK(pump.client->connection_id_in_use());
   CHECK(pump.server->connection_id_in_use());
@@ -320,15 +327,18 @@ TEST_CASE("dtls 1.3: connection IDs: the server's random 8-byte ID, with its pre
   const auto sent = pump.client->outgoing().front();
   const auto carried = record::connection_id(sent);
   CHECK(std::vector<std::byte>(carried.begin(), carried.end()) == id);
+  // DTLS 1.3: a unified header with its C bit; DTLS 1.2: a tls12_cid record (RFC 9146).
+  CHECK(static_cast<std::uint8_t>(sent[0]) == (version == Version::dtls1_3 ? 0x3f : 25));
+  CHECK(record::well_formed(sent));
   pump.client->clear_outgoing();
 
   // A second session gets another ID.
-  Pump other(make_context(client13(true)), make_context(server13(true)));
+  Pump other(make_context(client(true)), make_context(server(true)));
   handshake_established(other);
   CHECK(other.server->receive_connection_id() != id);
 
   // Only one side asking: no ID, the session works.
-  Pump one_sided(make_context(client13(false)), make_context(server13(true)));
+  Pump one_sided(make_context(client(false)), make_context(server(true)));
   handshake_established(one_sided);
   CHECK(!one_sided.client->connection_id_in_use());
   CHECK(Pump::relay(*one_sided.client, *one_sided.server, "no id") == "no id");

@@ -530,17 +530,19 @@ TEST_CASE("event server: a new handshake from a session's address replaces it on
   CHECK(stats.handshakes_full == 2);
 }
 
-TEST_CASE("event server: with a DTLS 1.3 connection ID a client whose address changes keeps its session",
+TEST_CASE("event server: with a connection ID (DTLS 1.3 and 1.2) a client whose address changes keeps its session",
           "[dtls13][cid][nonblocking]") {
   FOR_EACH_SERVER_KIND();
+  const dtls::Version version = GENERATE(dtls::Version::dtls1_3, dtls::Version::dtls1_2);
+  INFO((version == dtls::Version::dtls1_3 ? "DTLS 1.3" : "DTLS 1.2"));
   auto server_config = test_server_config();
-  server_config.version = dtls::Version::dtls1_3;
+  server_config.version = version;
   server_config.connection_id = true;
   if (!dtls::connection_id_available()) {   // Debian's wolfSSL: asking is a clear error, not a silent downgrade
     std::error_code ec;
     std::string reason;
     CHECK(!dtls::DtlsContext::create(server_config, ec, &reason));
-    CHECK(reason.find("has no DTLS 1.3") != std::string::npos);
+    CHECK(reason.find(version == dtls::Version::dtls1_3 ? "has no DTLS 1.3" : "has no Connection IDs") != std::string::npos);
     return;
   }
   RunningServer server(server_config);
@@ -559,7 +561,7 @@ TEST_CASE("event server: with a DTLS 1.3 connection ID a client whose address ch
   };
 
   auto client_config = test_client_config();
-  client_config.version = dtls::Version::dtls1_3;
+  client_config.version = version;
   client_config.connection_id = true;
   EchoingClient moving{event_client(context_for(client_config), through_relay), {}};
   loop.add(*moving.client, ec);
@@ -570,9 +572,19 @@ TEST_CASE("event server: with a DTLS 1.3 connection ID a client whose address ch
   // and the session stays where it is.
   const auto id = moving.client->engine().send_connection_id();
   REQUIRE(id.size() == dtls::record::connection_id_size);
-  std::vector<std::byte> forged{std::byte{0x3f}};   // unified header: CID, 16-bit sequence, length; epoch 3
-  forged.insert(forged.end(), id.begin(), id.end());
-  for (const int b : {0x00, 0x07, 0x00, 0x20}) forged.push_back(static_cast<std::byte>(b));
+  std::vector<std::byte> forged;
+  const auto append = [&forged](std::initializer_list<int> values) {
+    for (const int b : values) forged.push_back(static_cast<std::byte>(b));
+  };
+  if (version == dtls::Version::dtls1_3) {
+    append({0x3f});   // unified header: CID, 16-bit sequence, length; epoch 3
+    forged.insert(forged.end(), id.begin(), id.end());
+    append({0x00, 0x07, 0x00, 0x20});
+  } else {
+    append({25, 0xfe, 0xfd, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x63});   // tls12_cid, epoch 1, sequence 99
+    forged.insert(forged.end(), id.begin(), id.end());
+    append({0x00, 0x20});
+  }
   forged.resize(forged.size() + 32, std::byte{0x5a});
   const auto undecryptable_before = server.stats().dropped_undecryptable;
   auto stranger = dgram::UdpSocket::bind(dgram::Endpoint::loopback(dgram::Family::ipv4, 0));

@@ -19,6 +19,7 @@
 
 #include "support/dtls_fixtures.hpp"
 #include "support/process.hpp"
+#include "support/udp_relay.hpp"
 
 import dgram;
 
@@ -444,6 +445,41 @@ TEST_CASE("interop: Mbed TLS ssl_client2 against our server: certificates and PS
   CHECK(contains(stopped.err, "cipher PSK-AES128-CCM-8, DTLSv1.2, CID off, PSK identity device-7"));
   CHECK(contains(stopped.err, "cipher PSK-AES128-GCM-SHA256, DTLSv1.2, CID off, PSK identity device-7"));
   CHECK(contains(stopped.err, "resumed yes"));
+}
+
+// The devices' stack asks for a DTLS 1.2 Connection ID (RFC 9146) and its NAT rebinds mid-session: the relay moves
+// it to a new source port just before its second datagram that carries the ID (its Finished, or its first
+// message when the Finished came packed with the key exchange: in either case after the server's keys are
+// set), so the later exchanges come from an address the server has never seen.
+TEST_CASE("interop: Mbed TLS ssl_client2 with a DTLS 1.2 Connection ID keeps its session when its NAT rebinds", "[dtls][field][interop][mbedtls][cid]") {
+  FOR_EACH_SERVER_MODE();
+  if (current_mode == "blocking") return;   // (serves one client at a time by address: --cid is for event and threaded)
+  if (!dtls::connection_id_available()) {   // Debian's wolfSSL: refused in one line, never a silent downgrade
+    Process refused({program_path("DTLS_ECHO_SERVER"), "--port", "0", "--cert", cert_file("server-ecdsa.pem"),
+                     "--key", cert_file("server-ecdsa.key"), "--cid"});
+    const Finished exited = refused.wait(10s);
+    CHECK(exited.exit_code == 1);
+    CHECK(contains(exited.err, "has no Connection IDs"));
+    return;
+  }
+  auto server = certificate_server({"--cid"});
+  dgram::testing::UdpRelay relay("127.0.0.1", static_cast<std::uint16_t>(std::stoi(server.port)), {});
+  relay.move_clients_before(static_cast<std::uint8_t>(dtls::record::ContentType::tls12_cid), 2);
+  const Finished done = mbedtls_client(std::to_string(relay.port()), {"ca_file=" + cert_file("ca.pem"),
+                                                                      "server_name=localhost", "cid=1", "exchanges=3"});
+  CHECK(done.exit_code == 0);
+  CHECK(contains(done.out, "(initial handshake) Use of Connection ID has been negotiated."));
+  CHECK(relay.moves() == 1);
+  std::size_t replies = 0;
+  for (std::size_t at = done.out.find("Read from server: 51 bytes read"); at != std::string::npos;
+       at = done.out.find("Read from server: 51 bytes read", at + 1))
+    ++replies;
+  CHECK(replies == 3);   // the exchanges after the move answered at the new address
+
+  const Finished stopped = server.stop();
+  CHECK(contains(stopped.err, "DTLSv1.2, CID on"));
+  CHECK(contains(stopped.err, "served 1 session, 3 messages"));
+  CHECK(contains(stopped.err, " 1 moved to a new address"));
 }
 
 TEST_CASE("interop: our client against Mbed TLS ssl_server2: certificate and PSK on CCM-8, resumption", "[dtls][field][interop][mbedtls]") {

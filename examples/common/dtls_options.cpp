@@ -52,8 +52,9 @@ std::vector<Option> dtls_options(dtls::Role role) {
       {"dtls", "VERSION", fmt::format("1.2|1.3|any: the DTLS version (any: 1.3 preferred, 1.2 accepted; default 1.2). "
                                       "This build's wolfSSL {} {} DTLS 1.3", dtls::wolfssl_version(),
                                       dtls::dtls13_available() ? "has" : "has no")},
-      {"cid", "", server ? "give DTLS 1.3 sessions a Connection ID: a client whose address changes keeps its session"
-                         : "ask for a DTLS 1.3 Connection ID: the session survives our address changing"},
+      {"cid", "", server ? "give sessions a Connection ID (DTLS 1.3, and 1.2 by RFC 9146): a client whose address "
+                           "changes keeps its session"
+                         : "ask for a Connection ID (DTLS 1.3 or 1.2): the session survives our address changing"},
   };
   if (server) {
     options.push_back({"psk-file", "FILE", "pre-shared keys of many clients, one 'identity:hexkey' line each; "
@@ -83,8 +84,6 @@ dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role ro
   config.role = role;
   config.version = version_from(command_line);
   config.connection_id = command_line.flag("cid");
-  if (config.connection_id && config.version == dtls::Version::dtls1_2)
-    throw UsageError("--cid needs --dtls 1.3 or any (Connection IDs are a DTLS 1.3 feature here)");
   const auto cert = command_line.value("cert");
   const auto key = command_line.value("key");
   config.raw_public_key = command_line.flag("raw-key");

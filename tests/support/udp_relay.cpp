@@ -128,6 +128,11 @@ struct UdpRelay::Impl {
   std::unordered_map<std::string, Client*> clients_by_key;
   Fd move_event;                // move_clients(): give every client a new upstream port
   std::uint64_t moves_done = 0; // guarded by mutex; move_clients waits for it to grow
+  struct MoveTrigger {
+    std::uint8_t first_byte;
+    std::size_t remaining;   // datagrams with that first byte until the move
+  };
+  std::optional<MoveTrigger> move_trigger;   // guarded by mutex
   std::condition_variable moved;
   std::vector<pollfd> polled;   // stop_event, move_event, listener, then each client's upstream in
                                 // clients_by_index order
@@ -148,7 +153,7 @@ struct UdpRelay::Impl {
     for (int timeout = -1;; timeout = release_due()) {
       if (::poll(polled.data(), polled.size(), timeout) < 0 && errno != EINTR) return;   // only on a bug
       if (polled[0].revents != 0) return;   // the destructor asked us to stop
-      if (polled[1].revents != 0) move_all();
+      if (polled[1].revents != 0) on_move_event();
       if (polled[2].revents != 0) from_client();
       // Indexes, not iterators: from_client may have appended a client (whose revents is still 0).
       for (std::size_t i = first_client_poll; i < polled.size(); ++i)
@@ -185,6 +190,7 @@ struct UdpRelay::Impl {
     if (got < 0) return;   // EAGAIN or a transient error: poll tells us again when there is more
     Client* client = admit(from);
     if (client == nullptr) return bump(&RelayCounts::dropped);
+    if (got > 0 && triggers_move(static_cast<std::uint8_t>(buffer[0]))) move_all();
     on_datagram(client->to_server, Datagram(buffer.begin(), buffer.begin() + got));
   }
 
@@ -196,10 +202,20 @@ struct UdpRelay::Impl {
 
   static constexpr std::size_t first_client_poll = 3;
 
+  bool triggers_move(std::uint8_t first_byte) {
+    const std::lock_guard lock{mutex};
+    if (!move_trigger || move_trigger->first_byte != first_byte || --move_trigger->remaining > 0) return false;
+    move_trigger.reset();
+    return true;
+  }
+
   // Every client's traffic leaves from a new port from now on, as behind a NAT that rebinds.
-  void move_all() {
+  void on_move_event() {
     std::uint64_t count = 0;
     [[maybe_unused]] const ssize_t got = ::read(move_event.get(), &count, sizeof count);
+    move_all();
+  }
+  void move_all() {
     for (std::size_t i = 0; i < clients_by_index.size(); ++i) {
       Client& client = *clients_by_index[i];
       Fd upstream = udp_socket(server.storage.ss_family);
@@ -327,6 +343,16 @@ RelayCounts UdpRelay::counts() const {
 }
 
 std::size_t UdpRelay::clients() const { return impl_->client_count; }
+
+void UdpRelay::move_clients_before(std::uint8_t first_byte, std::size_t nth) {
+  const std::lock_guard lock{impl_->mutex};
+  impl_->move_trigger = Impl::MoveTrigger{first_byte, std::max<std::size_t>(nth, 1)};
+}
+
+std::uint64_t UdpRelay::moves() const {
+  const std::lock_guard lock{impl_->mutex};
+  return impl_->moves_done;
+}
 
 bool UdpRelay::move_clients() {
   std::unique_lock lock{impl_->mutex};

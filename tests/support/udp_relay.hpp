@@ -56,6 +56,11 @@ class UdpRelay {
   // NAT rebinding: from now on every client's datagrams reach the server from a new port (replies to the old
   // one are no longer received). Returns once done (false if the relay did not answer within 5 s).
   bool move_clients();
+  // The same, done by the relay itself just before it forwards the `nth` client datagram (from now on) whose
+  // first byte is `first_byte`: a rebinding at a chosen point of a session whose peer the test does not drive
+  // (a DTLS 1.2 record with a Connection ID starts with 25). moves() says whether it has happened.
+  void move_clients_before(std::uint8_t first_byte, std::size_t nth);
+  std::uint64_t moves() const;
 
  private:
   struct Impl;   // sockets, thread and random state live in the .cpp: this header stays free of POSIX

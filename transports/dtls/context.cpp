@@ -125,10 +125,6 @@ bool supported(const DtlsConfig& config, std::string& reason) {
   if (config.connection_id && !connection_id_available()) return lacking("Connection IDs");
   if ((config.raw_public_key || config.pinned_peer_keys) && !raw_public_keys_available())
     return lacking("raw public keys");
-  if (config.connection_id && config.version == Version::dtls1_2) {
-    reason = "Connection IDs need DTLS 1.3 (wolfSSL " + wolfssl_version() + " has none for DTLS 1.2): choose DTLS 1.3 or any";
-    return false;
-  }
   return true;
 }
 
@@ -356,7 +352,8 @@ bool dtls13_available() noexcept {
 }
 
 bool connection_id_available() noexcept {
-#if defined(WOLFSSL_DTLS13) && defined(WOLFSSL_DTLS_CID)
+// (DTLS 1.2's, RFC 9146, came in wolfSSL 5.7.4; 1.3's before.)
+#if defined(WOLFSSL_DTLS13) && defined(WOLFSSL_DTLS_CID) && LIBWOLFSSL_VERSION_HEX >= 0x05007004
   return true;
 #else
   return false;

@@ -146,9 +146,9 @@ struct DtlsConfig {
   bool session_cache = true;
   bool session_tickets = true;
 
-  // DTLS 1.3 Connection IDs: a server gives each session a random ID (record::connection_id_size bytes) that
-  // the client puts in every record, so a session survives the client's address changing (NAT rebinding).
-  // Both sides must ask; a session without DTLS 1.3 has none. Needs connection_id_available().
+  // Connection IDs (DTLS 1.3, and DTLS 1.2 by RFC 9146): a server gives each session a random ID
+  // (record::connection_id_size bytes) that the client puts in every record, so a session survives the
+  // client's address changing (NAT rebinding). Both sides must ask. Needs connection_id_available().
   bool connection_id = false;
 
   // A handshake that has not completed after this long fails with errc::timeout. (How long an established

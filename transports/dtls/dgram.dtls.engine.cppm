@@ -42,9 +42,9 @@ inline constexpr std::size_t max_datagram_size = 16384 + 2048;
 // wolfSSL's error codes (negative numbers) with wolfSSL's own text; the category's name is "wolfssl".
 const std::error_category& wolfssl_category() noexcept;
 
-// What the wolfSSL this build links can do (-Dwolfssl: Debian's 5.5.4 has neither; the optimized build both).
+// What the wolfSSL this build links can do (-Dwolfssl: Debian's 5.5.4 has none; the optimized build all).
 bool dtls13_available() noexcept;
-bool connection_id_available() noexcept;
+bool connection_id_available() noexcept;   // for DTLS 1.2 (RFC 9146) and 1.3
 bool raw_public_keys_available() noexcept;
 // Whether wolfSSL uses AES-NI here, and so prefers AES-128-GCM by default (DtlsConfig::cipher_list).
 bool aes_ni_available() noexcept;

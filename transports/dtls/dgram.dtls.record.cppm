@@ -1,6 +1,6 @@
 // dgram.dtls.record: just enough of the DTLS record layer to triage datagrams before any wolfSSL state is
 // touched: is it a well-formed sequence of records (DTLS 1.2 headers, RFC 6347 4.1, and the DTLS 1.3 unified
-// header, RFC 9147 4), is it a ClientHello (and does it carry a cookie), a HelloVerifyRequest or a
+// header, RFC 9147 4, and DTLS 1.2 records with a Connection ID, RFC 9146), is it a ClientHello (and does it carry a cookie), a HelloVerifyRequest or a
 // HelloRetryRequest, which Connection ID does it carry. Pure and constexpr; it decrypts nothing.
 module;
 #include <algorithm>
@@ -16,7 +16,14 @@ export namespace dgram::dtls::record {
 inline constexpr std::size_t header_size = 13;             // type, version, epoch, sequence, length
 inline constexpr std::size_t handshake_header_size = 12;   // type, length, message_seq, offset, fragment len
 
-enum class ContentType : std::uint8_t { change_cipher_spec = 20, alert = 21, handshake = 22, application_data = 23 };
+// tls12_cid: a DTLS 1.2 record with a Connection ID (RFC 9146), always encrypted (its real type is inside).
+enum class ContentType : std::uint8_t {
+  change_cipher_spec = 20,
+  alert = 21,
+  handshake = 22,
+  application_data = 23,
+  tls12_cid = 25,
+};
 enum class HandshakeType : std::uint8_t {
   client_hello = 1,
   server_hello = 2,
@@ -41,18 +48,19 @@ constexpr std::uint64_t record_sequence(std::span<const std::byte> header) noexc
   return static_cast<std::uint64_t>(read24(header.subspan(5))) << 24 | read24(header.subspan(8));
 }
 
-// The length of the Connection IDs dgram issues (a server's; its clients use none). A DTLS 1.3 record carries
-// the CID without its length, so parsing a record with one needs to know it.
+// The length of the Connection IDs dgram issues (a server's; its clients use none). A DTLS 1.3 record and a
+// DTLS 1.2 tls12_cid record carry the CID without its length, so parsing a record with one needs to know it.
 inline constexpr std::size_t connection_id_size = 8;
 
-// One record of a datagram. DTLS 1.2 and unencrypted DTLS 1.3 records have the 13-byte header; encrypted
-// DTLS 1.3 records the unified header (first byte 001CSLEE: C a CID follows, S a 16-bit sequence number,
-// L a length; without L the record runs to the end of the datagram).
+// One record of a datagram. DTLS 1.2 and unencrypted DTLS 1.3 records have the 13-byte header, DTLS 1.2
+// records with a Connection ID that header with the CID before the length (type 25: type, version, epoch,
+// sequence, CID, length); encrypted DTLS 1.3 records the unified header (first byte 001CSLEE: C a CID follows,
+// S a 16-bit sequence number, L a length; without L the record runs to the end of the datagram).
 struct Record {
-  std::uint8_t content_type;          // 20-23, 26 (ack); 0 for a unified header (encrypted: type unknown)
+  std::uint8_t content_type;          // 20-23, 25 (tls12_cid), 26 (ack); 0 for a unified header (encrypted)
   bool unified;
   std::span<const std::byte> header;
-  std::span<const std::byte> connection_id;   // empty unless a unified header with C
+  std::span<const std::byte> connection_id;   // empty unless a unified header with C or a tls12_cid record
   std::span<const std::byte> fragment;
 };
 
@@ -76,18 +84,22 @@ constexpr std::optional<Record> next_record(std::span<const std::byte>& rest) no
     rest = rest.subspan(header + length);
     return record;
   }
-  if (rest.size() < header_size) return std::nullopt;
-  if ((first < 20 || first > 23) && first != 26) return std::nullopt;
+  const std::size_t cid = first == static_cast<std::uint8_t>(ContentType::tls12_cid) ? connection_id_size : 0;
+  const std::size_t header = header_size + cid;
+  if (rest.size() < header) return std::nullopt;
+  if ((first < 20 || first > 23) && first != 25 && first != 26) return std::nullopt;
   if (rest[1] != std::byte{0xfe} || (rest[2] != std::byte{0xff} && rest[2] != std::byte{0xfd})) return std::nullopt;
-  const std::size_t length = read16(rest.subspan(11));
-  if (rest.size() - header_size < length) return std::nullopt;
-  const Record record{first, false, rest.first(header_size), {}, rest.subspan(header_size, length)};
-  rest = rest.subspan(header_size + length);
+  if (cid > 0 && (rest[2] != std::byte{0xfd} || read16(rest.subspan(3)) == 0)) return std::nullopt;   // 1.2, encrypted
+  const std::size_t length = read16(rest.subspan(header - 2));
+  if (rest.size() - header < length) return std::nullopt;
+  const Record record{first, false, rest.first(header), rest.subspan(header_size - 2, cid), rest.subspan(header, length)};
+  rest = rest.subspan(header + length);
   return record;
 }
 
 // True when `datagram` is one or more complete DTLS records (13-byte headers of known content types and DTLS
-// versions, 1.0 = 0xfeff or 1.2 = 0xfefd, or DTLS 1.3 unified headers), with nothing left over.
+// versions, 1.0 = 0xfeff or 1.2 = 0xfefd, DTLS 1.2 records with a Connection ID, or DTLS 1.3 unified headers),
+// with nothing left over.
 constexpr bool well_formed(std::span<const std::byte> datagram) noexcept {
   if (datagram.empty()) return false;
   while (!datagram.empty())
@@ -112,7 +124,7 @@ constexpr bool packable(std::span<const std::byte> datagram) noexcept {
   return true;
 }
 
-// The Connection ID of the first record (a DTLS 1.3 record with one); empty otherwise.
+// The Connection ID of the first record (a DTLS 1.3 or tls12_cid record with one); empty otherwise.
 constexpr std::span<const std::byte> connection_id(std::span<const std::byte> datagram) noexcept {
   const auto record = next_record(datagram);
   return record ? record->connection_id : std::span<const std::byte>{};
@@ -249,7 +261,8 @@ constexpr void add_record(FlightFacts& facts, const Record& record) noexcept {
   const bool epoch0 = read16(record.header.subspan(3)) == 0;   // not encrypted
   if (type == ContentType::change_cipher_spec) facts.change_cipher_spec = true;
   if (type == ContentType::alert) facts.alert = true;
-  if (type == ContentType::handshake && !epoch0) facts.encrypted_handshake = true;
+  // (A tls12_cid record hides its type; during a handshake the peer encrypts only its Finished.)
+  if ((type == ContentType::handshake || type == ContentType::tls12_cid) && !epoch0) facts.encrypted_handshake = true;
   if (!epoch0) return;
   const std::uint64_t sequence = record_sequence(record.header);
   if (!facts.highest_epoch0_sequence || sequence > *facts.highest_epoch0_sequence) facts.highest_epoch0_sequence = sequence;
@@ -275,7 +288,7 @@ constexpr FlightFacts flight_facts(std::span<const std::byte> datagram) noexcept
 // need from its record headers, passed down instead of parsed again at every layer.
 struct DatagramView {
   std::span<const std::byte> bytes;
-  std::span<const std::byte> connection_id;       // of its first record (DTLS 1.3 with a CID); empty otherwise
+  std::span<const std::byte> connection_id;       // of its first record (one with a CID); empty otherwise
   bool dtls12_headers_only{true};                 // no DTLS 1.3 unified header (what a DTLS 1.2 session takes)
   bool starts_with_plaintext_handshake{false};    // its first record is an unencrypted handshake record
   std::optional<ClientHelloFacts> hello;          // its first record is a ClientHello

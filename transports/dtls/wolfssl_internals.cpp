@@ -34,10 +34,22 @@ bool layout_matches() {
   return matches;
 }
 
+// DTLS 1.2: the window of the current epoch knows the next sequence number it expects (one past the newest it
+// accepted); before any record of that epoch, the previous epoch's window has the newest.
+std::optional<PeerRecord> newest_dtls12_peer_record(const WOLFSSL* ssl) {
+  const WOLFSSL_DTLS_PEERSEQ& window = ssl->keys.peerSeq[0];
+  const std::uint64_t next = static_cast<std::uint64_t>(window.nextSeq_hi) << 32 | window.nextSeq_lo;
+  if (next > 0) return PeerRecord{window.nextEpoch, next - 1};
+  const std::uint64_t previous = static_cast<std::uint64_t>(window.prevSeq_hi) << 32 | window.prevSeq_lo;
+  if (previous > 0 && window.nextEpoch > 0) return PeerRecord{window.nextEpoch - 1u, previous - 1};
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<PeerRecord> newest_peer_record(WOLFSSL* ssl) noexcept {
-  if (ssl == nullptr || !layout_matches() || !ssl->options.dtls || !ssl->options.tls1_3) return std::nullopt;
+  if (ssl == nullptr || !layout_matches() || !ssl->options.dtls) return std::nullopt;
+  if (!ssl->options.tls1_3) return newest_dtls12_peer_record(ssl);
   // Each epoch's window knows the next sequence number it expects: one past the newest it accepted.
   std::optional<PeerRecord> newest;
   for (const Dtls13Epoch& epoch : ssl->dtls13Epochs) {

@@ -18,8 +18,8 @@ struct PeerRecord {
   friend auto operator<=>(const PeerRecord&, const PeerRecord&) = default;
 };
 
-// The newest record the peer sent that wolfSSL authenticated and accepted, from its DTLS 1.3 replay windows.
-// nullopt before any such record, for DTLS 1.2, and when this wolfSSL's structures cannot be read safely (its
+// The newest record the peer sent that wolfSSL authenticated and accepted, from its replay windows (DTLS 1.2
+// and 1.3). nullopt before any such record, and when this wolfSSL's structures cannot be read safely (its
 // headers are not at hand, or the library was built with a different layout than the headers describe).
 std::optional<PeerRecord> newest_peer_record(WOLFSSL* ssl) noexcept;
 
