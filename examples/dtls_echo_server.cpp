@@ -24,9 +24,12 @@ void log_session_end(const dtls::SessionInfo& session, const std::string& why, s
                      std::uint64_t messages) {
   const std::string moved =
       address_changes > 0 ? fmt::format(" (its address changed {})", plural(address_changes, "time")) : "";
-  fmt::print(stderr, "dtls-echo-server: session {} ended ({}): resumed {}, cipher {}, {}, CID {}{}, {}, {}\n",
+  std::string key_exchange = session.key_exchange.empty() ? "" : ", key exchange " + session.key_exchange;
+  if (!session.srtp_profile.empty()) key_exchange += ", SRTP " + session.srtp_profile;
+  fmt::print(stderr, "dtls-echo-server: session {} ended ({}): resumed {}, cipher {}, {}, CID {}{}, {}, {}{}\n",
              session.peer.to_string(), why, session.resumed ? "yes" : "no", session.cipher, session.version,
-             session.connection_id ? "on" : "off", moved, dtls::identity_of(session), plural(messages, "message"));
+             session.connection_id ? "on" : "off", moved, dtls::identity_of(session), plural(messages, "message"),
+             key_exchange);
 }
 
 void log_handshake_failure(RateLimitedLog& log, const Endpoint& peer, const std::string& why) {

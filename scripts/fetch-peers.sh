@@ -6,8 +6,9 @@
 #   IDs, resumption), linked at subprojects/peers/bin/mbedtls-ssl-{client2,server2}. Debian ships no binaries of
 #   these programs, hence the build: only the library and the two programs, with make (~30 s on 2 cores), into
 #   ${XDG_CACHE_HOME:-~/.cache}/dgram/mbedtls-VERSION/ (or $DGRAM_CACHE/...), so once per machine.
-# - node-dtls-client (a DTLS 1.2 PSK client written in JavaScript), at the exact version and integrity hashes of
-#   tests/peers/node/package-lock.json, installed there by `npm ci`; tests/peers/node/psk-echo-client.mjs uses it.
+# - node-dtls-client (a DTLS 1.2 PSK client written in JavaScript) and werift-dtls (the DTLS of a WebRTC stack in
+#   TypeScript: DTLS-SRTP), at the exact versions and integrity hashes of tests/peers/node/package-lock.json,
+#   installed there by `npm ci`; tests/peers/node/psk-echo-client.mjs and srtp-client.mjs use them.
 #
 # Safe to run again: what is ready is kept (a second run takes well under a second). Needs apt-get, dpkg-dev,
 # gcc, make and perl for Mbed TLS, node and npm for node-dtls-client (scripts/install-deps.sh installs them).
@@ -138,7 +139,8 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 stamp=$node_dir/node_modules/.dgram-installed
 wanted_stamp="$(sha256sum "$node_dir/package-lock.json" | cut -d' ' -f1) node-$(node --version)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted_stamp" ] &&
-    [ -f "$node_dir/node_modules/node-dtls-client/package.json" ]; then
+    [ -f "$node_dir/node_modules/node-dtls-client/package.json" ] &&
+    [ -f "$node_dir/node_modules/werift-dtls/package.json" ]; then
   node_how="already installed"
 else
   # npm ci installs exactly the lockfile, checks every tarball against its integrity hash, and fails when
@@ -163,5 +165,10 @@ fi
 (cd "$node_dir" && node --input-type=module \
   -e 'import { dtls } from "node-dtls-client"; if (typeof dtls.createSocket !== "function") process.exit(1);') ||
   fail "node-dtls-client does not load with node $(node --version); see the error above"
+(cd "$node_dir" && node -e 'const { DtlsClient } = require("werift-dtls/lib/dtls/src/index.js");
+  if (typeof DtlsClient !== "function") process.exit(1);') ||
+  fail "werift-dtls does not load with node $(node --version); see the error above"
 ndc_version=$(node -p 'require("./'"$node_dir"'/node_modules/node-dtls-client/package.json").version')
-echo "node-dtls-client peer: $node_dir/psk-echo-client.mjs (node-dtls-client $ndc_version, node $(node --version), $node_how)"
+werift_version=$(node -p 'require("./'"$node_dir"'/node_modules/werift-dtls/package.json").version')
+echo "node peers: $node_dir/psk-echo-client.mjs, srtp-client.mjs (node-dtls-client $ndc_version, werift-dtls" \
+  "$werift_version, node $(node --version), $node_how)"

@@ -369,3 +369,73 @@ TEST_CASE("dtls 1.3: hostile records to an established session are dropped and c
   REQUIRE(size);
   CHECK(std::string(reinterpret_cast<const char*>(buffer.data()), *size) == "genuine");
 }
+
+TEST_CASE("post-quantum hybrids: X25519MLKEM768 and SecP256r1MLKEM768; the hello with the cookie comes in fragments, the cookie checked in the first", "[dtls13][pq]") {
+  using dgram::dtls::Group;
+  if (!dgram::dtls::post_quantum_available()) {
+    auto client = dgram::testing::test_client_config();
+    client.groups = {Group::x25519_mlkem768, Group::x25519};
+    CHECK(refusal(client).find("has no post-quantum key exchange") != std::string::npos);
+    return;
+  }
+  // A hybrid only in DTLS 1.2: refused in words (1.2 has no hybrid key exchange).
+  auto only_hybrid_12 = dgram::testing::test_client_config();
+  only_hybrid_12.groups = {Group::x25519_mlkem768};
+  CHECK(refusal(only_hybrid_12).find("DTLS 1.3 only") != std::string::npos);
+
+  const Group group = GENERATE(Group::x25519_mlkem768, Group::secp256r1_mlkem768);
+  INFO(dgram::dtls::to_string(group));
+  auto client = client13();
+  client.groups = {group};   // only the hybrid: its key share or nothing
+  auto server = server13();
+  server.groups = {Group::x25519_mlkem768, Group::secp256r1_mlkem768, Group::x25519, Group::secp256r1};
+  Pump pump(make_context(client), make_context(server));
+  pump.start_client();
+  // The first hello comes whole (wolfSSL leaves out a key share that would not fit): the server answers with a
+  // HelloRetryRequest and keeps nothing.
+  std::vector<Datagram> first(pump.client->outgoing().begin(), pump.client->outgoing().end());
+  pump.client->clear_outgoing();
+  REQUIRE(first.size() == 1);
+  const auto first_hello = record::view(first[0]);
+  REQUIRE(first_hello);
+  REQUIRE(first_hello->hello);
+  CHECK(!first_hello->hello->first_fragment);
+  CHECK(!first_hello->hello->has_cookie);
+  pump.deliver_to_server(first[0]);
+  CHECK(!pump.server);
+  REQUIRE(pump.listener.replies().size() == 1);
+  CHECK(record::starts_with_hello_retry_request(pump.listener.replies().front()));
+  std::error_code ec;
+  pump.deliver(*pump.client, pump.listener.replies().front(), ec);
+  REQUIRE(!ec);
+  pump.listener.clear_replies();
+  // The hello with the cookie and the key share (over 1.2 KB of it) does not fit one datagram.
+  std::vector<Datagram> second(pump.client->outgoing().begin(), pump.client->outgoing().end());
+  pump.client->clear_outgoing();
+  REQUIRE(second.size() >= 2);
+  const auto fragment = record::view(second[0]);
+  REQUIRE(fragment);
+  REQUIRE(fragment->hello);
+  CHECK(fragment->hello->first_fragment);
+  CHECK(fragment->hello->has_cookie_extension);
+  // A later fragment alone opens nothing (only a fragment with a cookie that verifies does).
+  std::error_code alone_error;
+  CHECK(!pump.listener.on_datagram(pump.client_endpoint, second[1], pump.now, alone_error));
+  // In order: the first fragment's cookie verifies, and only then the server keeps state to reassemble.
+  pump.deliver_to_server(second[0]);
+  REQUIRE(pump.server);
+  for (std::size_t i = 1; i < second.size(); ++i) pump.deliver_to_server(second[i]);
+  pump.handshake();
+  pump.require_established();
+  CHECK(pump.listener.stats().hello_verify_requests == 1);
+  CHECK(pump.listener.stats().sessions_started == 1);
+  const std::string expected = group == Group::x25519_mlkem768 ? "X25519MLKEM768" : "SecP256r1MLKEM768";
+  CHECK(pump.client->info().key_exchange == expected);
+  CHECK(pump.server->info().key_exchange == expected);
+  CHECK(Pump::relay(*pump.client, *pump.server, "post-quantum") == "post-quantum");
+
+  // The default stays classical: X25519, no hybrid offered.
+  Pump classical(make_context(client13()), make_context(server));
+  handshake_established(classical);
+  CHECK(classical.client->info().key_exchange == "X25519");
+}

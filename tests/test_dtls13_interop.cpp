@@ -131,3 +131,45 @@ TEST_CASE("dtls 1.3 interop: dtls-echo-client with wolfSSL's example server", "[
     CHECK(served.out.find("SSL version is DTLSv1.3") != std::string::npos);
   }
 }
+
+// Post-quantum hybrid key exchange with wolfSSL's own example programs, both ways: their key share is the
+// hybrid only (--pqc), so nothing else can be negotiated.
+TEST_CASE("dtls 1.3 interop: X25519MLKEM768 and SecP256r1MLKEM768 with wolfSSL's example client and server", "[dtls13][interop][pq]") {
+  const auto wolfssl_client = wolfssl_program("WOLFSSL_EXAMPLE_CLIENT");
+  const auto wolfssl_server = wolfssl_program("WOLFSSL_EXAMPLE_SERVER");
+  if (!wolfssl_client || !wolfssl_server || !dgram::dtls::post_quantum_available()) {
+    Process server({program_path("DTLS_ECHO_SERVER"), "--port", "0", "--dtls", "1.3", "--groups", "X25519MLKEM768",
+                    "--cert", cert_file("server-ecdsa.pem"), "--key", cert_file("server-ecdsa.key")});
+    const Finished refused = server.wait(10s);
+    CHECK(refused.exit_code == 1);
+    CHECK(refused.err.find("has no") != std::string::npos);
+    return;
+  }
+  const std::string group = GENERATE(std::string("X25519MLKEM768"), std::string("SecP256r1MLKEM768"));
+  INFO(group);
+  {
+    auto server = dgram::testing::start_dtls_server("event", {"--dtls", "1.3", "--groups", group + ":X25519"});
+    Process client(in_wolfssl_root({*wolfssl_client, "-u", "-v", "4", "-h", "127.0.0.1", "-p", server.port, "-A",
+                                    cert_file("ca.pem"), "-x", "--pqc", group}));
+    const Finished done = client.wait(20s);
+    INFO(done.out << done.err);
+    CHECK(done.exit_code == 0);
+    CHECK(done.out.find("SSL curve name is " + group) != std::string::npos);
+    CHECK(done.out.find("hello wolfssl!") != std::string::npos);
+    const Finished stopped = server.stop();
+    CHECK(stopped.err.find("DTLSv1.3, CID off, not authenticated, 1 message, key exchange " + group) != std::string::npos);
+  }
+  const std::string port = free_port();
+  Process server(in_wolfssl_root({*wolfssl_server, "-u", "-v", "4", "-p", port, "-c", cert_file("server-ecdsa.pem"),
+                                  "-k", cert_file("server-ecdsa.key"), "-d", "-e", "--pqc", group}));
+  REQUIRE(wait_until_bound(port, server));
+  Process client({program_path("DTLS_ECHO_CLIENT"), "--port", port, "--ca", cert_file("ca.pem"), "--dtls", "1.3",
+                  "--groups", group, "--verbose"});
+  const Finished done = client.communicate("quantum\n", 20s);
+  INFO(done.err);
+  CHECK(done.exit_code == 0);
+  CHECK(done.out == "quantum\n");
+  CHECK(done.err.find("key exchange " + group) != std::string::npos);
+  const Finished served = server.wait(10s);
+  CHECK(served.out.find("SSL curve name is " + group) != std::string::npos);
+}

@@ -257,7 +257,7 @@ TEST_CASE("endpoint: a ClientHello with a large record number is dropped unanswe
   CHECK(served(server, context, peer("198.51.100.41", 1)));
 }
 
-TEST_CASE("endpoint: no DTLS 1.3 stateless answer is larger than the hello that asked for it", "[dtls][endpoint][dos]") {
+TEST_CASE("endpoint: no DTLS 1.3 stateless answer is over three times the hello that asked for it", "[dtls][endpoint][dos]") {
   if (!dtls::dtls13_available()) {   // (Catch2 v2 has no SKIP: said by name instead)
     WARN("skipped: this wolfSSL has no DTLS 1.3 (-Dwolfssl=system)");
     return;
@@ -266,7 +266,8 @@ TEST_CASE("endpoint: no DTLS 1.3 stateless answer is larger than the hello that 
   config.version = dtls::Version::dtls1_3;
   Server server({}, config);
   // A minimal DTLS 1.3 ClientHello without a key share: one suite, X25519 offered but no share, so the server
-  // must send a HelloRetryRequest (with a cookie and the group): about 1.5 times the hello's size.
+  // must send a HelloRetryRequest (with a cookie and the group): about 1.5 times the hello's size, within the
+  // factor (wolfSSL's client sends such a hello when its post-quantum key share would not fit a datagram).
   const std::vector<std::uint8_t> body_tail = {
       0x00,                         // session ID: none
       0x00,                         // legacy cookie: none
@@ -288,14 +289,17 @@ TEST_CASE("endpoint: no DTLS 1.3 stateless answer is larger than the hello that 
   hello.insert(hello.end(), body.begin(), body.end());
   const auto replies = server.handle(peer("198.51.100.50", 1), std::as_bytes(std::span(hello)));
   INFO("hello of " << hello.size() << " bytes");
-  CHECK(replies.empty());
-  CHECK(server.stats().answers_withheld == 1);
-  CHECK(server.stats().cookies_sent == 0);
+  std::size_t answered = 0;
+  for (const auto& [to, reply] : replies) answered += reply.size();
+  CHECK(answered > hello.size());   // larger than the hello: what the rule used to refuse
+  CHECK(answered <= dtls::anti_amplification_factor * hello.size());
+  CHECK(server.stats().answers_withheld == 0);
+  CHECK(server.stats().cookies_sent == 1);
   // A real client (its hello carries a key share) is challenged and served.
   dtls::DtlsConfig client_config = test_client_config();
   client_config.version = dtls::Version::dtls1_3;
   CHECK(served(server, context_for(client_config), peer("198.51.100.51", 1)));
-  CHECK(server.stats().cookies_sent == 1);
+  CHECK(server.stats().cookies_sent == 2);
 }
 
 TEST_CASE("endpoint: events come after the call, in order, and a closed session's queued messages are skipped", "[dtls][endpoint]") {

@@ -690,3 +690,75 @@ TEST_CASE("engine: a PSK session resumed on a server with a certificate says its
   CHECK(pump.server->info().psk_identity.empty());   // wolfSSL's session does not keep it
   CHECK(dgram::dtls::identity_of(pump.server->info()) == "PSK session resumed, identity not kept");
 }
+
+TEST_CASE("engine: keying-material exporter and DTLS-SRTP keys: both sides derive the same bytes", "[dtls][engine][srtp]") {
+  using dgram::dtls::Version;
+  if (!dgram::dtls::srtp_available()) {   // Debian's wolfSSL: asking is refused by name
+    DtlsConfig config = client_config();
+    config.srtp_profiles = "SRTP_AES128_CM_SHA1_80";
+    std::error_code ec;
+    std::string reason;
+    CHECK(!dgram::dtls::DtlsContext::create(config, ec, &reason));
+    CHECK(reason.find("has no DTLS-SRTP") != std::string::npos);
+    return;
+  }
+  std::vector<Version> versions{Version::dtls1_2};
+  if (dgram::dtls::dtls13_available()) versions.push_back(Version::dtls1_3);
+  for (const Version version : versions) {
+    INFO((version == Version::dtls1_3 ? "DTLS 1.3" : "DTLS 1.2"));
+    DtlsConfig client = client_config();
+    DtlsConfig server = server_config();
+    client.version = server.version = version;
+    client.srtp_profiles = "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80";
+    server.srtp_profiles = "SRTP_AES128_CM_SHA1_32:SRTP_AEAD_AES_128_GCM";   // one in common
+    Pump pump(make_context(client), make_context(server));
+    pump.start_client();
+    pump.handshake();
+    pump.require_established();
+    // The stateless cookie exchange still runs (wolfSSL skips DTLS 1.2's when its server has SRTP profiles).
+    CHECK(pump.listener.stats().hello_verify_requests == 1);
+    CHECK(pump.client->info().srtp_profile == "SRTP_AEAD_AES_128_GCM");
+    CHECK(pump.server->info().srtp_profile == "SRTP_AEAD_AES_128_GCM");
+    std::error_code ec;
+    const auto client_keys = pump.client->srtp_keying_material(ec);
+    REQUIRE(!ec);
+    CHECK(client_keys.size() == 2 * (16 + 12));   // two AES-128 keys and two 96-bit salts (RFC 7714)
+    CHECK(pump.server->srtp_keying_material(ec) == client_keys);
+    const std::vector<std::byte> context(7, std::byte{0x42});
+    const auto exported = pump.client->export_keying_material("EXPERIMENTAL dgram test", context, 32, ec);
+    REQUIRE(!ec);
+    CHECK(exported.size() == 32);
+    CHECK(pump.server->export_keying_material("EXPERIMENTAL dgram test", context, 32, ec) == exported);
+    CHECK(pump.server->export_keying_material("EXPERIMENTAL dgram test", std::nullopt, 32, ec) != exported);
+    CHECK(pump.client->export_keying_material("EXPERIMENTAL other label", context, 32, ec) != exported);
+    CHECK(exported != client_keys);
+    // A label TLS reserves for itself is refused.
+    CHECK(pump.client->export_keying_material("master secret", std::nullopt, 32, ec).empty());
+    CHECK(ec == dgram::errc::invalid_argument);
+  }
+  // Without the exporter asked for, nothing is kept to export from: refused, not wrong bytes.
+  Pump plain(make_context(client_config()), make_context(server_config()));
+  plain.start_client();
+  plain.handshake();
+  plain.require_established();
+  std::error_code ec;
+  CHECK(plain.client->export_keying_material("EXPERIMENTAL dgram test", std::nullopt, 32, ec).empty());
+  CHECK(ec == dgram::errc::invalid_argument);
+  CHECK(plain.client->info().srtp_profile.empty());
+  CHECK(plain.client->srtp_keying_material(ec).empty());
+  // Profiles in common: none; the session goes on without DTLS-SRTP.
+  DtlsConfig client = client_config();
+  DtlsConfig server = server_config();
+  client.srtp_profiles = "SRTP_AES128_CM_SHA1_32";
+  server.srtp_profiles = "SRTP_AEAD_AES_256_GCM";
+  Pump apart(make_context(client), make_context(server));
+  apart.start_client();
+  apart.handshake();
+  apart.require_established();
+  CHECK(apart.server->info().srtp_profile.empty());
+  // A name wolfSSL would skip without a word is refused.
+  client.srtp_profiles = "SRTP_AES128_CM_SHA1_80:SRTP_AES_999";
+  std::string reason;
+  CHECK(!dgram::dtls::DtlsContext::create(client, ec, &reason));
+  CHECK(reason.find("SRTP profile 'SRTP_AES_999'") != std::string::npos);
+}

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <memory>
@@ -23,6 +24,7 @@
 #include "support/dtls_fixtures.hpp"
 #include "support/server_thread.hpp"
 #include "support/forwarding_transport.hpp"
+#include "support/process.hpp"
 #include "support/udp_relay.hpp"
 
 import dgram;
@@ -45,8 +47,21 @@ class RecordingEcho final : public dtls::SessionHandler {
     std::error_code ec;
     server.send(id, message, ec);
   }
-  void on_established(dtls::EventServer&, dtls::SessionId, const dtls::SessionInfo&) override {
-    note([&] { ++established; });
+  void on_established(dtls::EventServer& server, dtls::SessionId id, const dtls::SessionInfo& info) override {
+    // What a media program takes from a DTLS-SRTP session: its profile and keys (and other exported material).
+    std::error_code ec;
+    const dtls::Engine* engine = server.engine(id);
+    std::vector<std::byte> keys = engine && !info.srtp_profile.empty() ? engine->srtp_keying_material(ec) : std::vector<std::byte>{};
+    std::vector<std::byte> exported =
+        engine && !info.srtp_profile.empty()
+            ? engine->export_keying_material("EXPERIMENTAL dgram interop", std::nullopt, 32, ec)
+            : std::vector<std::byte>{};
+    note([&] {
+      ++established;
+      srtp_profiles.push_back(info.srtp_profile);
+      srtp_keys.push_back(std::move(keys));
+      exporter.push_back(std::move(exported));
+    });
   }
   void on_ended(dtls::EventServer&, const dtls::SessionSummary& summary) override {
     note([&] { ended.push_back(summary.end); });
@@ -63,6 +78,9 @@ class RecordingEcho final : public dtls::SessionHandler {
   std::mutex mutex;
   std::condition_variable changed;
   int established{0};
+  std::vector<std::string> srtp_profiles;            // each established session's, in order
+  std::vector<std::vector<std::byte>> srtp_keys;     // its DTLS-SRTP keys (empty without)
+  std::vector<std::vector<std::byte>> exporter;      // 32 bytes exported for "EXPERIMENTAL dgram interop"
   std::vector<dtls::SessionEnd> ended;
   std::vector<dtls::FailureKind> failures;
 
@@ -665,4 +683,56 @@ TEST_CASE("event server: datagrams the kernel dropped for a full receive buffer 
   auto channel = handshaker.connect_dtls(client_socket, server.endpoint(), dgram::Deadline::after(10s), ec);
   REQUIRE(channel);
   channel->close(ec);
+}
+
+namespace {
+std::string hex(const std::vector<std::byte>& bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string text;
+  for (const std::byte b : bytes) {
+    text += digits[static_cast<unsigned>(b) >> 4];
+    text += digits[static_cast<unsigned>(b) & 0xf];
+  }
+  return text;
+}
+}  // namespace
+
+// werift-dtls (the DTLS of a TypeScript WebRTC stack) offers use_srtp and exports its keys as a WebRTC peer
+// does: both sides must hold the same SRTP keys and the same exported bytes, and the cookie exchange must
+// still have run. One message per session (see tests/peers/node/srtp-client.mjs for why).
+TEST_CASE("interop: werift-dtls negotiates DTLS-SRTP with the event server; both sides export the same keys", "[dtls][nonblocking][interop][srtp]") {
+  current_workers = 0;
+  auto config = test_server_config();
+  config.srtp_profiles = "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80";
+  if (!dtls::srtp_available()) {
+    std::error_code ec;
+    std::string reason;
+    CHECK(!dtls::DtlsContext::create(config, ec, &reason));
+    CHECK(reason.find("has no DTLS-SRTP") != std::string::npos);
+    return;
+  }
+  const std::string client = dgram::testing::program_path("NODE_SRTP_CLIENT");
+  if (access((std::filesystem::path(client).parent_path() / "node_modules" / "werift-dtls").c_str(), F_OK) != 0)
+    FAIL("werift-dtls is missing: run scripts/fetch-peers.sh (scripts/install-deps.sh does)");
+  RunningServer server(config);
+  std::size_t sessions = 0;
+  for (const std::string profile : {"SRTP_AES128_CM_SHA1_80", "SRTP_AEAD_AES_128_GCM"}) {
+    INFO(profile);
+    dgram::testing::Process node({"/usr/bin/env", "node", client, "127.0.0.1", std::to_string(server.endpoint().port()),
+                                  profile, "media keys"});
+    const auto done = node.wait(20s);
+    INFO(done.err);
+    REQUIRE(done.exit_code == 0);
+    ++sessions;
+    REQUIRE(server.handler.wait_for([&] { return server.handler.srtp_keys.size() == sessions; }));
+    std::lock_guard lock(server.handler.mutex);
+    CHECK(done.out.find("srtp-profile: " + profile + "\n") != std::string::npos);
+    CHECK(server.handler.srtp_profiles.back() == profile);
+    CHECK(!server.handler.srtp_keys.back().empty());
+    CHECK(done.out.find("srtp-keys: " + hex(server.handler.srtp_keys.back()) + "\n") != std::string::npos);
+    CHECK(done.out.find("exporter: " + hex(server.handler.exporter.back()) + "\n") != std::string::npos);
+    CHECK(done.out.find("echo: media keys\n") != std::string::npos);
+  }
+  const auto stats = server.stats();
+  CHECK(stats.cookies_sent == 2);   // the stateless cookie exchange ran for both
 }

@@ -55,6 +55,13 @@ std::vector<Option> dtls_options(dtls::Role role) {
       {"cid", "", server ? "give sessions a Connection ID (DTLS 1.3, and 1.2 by RFC 9146): a client whose address "
                            "changes keeps its session"
                          : "ask for a Connection ID (DTLS 1.3 or 1.2): the session survives our address changing"},
+      {"srtp", "PROFILES", server ? "DTLS-SRTP: accept these SRTP protection profiles (':'-separated: "
+                                    "SRTP_AEAD_AES_128_GCM, SRTP_AEAD_AES_256_GCM, SRTP_AES128_CM_SHA1_80, "
+                                    "SRTP_AES128_CM_SHA1_32); the session line names the one chosen"
+                                  : "DTLS-SRTP: offer these SRTP protection profiles (as the server's --srtp)"},
+      {"groups", "LIST", "key-exchange groups, preferred first, ':'-separated: X25519MLKEM768 and "
+                         "SecP256r1MLKEM768 (post-quantum hybrids, DTLS 1.3 only), X25519, P-256, P-384, P-521 "
+                         "(default X25519:P-256)"},
   };
   if (server) {
     options.push_back({"psk-file", "FILE", "pre-shared keys of many clients, one 'identity:hexkey' line each; "
@@ -77,6 +84,21 @@ dtls::Version version_from(const CommandLine& command_line) {
   throw UsageError(fmt::format("--dtls '{}': say 1.2, 1.3 or any", version));
 }
 
+std::vector<dtls::Group> groups_from(const std::string& list) {
+  std::vector<dtls::Group> groups;
+  for (std::size_t at = 0; at <= list.size();) {
+    const std::size_t end = std::min(list.find(':', at), list.size());
+    const std::string name = list.substr(at, end - at);
+    const auto group = dtls::group_named(name);
+    if (!group)
+      throw UsageError(fmt::format("--groups: '{}' is not a group this program knows (X25519MLKEM768, "
+                                   "SecP256r1MLKEM768, X25519, P-256, P-384, P-521)", name));
+    groups.push_back(*group);
+    at = end + 1;
+  }
+  return groups;
+}
+
 }  // namespace
 
 dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role role) {
@@ -84,6 +106,8 @@ dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role ro
   config.role = role;
   config.version = version_from(command_line);
   config.connection_id = command_line.flag("cid");
+  if (const auto groups = command_line.value("groups")) config.groups = groups_from(*groups);
+  config.srtp_profiles = command_line.value_or("srtp", "");
   const auto cert = command_line.value("cert");
   const auto key = command_line.value("key");
   config.raw_public_key = command_line.flag("raw-key");

@@ -114,6 +114,23 @@ bool key_matches_certificate(const std::string& certificate_pem, const std::stri
          wolfSSL_EVP_DigestVerifyFinal(verify.get(), signature.data(), signature_size) == 1;
 }
 
+// Whether every name in a ':'-separated SRTP profile list is one wolfSSL knows (it skips unknown names without
+// a word, and a list of only those would offer nothing).
+bool srtp_profiles_known(std::string_view list, std::string& reason) {
+  if (list.empty()) return true;
+  for (std::size_t at = 0; at <= list.size();) {
+    const std::size_t end = std::min(list.find(':', at), list.size());
+    const std::string_view name = list.substr(at, end - at);
+    if (std::ranges::find(srtp_profile_names, name) == std::end(srtp_profile_names)) {
+      reason = "SRTP profile '" + std::string(name) + "' is not one of SRTP_AEAD_AES_128_GCM, SRTP_AEAD_AES_256_GCM, "
+               "SRTP_AES128_CM_SHA1_80, SRTP_AES128_CM_SHA1_32";
+      return false;
+    }
+    at = end + 1;
+  }
+  return true;
+}
+
 // Whether this wolfSSL can do what `config` asks for (never a silent downgrade); the reason when it cannot.
 bool supported(const DtlsConfig& config, std::string& reason) {
   const auto lacking = [&](const char* what) {
@@ -125,6 +142,15 @@ bool supported(const DtlsConfig& config, std::string& reason) {
   if (config.connection_id && !connection_id_available()) return lacking("Connection IDs");
   if ((config.raw_public_key || config.pinned_peer_keys) && !raw_public_keys_available())
     return lacking("raw public keys");
+  if (exports_keying_material(config) && !srtp_available()) return lacking("DTLS-SRTP or keying-material exporter");
+  if (!srtp_profiles_known(config.srtp_profiles, reason)) return false;
+  const bool post_quantum = std::ranges::any_of(config.groups, is_post_quantum);
+  if (post_quantum && !post_quantum_available()) return lacking("post-quantum key exchange (ML-KEM)");
+  if (post_quantum && config.version == Version::dtls1_2 && std::ranges::all_of(config.groups, is_post_quantum)) {
+    reason = "the post-quantum groups are DTLS 1.3 only: a DTLS 1.2 configuration needs a classical group too "
+             "(X25519 or P-256)";
+    return false;
+  }
   return true;
 }
 
@@ -296,9 +322,19 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
     reason = "cipher list '" + ciphers + "' names no cipher suite this wolfSSL supports";
     return false;
   }
+#if defined(WOLFSSL_SRTP)
+  // Client only: a wolfSSL server with SRTP profiles skips DTLS 1.2's cookie exchange altogether (its "SRTP
+  // mode" takes the path as already checked, as ICE does for WebRTC), so a server's sessions get their
+  // profiles only once the cookie has verified (Engine::Impl::offer_srtp_after_cookie).
+  if (config.role == Role::client && !config.srtp_profiles.empty() &&
+      wolfSSL_CTX_set_tlsext_use_srtp(ctx, config.srtp_profiles.c_str()) != 0) {
+    reason = "SRTP profiles '" + config.srtp_profiles + "' were not taken";   // (0 is success here, as OpenSSL's)
+    return false;
+  }
+#endif
   for (Group group : config.groups) {
     if (wolfSSL_CTX_UseSupportedCurve(ctx, static_cast<word16>(group)) != WOLFSSL_SUCCESS) {
-      reason = "key-exchange group " + std::to_string(static_cast<int>(group)) + " is not supported";
+      reason = "key-exchange group " + std::string(to_string(group)) + " is not supported by this wolfSSL";
       return false;
     }
   }
@@ -345,6 +381,22 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
 
 bool dtls13_available() noexcept {
 #ifdef WOLFSSL_DTLS13
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool srtp_available() noexcept {
+#if defined(WOLFSSL_SRTP) && defined(HAVE_KEYING_MATERIAL)
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool post_quantum_available() noexcept {
+#if defined(WOLFSSL_HAVE_MLKEM) && defined(WOLFSSL_PQC_HYBRIDS) && defined(WOLFSSL_DTLS13)
   return true;
 #else
   return false;

@@ -25,8 +25,56 @@ struct Pem {
   std::string describe() const { return path.empty() ? std::string("in-memory PEM") : "'" + path + "'"; }
 };
 
-// Key-exchange groups, offered (client) or accepted (server) in this order.
-enum class Group : std::uint16_t { x25519 = 29, secp256r1 = 23, secp384r1 = 24, secp521r1 = 25 };
+// Key-exchange groups, offered (client) or accepted (server) in this order. The two post-quantum hybrids
+// (ML-KEM-768, FIPS 203, with X25519 or P-256: the groups TLS deployments adopted) are DTLS 1.3 only and need
+// post_quantum_available(); a DTLS 1.2 handshake skips them.
+enum class Group : std::uint16_t {
+  x25519 = 29,
+  secp256r1 = 23,
+  secp384r1 = 24,
+  secp521r1 = 25,
+  secp256r1_mlkem768 = 4587,
+  x25519_mlkem768 = 4588,
+};
+
+// The SRTP protection profiles DtlsConfig::srtp_profiles may name (wolfSSL's, as OpenSSL spells them).
+inline constexpr std::string_view srtp_profile_names[] = {"SRTP_AEAD_AES_128_GCM", "SRTP_AEAD_AES_256_GCM",
+                                                          "SRTP_AES128_CM_SHA1_80", "SRTP_AES128_CM_SHA1_32"};
+
+// The group's name as TLS registries spell it: "X25519", "P-256", "X25519MLKEM768"...
+constexpr std::string_view to_string(Group group) noexcept {
+  switch (group) {
+    case Group::x25519: return "X25519";
+    case Group::secp256r1: return "P-256";
+    case Group::secp384r1: return "P-384";
+    case Group::secp521r1: return "P-521";
+    case Group::secp256r1_mlkem768: return "SecP256r1MLKEM768";
+    case Group::x25519_mlkem768: return "X25519MLKEM768";
+  }
+  return "unknown group";
+}
+inline constexpr Group all_groups[] = {Group::x25519_mlkem768, Group::secp256r1_mlkem768, Group::x25519,
+                                       Group::secp256r1, Group::secp384r1, Group::secp521r1};
+constexpr bool is_post_quantum(Group group) noexcept {
+  return group == Group::x25519_mlkem768 || group == Group::secp256r1_mlkem768;
+}
+// The group a name means (to_string's, case-insensitive, or "secp256r1"...); nullopt for none.
+constexpr std::optional<Group> group_named(std::string_view name) noexcept {
+  const auto same = [](std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+      if (lower(a[i]) != lower(b[i])) return false;
+    }
+    return true;
+  };
+  for (const Group group : all_groups)
+    if (same(name, to_string(group))) return group;
+  if (same(name, "secp256r1")) return Group::secp256r1;
+  if (same(name, "secp384r1")) return Group::secp384r1;
+  if (same(name, "secp521r1")) return Group::secp521r1;
+  return std::nullopt;
+}
 
 // The sizes RFC 4279 asks every implementation to support, and what wolfSSL holds.
 inline constexpr std::size_t max_psk_identity_size = 128;
@@ -129,7 +177,19 @@ struct DtlsConfig {
   // CoAP profile is all or nothing (a build without its suites refuses it, naming one).
   std::string cipher_list;
   CipherProfile cipher_profile = CipherProfile::standard;
+
+  // DTLS-SRTP (RFC 5764, what WebRTC and other media programs key SRTP with): the SRTP protection profiles
+  // offered (client) or accepted (server), ':'-separated, preferred first, of srtp_profile_names. Empty: no
+  // use_srtp extension. The negotiated one is SessionInfo::srtp_profile; its keys come from
+  // Engine::srtp_keying_material. Needs srtp_available().
+  std::string srtp_profiles;
+  // Keep what the keying-material exporter (RFC 5705, RFC 8446 7.5: Engine::export_keying_material) needs
+  // after the handshake: the randoms and master secret, a few hundred bytes per session that are otherwise
+  // freed. Implied by srtp_profiles.
+  bool keying_material_exporter = false;
   // Never wolfSSL's P-521-first default: offering it first makes handshakes with OpenSSL ~3.5x slower.
+  // Classical by default: a hybrid key share adds 1.2 KB to the ClientHello (which then comes in fragments once
+  // it carries the cookie) and 1.1 KB to the ServerHello; put x25519_mlkem768 first to prefer it (DTLS 1.3).
   std::vector<Group> groups{Group::x25519, Group::secp256r1};
 
   // Client: the identity and key it offers. Server: one identity it accepts (see also psk_store).

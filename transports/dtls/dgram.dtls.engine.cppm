@@ -23,6 +23,7 @@ module;
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 export module dgram.dtls.engine;
@@ -39,12 +40,18 @@ export namespace dgram::dtls {
 // larger is no record wolfSSL could take; drivers read into buffers of this size and drop what is truncated.
 inline constexpr std::size_t max_datagram_size = 16384 + 2048;
 
+// What goes to an address that has not shown it receives (a stateless answer to a ClientHello, a session's
+// new address) is at most this many times what came from it: QUIC's anti-amplification factor (RFC 9000 8).
+inline constexpr std::size_t anti_amplification_factor = 3;
+
 // wolfSSL's error codes (negative numbers) with wolfSSL's own text; the category's name is "wolfssl".
 const std::error_category& wolfssl_category() noexcept;
 
 // What the wolfSSL this build links can do (-Dwolfssl: Debian's 5.5.4 has none; the optimized build all).
 bool dtls13_available() noexcept;
 bool connection_id_available() noexcept;   // for DTLS 1.2 (RFC 9146) and 1.3
+bool post_quantum_available() noexcept;    // the ML-KEM hybrid groups (Group::x25519_mlkem768...), DTLS 1.3
+bool srtp_available() noexcept;            // DTLS-SRTP and the keying-material exporter
 bool raw_public_keys_available() noexcept;
 // Whether wolfSSL uses AES-NI here, and so prefers AES-128-GCM by default (DtlsConfig::cipher_list).
 bool aes_ni_available() noexcept;
@@ -158,6 +165,9 @@ struct SessionInfo {
   Endpoint peer;                  // in a SessionSummary: its address when the session ended
   std::string version;            // "DTLSv1.2" or "DTLSv1.3"
   std::string cipher;             // wolfSSL's standard name of the suite
+  std::string srtp_profile;       // the DTLS-SRTP profile negotiated (DtlsConfig::srtp_profiles); empty without
+  std::string key_exchange;       // the group of the (EC)DHE or hybrid key exchange ("X25519", "SECP256R1",
+                                  // "X25519MLKEM768"); empty without one (a plain pre-shared key, resumption)
   bool resumed{false};
   bool connection_id{false};      // the session uses a Connection ID
   std::vector<std::byte> receive_connection_id;   // the ID the peer puts in its records to us (a server's: the
@@ -171,7 +181,8 @@ struct SessionInfo {
 // "PSK identity sensor-17", "raw key SHA-256 ab12...", "PSK session resumed, identity not kept" (DTLS 1.2)
 // or "not authenticated".
 std::string identity_of(const SessionInfo& session);
-// One line for a log: "DTLSv1.3, cipher TLS_AES_128_GCM_SHA256, resumed no, CID on, certificate ...".
+// One line for a log: "DTLSv1.3, cipher TLS_AES_128_GCM_SHA256, resumed no, CID on, certificate ...[, key
+// exchange X25519]".
 std::string to_string(const SessionInfo& session);
 // "untrusted certificate", "timed out"...: the kind's name in words (Engine::failure() has the details).
 std::string to_string(FailureKind kind);
@@ -236,6 +247,8 @@ class Engine {
   bool resumed() const noexcept;
   // wolfSSL's standard name of the negotiated suite (e.g. TLS_AES_128_GCM_SHA256, ECDHE-ECDSA-CHACHA20-POLY1305).
   std::string cipher() const;
+  std::string key_exchange() const;   // SessionInfo::key_exchange
+  std::string srtp_profile() const;   // SessionInfo::srtp_profile
   // "DTLSv1.2" or "DTLSv1.3" once established.
   std::string version() const;
   // Whether the session uses a Connection ID (DTLS 1.3, both sides asked).
@@ -244,6 +257,15 @@ class Engine {
   std::vector<std::byte> receive_connection_id() const;
   // The Connection ID we put in our records to the peer (a client's: the server's CID); empty when none.
   std::vector<std::byte> send_connection_id() const;
+  // Keying material exported from the established session (RFC 5705 for DTLS 1.2, RFC 8446 7.5 for 1.3):
+  // `length` bytes for `label` and, when given, `context`; both peers derive the same. Needs
+  // DtlsConfig::keying_material_exporter (or srtp_profiles); errc::invalid_argument before the handshake
+  // finished, without it, or for a label TLS reserves ("client finished", "master secret"...).
+  std::vector<std::byte> export_keying_material(std::string_view label, std::optional<std::span<const std::byte>> context,
+                                                std::size_t length, std::error_code& ec) const;
+  // The DTLS-SRTP keys of the negotiated profile, laid out as RFC 5764 4.2 says: client write key, server
+  // write key, client write salt, server write salt. errc::invalid_argument without a negotiated profile.
+  std::vector<std::byte> srtp_keying_material(std::error_code& ec) const;
   // The pre-shared key identity the session authenticated with (a server: the client's); empty without PSK.
   std::string psk_identity() const;
   // The SHA-256 of the peer's raw public key (RFC 7250) in hex, once established; empty when it sent none.
@@ -278,7 +300,7 @@ struct ListenerStats {
   std::uint64_t dropped_datagrams{0};       // datagrams from peers without a session that were no ClientHello
   std::uint64_t sessions_started{0};        // ClientHellos with a valid cookie, handed over as engines
   std::uint64_t failed_handshakes{0};       // ClientHellos with a valid cookie that cannot be served
-  std::uint64_t answers_withheld{0};        // challenges not sent: larger than the hello that asked for them
+  std::uint64_t answers_withheld{0};        // challenges not sent: over 3 times the hello that asked for them
 };
 
 // What the Listener did with the last datagram it was given.
@@ -286,7 +308,7 @@ enum class HelloVerdict {
   dropped,      // not a ClientHello that may open a session (counted in ListenerStats::dropped_datagrams)
   challenged,   // a cookie challenge went back (a HelloVerifyRequest or HelloRetryRequest)
   refused,      // a DTLS 1.3 cookie that did not verify: an alert went back
-  withheld,     // a challenge was due but larger than the hello: nothing sent (no amplification)
+  withheld,     // a challenge was due but over 3 times the hello: nothing sent (no amplification)
   started,      // the cookie verified: a session engine was handed out
   failed,       // the cookie verified, but the hello cannot be served (failure() says why)
 };
@@ -353,8 +375,9 @@ class Listener {
   // counted). ec is set when a ClientHello with a valid cookie cannot be served (no cipher suite in common):
   // failure() and failure_kind() say why, until the next such failure.
   // A ClientHello whose record sequence number is 32 or more is dropped unread (a client numbers its hellos
-  // from 0; such a hello would cost a fresh wolfSSL object, see listener.cpp). A challenge larger than the
-  // hello that asked for it is withheld (a DTLS 1.3 hello with no key share would get 1.5 times its size).
+  // from 0; such a hello would cost a fresh wolfSSL object, see listener.cpp). A challenge more than
+  // anti_amplification_factor times the hello that asked for it is withheld (a DTLS 1.3 hello with no key
+  // share gets about 1.5 times its size, and must: see listener.cpp).
   std::optional<Engine> on_datagram(const Endpoint& peer, std::span<const std::byte> datagram, TimePoint now,
                                     std::error_code& ec);
   // The same for a datagram already read (record::view).

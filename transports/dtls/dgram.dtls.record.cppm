@@ -187,6 +187,10 @@ struct ClientHelloFacts {
   bool has_cookie_extension{false};   // the DTLS 1.3 one
   std::array<std::byte, 32> random;   // the client's random: the same in a retransmission and after a cookie
   std::uint64_t record_sequence{0};   // of the record carrying it (a client's first few hellos: 0, 1, 2, ...)
+  // Only the first fragment of a larger ClientHello: a DTLS 1.3 hello with a post-quantum key share outgrows
+  // a datagram once it carries the cookie. (Its facts are those of the fragment: a cookie extension beyond it
+  // is not seen, and wolfSSL drops such a hello.)
+  bool first_fragment{false};
 };
 
 // Whether a set of handshake message types (bit t: type t, as FlightFacts::handshake_types) has `type`.
@@ -194,11 +198,30 @@ constexpr bool includes(std::uint32_t types, HandshakeType type) noexcept {
   return static_cast<std::uint8_t>(type) < 32 && (types >> static_cast<std::uint8_t>(type) & 1u) != 0;
 }
 
-// Facts about a ClientHello datagram already known to be well_formed (see first_handshake_type); nullopt when
-// it is not one or is malformed.
+// The first fragment of a ClientHello larger than its first record (an unencrypted handshake record whose one
+// fragment starts the message at offset 0 and ends before it does): the fragment's body; empty otherwise.
+// Needs a well_formed datagram.
+constexpr std::span<const std::byte> first_client_hello_fragment(std::span<const std::byte> datagram) noexcept {
+  if (datagram[0] != std::byte{22} || read16(datagram.subspan(3)) != 0) return {};
+  const std::size_t length = read16(datagram.subspan(11));
+  if (length < handshake_header_size) return {};
+  const auto message = datagram.subspan(header_size, length);
+  if (message[0] != std::byte{static_cast<std::uint8_t>(HandshakeType::client_hello)}) return {};
+  const std::uint32_t body = read24(message.subspan(1));
+  const std::uint32_t fragment = read24(message.subspan(9));
+  if (read24(message.subspan(6)) != 0 || fragment >= body || fragment != length - handshake_header_size) return {};
+  return message.subspan(handshake_header_size);
+}
+
+// Facts about a ClientHello datagram already known to be well_formed (see first_handshake_type): a whole
+// ClientHello or the first fragment of one; nullopt when it is neither or is malformed.
 constexpr std::optional<ClientHelloFacts> client_hello_of_well_formed(std::span<const std::byte> datagram) noexcept {
-  if (first_record_handshake_type(datagram) != HandshakeType::client_hello) return std::nullopt;
-  const auto body = datagram.subspan(header_size + handshake_header_size, read24(datagram.subspan(header_size + 1)));
+  std::span<const std::byte> body = first_client_hello_fragment(datagram);
+  const bool first_fragment = !body.empty();
+  if (!first_fragment) {
+    if (first_record_handshake_type(datagram) != HandshakeType::client_hello) return std::nullopt;
+    body = datagram.subspan(header_size + handshake_header_size, read24(datagram.subspan(header_size + 1)));
+  }
   constexpr std::size_t version_and_random = 2 + 32;
   if (body.size() < version_and_random + 1) return std::nullopt;
   const std::size_t session_id = static_cast<std::size_t>(body[version_and_random]);
@@ -208,6 +231,7 @@ constexpr std::optional<ClientHelloFacts> client_hello_of_well_formed(std::span<
   for (std::size_t i = 0; i < facts.random.size(); ++i) facts.random[i] = body[2 + i];
   facts.has_cookie_extension = has_cookie_extension(body.subspan(cookie_at));
   facts.has_cookie = facts.has_cookie || facts.has_cookie_extension;
+  facts.first_fragment = first_fragment;
   return facts;
 }
 

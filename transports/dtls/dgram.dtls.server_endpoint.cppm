@@ -85,7 +85,7 @@ struct ServerStats {
   std::uint64_t bad_cookies{0};           // ClientHellos with a cookie that did not verify
   std::uint64_t replayed_hellos{0};       // verified ClientHellos whose address and random already opened a
                                           // session lately: refused (a copy of a genuine one)
-  std::uint64_t answers_withheld{0};      // ClientHellos too small for their answer (no amplification)
+  std::uint64_t answers_withheld{0};      // ClientHellos too small for their answer (over 3 times: no amplification)
   std::uint64_t dropped_garbage{0};       // not a well-formed DTLS datagram
   std::uint64_t dropped_no_session{0};    // well-formed, but from a peer without a session and no ClientHello
   std::uint64_t dropped_over_limit{0};    // from a new peer while max_sessions were established
@@ -191,6 +191,9 @@ class ServerEndpoint {
   bool alive(SessionId id) const noexcept;
   // An established session's counters now; nullopt when it has ended or is still handshaking.
   std::optional<SessionCounters> counters(SessionId id) const noexcept;
+  // An established session's engine, to read from (keying material: Engine::export_keying_material and
+  // srtp_keying_material); nullptr when it has ended or is still handshaking. Valid until the next call.
+  const Engine* engine(SessionId id) const noexcept;
 
   // The next event, or nullopt when there is none (the message bytes of the events are then released: a
   // SessionMessage's bytes stay valid until then). A message of a session closed meanwhile is skipped.

@@ -76,6 +76,29 @@ Engine::Impl::Impl(std::shared_ptr<DtlsContext> owner, Role side, const Endpoint
   // the driver's handshake_timeout instead.
   if (context->config().retransmission_timeout_max_seconds < default_wolfssl_timeout_max)
     wolfSSL_dtls_set_timeout_max(ssl.get(), 1 << 30);
+  // The exporter reads the randoms and master secret, which wolfSSL frees after the handshake unless kept.
+  if (exports_keying_material(context->config())) wolfSSL_KeepArrays(ssl.get());
+#if defined(WOLFSSL_SRTP)
+  if (role == Role::server && !context->config().srtp_profiles.empty())
+    wolfDTLS_SetChGoodCb(ssl.get(), &Impl::offer_srtp_after_cookie, this);
+#endif
+}
+
+int Engine::Impl::offer_srtp_after_cookie(WOLFSSL* ssl, void* context) {
+#if defined(WOLFSSL_SRTP)
+  const auto& self = *static_cast<Impl*>(context);
+  if (wolfSSL_set_tlsext_use_srtp(ssl, self.context->config().srtp_profiles.c_str()) != 0) return -1;
+#else
+  (void)ssl;
+  (void)context;
+#endif
+  return 0;
+}
+
+void Engine::Impl::forget_srtp_profiles() {
+#if defined(WOLFSSL_SRTP)
+  wolfSSL_set_tlsext_use_srtp(ssl.get(), "");
+#endif
 }
 
 int Engine::Impl::receive_callback(WOLFSSL*, char* buffer, int size, void* context) {
@@ -714,6 +737,59 @@ std::string Engine::cipher() const {
   return name ? name : "";
 }
 
+std::vector<std::byte> Engine::export_keying_material(std::string_view label,
+                                                      std::optional<std::span<const std::byte>> context,
+                                                      std::size_t length, std::error_code& ec) const {
+  ec.clear();
+  std::vector<std::byte> out(length);
+#if defined(HAVE_KEYING_MATERIAL)
+  const auto* context_bytes = context ? reinterpret_cast<const unsigned char*>(context->data()) : nullptr;
+  if (impl_->state == EngineState::established && exports_keying_material(impl_->context->config()) &&
+      wolfSSL_export_keying_material(impl_->ssl.get(), reinterpret_cast<unsigned char*>(out.data()), out.size(),
+                                     label.data(), label.size(), context_bytes, context ? context->size() : 0,
+                                     context ? 1 : 0) == WOLFSSL_SUCCESS)
+    return out;
+#else
+  (void)label;
+  (void)context;
+#endif
+  ec = make_error_code(errc::invalid_argument);
+  return {};
+}
+
+std::vector<std::byte> Engine::srtp_keying_material(std::error_code& ec) const {
+  ec.clear();
+#if defined(WOLFSSL_SRTP) && defined(HAVE_KEYING_MATERIAL)
+  std::size_t size = 0;
+  WOLFSSL* ssl = impl_->ssl.get();
+  if (impl_->state == EngineState::established &&
+      wolfSSL_export_dtls_srtp_keying_material(ssl, nullptr, &size) == LENGTH_ONLY_E && size > 0) {
+    std::vector<std::byte> out(size);
+    if (wolfSSL_export_dtls_srtp_keying_material(ssl, reinterpret_cast<unsigned char*>(out.data()), &size) ==
+        WOLFSSL_SUCCESS)
+      return out;
+  }
+#endif
+  ec = make_error_code(errc::invalid_argument);
+  return {};
+}
+
+std::string Engine::srtp_profile() const {
+#if defined(WOLFSSL_SRTP)
+  if (impl_->state == EngineState::handshaking) return {};
+  const WOLFSSL_SRTP_PROTECTION_PROFILE* profile = wolfSSL_get_selected_srtp_profile(impl_->ssl.get());
+  return profile && profile->name ? profile->name : "";
+#else
+  return {};
+#endif
+}
+
+std::string Engine::key_exchange() const {
+  if (impl_->state == EngineState::handshaking) return {};
+  const char* name = wolfSSL_get_curve_name(impl_->ssl.get());
+  return name ? name : "";
+}
+
 std::string Engine::psk_identity() const {
   if (impl_->role == Role::client) {
     const DtlsConfig& config = impl_->context->config();
@@ -742,6 +818,8 @@ SessionInfo Engine::info() const {
   return SessionInfo{.peer = peer(),
                      .version = version(),
                      .cipher = cipher(),
+                     .srtp_profile = srtp_profile(),
+                     .key_exchange = key_exchange(),
                      .resumed = resumed(),
                      .connection_id = connection_id_in_use(),
                      .receive_connection_id = receive_connection_id(),

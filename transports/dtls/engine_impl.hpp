@@ -66,6 +66,11 @@ struct Engine::Impl {
   bool peer_flight_before_finished_seen() const;
   // Asks for a DTLS 1.3 Connection ID; `receive_id` is the one the peer shall put in its records to us (none for a
   // client). False when this wolfSSL cannot.
+  // DTLS-SRTP on a server: wolfSSL skips DTLS 1.2's cookie exchange for a session that has SRTP profiles, so
+  // they are set only from wolfSSL's "ClientHello good" callback, which runs once the cookie has verified
+  // (and before the hello's extensions are read); a Listener's probe forgets them before its next hello.
+  static int offer_srtp_after_cookie(WOLFSSL* ssl, void* context);
+  void forget_srtp_profiles();
   bool use_connection_id(std::span<const std::byte> receive_id);
   // Tells wolfSSL the peer's address: its stateless cookie is computed over it.
   void set_cookie_peer(const Endpoint& remote);
@@ -176,6 +181,11 @@ inline bool asks_client_certificates(const DtlsConfig& config) {
 // Whether `role` verifies the certificate its peer sends under `config` (the context's verify mode says the same).
 inline bool verifies_peer_certificate(const DtlsConfig& config, Role role) {
   return role == Role::client ? config.verify_peer && !config.psk : asks_client_certificates(config);
+}
+
+// Whether sessions keep what the keying-material exporter needs (DTLS-SRTP derives its keys with it).
+inline bool exports_keying_material(const DtlsConfig& config) {
+  return config.keying_material_exporter || !config.srtp_profiles.empty();
 }
 
 // "server" or "client": the other side of `impl`, for messages.

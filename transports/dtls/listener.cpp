@@ -111,7 +111,18 @@ struct Listener::State {
     if (speaks_dtls13())
       done = wolfSSL_send_hrr_cookie(probe->ssl.get(), key.data(), static_cast<unsigned>(key.size())) == WOLFSSL_SUCCESS && done;
 #endif
+    allow_fragmented_hello();
     return done;
+  }
+
+  // A DTLS 1.3 ClientHello with a post-quantum key share (1.2 KB for X25519MLKEM768) fits a datagram until it
+  // carries the cookie; the hello with the cookie then comes in fragments. wolfSSL checks the cookie in the
+  // first fragment, still statelessly, and only then keeps state to reassemble the rest (the hello without a
+  // cookie must come whole: wolfSSL's client sends it with an empty key share if it would not fit).
+  void allow_fragmented_hello() {
+#if defined(WOLFSSL_DTLS13) && defined(WOLFSSL_DTLS_CH_FRAG)
+    if (speaks_dtls13()) wolfSSL_dtls13_allow_ch_frag(probe->ssl.get(), 1);
+#endif
   }
 
   // A ClientHello that may open a session gets the Connection ID that session will have: the prefix and
@@ -149,14 +160,16 @@ struct Listener::State {
     // wolfSSL 5.7.2's clear keeps both cookie secrets; they are set again anyway (a copy, no allocation), as a
     // clear that dropped the DTLS 1.3 one would make wolfSSL invent a secret no other Listener has.
     if (speaks_dtls13()) use_secret(secret.current);
+    probe->forget_srtp_profiles();
     probe->highest_message_seq_sent.reset();
     probe->change_cipher_spec_sent = false;
     probe->highest_epoch0_sequence_sent.reset();
     probe->last_input_retransmission.reset();
   }
 
-  // The probe takes one ClientHello; what it answered stays in its output.
-  Outcome offer(const Endpoint& peer, std::span<const std::byte> datagram, TimePoint now, std::error_code& error) {
+  // The probe takes one ClientHello (or its first fragment); what it answered stays in its output.
+  Outcome offer(const Endpoint& peer, std::span<const std::byte> datagram, bool first_fragment, TimePoint now,
+                std::error_code& error) {
     // What wolfSSL's callbacks noted for an earlier hello (DTLS 1.3 asks for a PSK before the cookie is checked)
     // must not become another peer's: each hello starts with none.
     probe->psk_identity.clear();
@@ -173,20 +186,23 @@ struct Listener::State {
         (answer == record::HandshakeType::server_hello && record::starts_with_hello_retry_request(probe->output.front())))
       return Outcome::challenged;
     if (error) return Outcome::failed;
-    // Verified only when the probe went on to its ServerHello: nothing else means the cookie was accepted.
-    return answer == record::HandshakeType::server_hello ? Outcome::verified : Outcome::dropped;
+    // Verified only when the probe went on to its ServerHello, or, for a first fragment, took the cookie and
+    // waits for the rest: nothing else means the cookie was accepted.
+    if (answer == record::HandshakeType::server_hello) return Outcome::verified;
+    return first_fragment && probe->output.empty() && wolfSSL_is_stateful(probe->ssl.get()) ? Outcome::verified
+                                                                                              : Outcome::dropped;
   }
 
   // A cookie the current secret refused may come from the previous one (issued just before a rotation,
   // perhaps by another thread's Listener): the hello is offered once more to a probe with that secret.
-  Outcome offer_to_previous_secret(const Endpoint& peer, std::span<const std::byte> datagram, TimePoint now,
+  Outcome offer_to_previous_secret(const Endpoint& peer, std::span<const std::byte> datagram, bool first_fragment, TimePoint now,
                                    Outcome first, std::error_code& error) {
     std::vector<std::vector<std::byte>> challenge = std::move(probe->output);
     probe->output.clear();
     reset_probe();
     use_secret(*secret.previous);
     std::error_code retry_error;
-    const Outcome outcome = issue_connection_id() ? offer(peer, datagram, now, retry_error) : Outcome::dropped;
+    const Outcome outcome = issue_connection_id() ? offer(peer, datagram, first_fragment, now, retry_error) : Outcome::dropped;
     if (outcome == Outcome::verified || outcome == Outcome::failed) {
       error = retry_error;
       return outcome;
@@ -205,12 +221,14 @@ struct Listener::State {
   static constexpr std::uint64_t window_size = 64;   // wolfSSL's DTLS_SEQ_BITS
   static bool may_have_moved_window(Outcome outcome) { return outcome == Outcome::dropped; }
 
-  // Whether the probe's answer is larger than the hello it answers (RFC 9147 5.1: a stateless answer must not
-  // amplify). A DTLS 1.3 HelloRetryRequest to a hello without a key share is; a HelloVerifyRequest is not.
-  bool answer_larger_than(std::size_t hello_size) const {
+  // Whether the probe's answer amplifies: more than anti_amplification_factor times the hello it answers. A
+  // DTLS 1.3 HelloRetryRequest (cookie, group) to a short hello without a key share is larger than the hello,
+  // and must be sent: wolfSSL's client leaves the key share out when a post-quantum one would not fit a
+  // datagram, and waits for the HelloRetryRequest to send it with the cookie.
+  bool answer_amplifies(std::size_t hello_size) const {
     std::size_t answer = 0;
     for (const auto& datagram : probe->output) answer += datagram.size();
-    return answer > hello_size;
+    return answer > anti_amplification_factor * hello_size;
   }
 
   void take_probe_output_as_replies() {
@@ -261,12 +279,12 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, const record::
   self.sync_secret(now);
   std::error_code handshake_error;
   State::Outcome outcome = State::Outcome::dropped;
-  if (!hello->has_cookie || self.issue_connection_id()) outcome = self.offer(peer, datagram, now, handshake_error);
+  if (!hello->has_cookie || self.issue_connection_id()) outcome = self.offer(peer, datagram, hello->first_fragment, now, handshake_error);
   // A DTLS 1.3 cookie that does not verify gets an alert, and nothing else (no error: not a handshake).
   if (outcome == State::Outcome::dropped && hello->has_cookie_extension) outcome = State::Outcome::refused;
   if ((outcome == State::Outcome::challenged || outcome == State::Outcome::refused) && hello->has_cookie &&
       self.secret.previous)
-    outcome = self.offer_to_previous_secret(peer, datagram, now, outcome, handshake_error);
+    outcome = self.offer_to_previous_secret(peer, datagram, hello->first_fragment, now, outcome, handshake_error);
 
   if (outcome == State::Outcome::verified) {   // this probe is now that peer's session; a fresh one takes its place
     ++self.stats.sessions_started;
@@ -281,7 +299,7 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, const record::
       self.verdict = HelloVerdict::challenged;
       self.cookie_bad = hello->has_cookie;
       if (hello->has_cookie) ++self.stats.bad_cookies;
-      if (self.answer_larger_than(datagram.size())) {   // no amplification: the client may send a fuller hello
+      if (self.answer_amplifies(datagram.size())) {
         self.verdict = HelloVerdict::withheld;
         ++self.stats.answers_withheld;
         self.probe->output.clear();

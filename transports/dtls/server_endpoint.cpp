@@ -145,15 +145,13 @@ struct Slot {
   std::optional<UnprovenPath> unproven;
 };
 
-// What an unproven address may get: this many times what came from it (QUIC's anti-amplification factor).
-constexpr std::uint64_t unproven_budget_factor = 3;
 
 // How many of a session's outgoing datagrams may go now: all, or as many (in order) as fit the unproven path's
 // budget.
 std::size_t sendable(const Slot& slot) {
   const auto outgoing = slot.engine->outgoing();
   if (!slot.unproven) return outgoing.size();
-  const std::uint64_t budget = unproven_budget_factor * slot.unproven->received;
+  const std::uint64_t budget = anti_amplification_factor * slot.unproven->received;
   std::uint64_t spent = slot.unproven->sent;
   std::size_t count = 0;
   for (const auto& datagram : outgoing) {
@@ -778,6 +776,11 @@ std::optional<SessionCounters> ServerEndpoint::counters(SessionId id) const noex
   return SessionCounters{slot->messages_in, slot->messages_out, slot->address_changes};
 }
 
+const Engine* ServerEndpoint::engine(SessionId id) const noexcept {
+  const Slot* slot = impl_->find(id);
+  return slot && slot->open ? &*slot->engine : nullptr;
+}
+
 std::string to_string(SessionEnd end) {
   switch (end) {
     case SessionEnd::closed_by_peer: return "closed by the peer";
@@ -898,7 +901,7 @@ std::string ServerEndpoint::audit() const {
     }
     if (slot.open != (slot.engine->state() == EngineState::established))
       return "session " + std::to_string(index) + " is counted open but its engine is not established, or the reverse";
-    if (slot.unproven && slot.unproven->sent > unproven_budget_factor * slot.unproven->received)
+    if (slot.unproven && slot.unproven->sent > anti_amplification_factor * slot.unproven->received)
       return "session " + std::to_string(index) + " sent more than three times what came from its unproven address";
   }
   if (self.by_peer.size() != live) return "the address table has entries for no session (or two for one)";

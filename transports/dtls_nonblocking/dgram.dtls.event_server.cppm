@@ -105,6 +105,9 @@ class EventServer {
   void close(SessionId id);
   // On run()'s thread: an established session's counters so far; nullopt when it has ended.
   std::optional<SessionCounters> counters(SessionId id) const noexcept;
+  // On run()'s thread: an established session's engine (its exported keying material, DTLS-SRTP keys:
+  // ServerEndpoint::engine); nullptr when it has ended.
+  const Engine* engine(SessionId id) const noexcept;
   // On run()'s thread (from a posted task): the sans-I/O endpoint this server drives. What a task does to it
   // (a datagram handed over by another worker) is dispatched and sent when the task returns.
   ServerEndpoint& endpoint() noexcept;

@@ -271,6 +271,8 @@ std::optional<SessionCounters> EventServer::counters(SessionId id) const noexcep
   return impl_->endpoint->counters(id);
 }
 
+const Engine* EventServer::engine(SessionId id) const noexcept { return impl_->endpoint->engine(id); }
+
 ServerEndpoint& EventServer::endpoint() noexcept { return *impl_->endpoint; }
 
 const EventServerStats& EventServer::stats() const noexcept { return impl_->endpoint->stats(); }
