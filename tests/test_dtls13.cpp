@@ -418,9 +418,24 @@ TEST_CASE("post-quantum hybrids: X25519MLKEM768 and SecP256r1MLKEM768; the hello
   REQUIRE(fragment->hello);
   CHECK(fragment->hello->first_fragment);
   CHECK(fragment->hello->has_cookie_extension);
-  // A later fragment alone opens nothing (only a fragment with a cookie that verifies does).
-  std::error_code alone_error;
-  CHECK(!pump.listener.on_datagram(pump.client_endpoint, second[1], pump.now, alone_error));
+  // A later fragment alone opens nothing (only a first fragment with a cookie that verifies does); nor does the
+  // first fragment with one byte of its cookie changed, or from another address (the cookie names the client's).
+  std::error_code refused_error;
+  CHECK(!pump.listener.on_datagram(pump.client_endpoint, second[1], pump.now, refused_error));
+  Datagram forged = second[0];
+  std::size_t cookie_at = 0;   // the cookie extension: type 44, its length, the cookie's length, the cookie
+  for (std::size_t i = record::header_size + record::handshake_header_size; i + 6 < forged.size() && !cookie_at; ++i)
+    if (forged[i] == std::byte{0} && forged[i + 1] == std::byte{44} &&
+        record::read16(std::span(forged).subspan(i + 2)) == record::read16(std::span(forged).subspan(i + 4)) + 2)
+      cookie_at = i + 6;
+  REQUIRE(cookie_at > 0);
+  forged[cookie_at + 5] ^= std::byte{0x01};
+  CHECK(!pump.listener.on_datagram(pump.client_endpoint, forged, pump.now, refused_error));
+  CHECK(pump.listener.replies().empty());
+  const dgram::Endpoint elsewhere = dgram::Endpoint::loopback(dgram::Family::ipv4, 40999);
+  CHECK(!pump.listener.on_datagram(elsewhere, second[0], pump.now, refused_error));
+  CHECK(pump.listener.replies().empty());
+  CHECK(pump.listener.stats().sessions_started == 0);
   // In order: the first fragment's cookie verifies, and only then the server keeps state to reassemble.
   pump.deliver_to_server(second[0]);
   REQUIRE(pump.server);

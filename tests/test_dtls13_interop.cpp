@@ -137,14 +137,16 @@ TEST_CASE("dtls 1.3 interop: dtls-echo-client with wolfSSL's example server", "[
 TEST_CASE("dtls 1.3 interop: X25519MLKEM768 and SecP256r1MLKEM768 with wolfSSL's example client and server", "[dtls13][interop][pq]") {
   const auto wolfssl_client = wolfssl_program("WOLFSSL_EXAMPLE_CLIENT");
   const auto wolfssl_server = wolfssl_program("WOLFSSL_EXAMPLE_SERVER");
-  if (!wolfssl_client || !wolfssl_server || !dgram::dtls::post_quantum_available()) {
-    Process server({program_path("DTLS_ECHO_SERVER"), "--port", "0", "--dtls", "1.3", "--groups", "X25519MLKEM768",
+  if (!dgram::dtls::post_quantum_available()) {   // Debian's wolfSSL: refused in one line
+    Process server({program_path("DTLS_ECHO_SERVER"), "--port", "0", "--groups", "X25519MLKEM768",
                     "--cert", cert_file("server-ecdsa.pem"), "--key", cert_file("server-ecdsa.key")});
     const Finished refused = server.wait(10s);
     CHECK(refused.exit_code == 1);
-    CHECK(refused.err.find("has no") != std::string::npos);
+    CHECK(refused.err.find("has no post-quantum key exchange") != std::string::npos);
     return;
   }
+  REQUIRE(wolfssl_client);   // (built with the optimized wolfSSL, which has the hybrids)
+  REQUIRE(wolfssl_server);
   const std::string group = GENERATE(std::string("X25519MLKEM768"), std::string("SecP256r1MLKEM768"));
   INFO(group);
   {

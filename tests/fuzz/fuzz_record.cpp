@@ -25,7 +25,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto hello = record::client_hello(bytes);
   const record::FlightFacts facts = record::flight_facts(bytes);
   require(well_formed || !type);   // only a well-formed datagram has a handshake type
-  require(!hello || type == record::HandshakeType::client_hello);
+  // (A ClientHello's first fragment is a hello without a whole-message type.)
+  require(!hello || (hello->first_fragment ? !type : type == record::HandshakeType::client_hello));
   require(well_formed || (!facts.lowest_message_seq && !facts.change_cipher_spec && facts.handshake_types == 0 &&
                           !facts.encrypted_handshake && !facts.alert));
   if (facts.handshake_types != 0) require(facts.lowest_message_seq.has_value());   // read together
@@ -40,7 +41,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     require(view->starts_with_plaintext_handshake == record::starts_with_plaintext_handshake(bytes));
     require(view->hello.has_value() == hello.has_value());
     if (hello) require(view->hello->random == hello->random && view->hello->has_cookie == hello->has_cookie &&
-                       view->hello->record_sequence == hello->record_sequence);
+                       view->hello->record_sequence == hello->record_sequence &&
+                       view->hello->first_fragment == hello->first_fragment &&
+                       view->hello->has_cookie_extension == hello->has_cookie_extension);
     require(view->flight.handshake_types == facts.handshake_types && view->flight.lowest_message_seq == facts.lowest_message_seq &&
             view->flight.announced_count == facts.announced_count && view->flight.alert == facts.alert &&
             view->flight.change_cipher_spec == facts.change_cipher_spec);

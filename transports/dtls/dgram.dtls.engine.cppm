@@ -251,7 +251,7 @@ class Engine {
   std::string srtp_profile() const;   // SessionInfo::srtp_profile
   // "DTLSv1.2" or "DTLSv1.3" once established.
   std::string version() const;
-  // Whether the session uses a Connection ID (DTLS 1.3, both sides asked).
+  // Whether the session uses a Connection ID (both sides asked; DTLS 1.3, or 1.2 by RFC 9146).
   bool connection_id_in_use() const noexcept;
   // The Connection ID the peer puts in its records to us (a server's own CID); empty when there is none.
   std::vector<std::byte> receive_connection_id() const;

@@ -189,8 +189,25 @@ struct Listener::State {
     // Verified only when the probe went on to its ServerHello, or, for a first fragment, took the cookie and
     // waits for the rest: nothing else means the cookie was accepted.
     if (answer == record::HandshakeType::server_hello) return Outcome::verified;
-    return first_fragment && probe->output.empty() && wolfSSL_is_stateful(probe->ssl.get()) ? Outcome::verified
-                                                                                              : Outcome::dropped;
+#if defined(WOLFSSL_DTLS13) && defined(WOLFSSL_DTLS_CH_FRAG)
+    if (first_fragment && probe->output.empty() && wolfSSL_is_stateful(probe->ssl.get())) return Outcome::verified;
+#else
+    (void)first_fragment;
+#endif
+    return Outcome::dropped;
+  }
+
+  // Whether a ClientHello's first fragment may go to wolfSSL: only a DTLS 1.3 one carrying the cookie
+  // extension can verify (wolfSSL keeps no other fragment: a 1.2 one whose legacy cookie verifies is thrown
+  // away after wolfSSL has taken its cookie, and the session it would open never saw its hello). The others
+  // are dropped here, before they cost the probe anything.
+  bool may_offer_fragment(const record::ClientHelloFacts& hello) const {
+#if defined(WOLFSSL_DTLS13) && defined(WOLFSSL_DTLS_CH_FRAG)
+    return speaks_dtls13() && hello.has_cookie_extension;
+#else
+    (void)hello;
+    return false;
+#endif
   }
 
   // A cookie the current secret refused may come from the previous one (issued just before a rotation,
@@ -272,7 +289,8 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, const record::
   const auto& hello = read.hello;
   // Only a ClientHello may open a session, and only one numbered as a client's first few are: a hello with a
   // large record number would move the probe's record window (see may_have_moved_window) and cost a fresh probe.
-  if (!hello || hello->record_sequence >= State::window_size / 2 || (!self.probe && !self.renew_probe(ec))) {
+  if (!hello || hello->record_sequence >= State::window_size / 2 ||
+      (hello->first_fragment && !self.may_offer_fragment(*hello)) || (!self.probe && !self.renew_probe(ec))) {
     ++self.stats.dropped_datagrams;
     return std::nullopt;
   }
