@@ -61,6 +61,10 @@ class ThreadServer {
     return failures_;
   }
   int resumed_sessions() const { return resumed_; }
+  std::string log() {
+    const std::lock_guard lock(mutex_);
+    return log_;
+  }
   // Read after stop().
   const dtls::DtlsHandshaker& handshaker() const { return handshaker_; }
 
@@ -73,12 +77,16 @@ class ThreadServer {
       if (!channel) continue;
       ++sessions_;
       if (channel->resumed()) ++resumed_;
+      const auto began = std::chrono::steady_clock::now();
       while (!stop_) {
         const std::size_t size = channel->receive(buffer, dgram::Deadline::after(20ms), ec);
         if (ec == dgram::errc::timeout) continue;
         if (ec) break;
         channel->send(std::span(buffer).first(size), ec);
       }
+      const auto served = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
+      const std::lock_guard lock(mutex_);
+      log_ += channel->peer().to_string() + " served " + std::to_string(served.count()) + " ms (" + ec.message() + "); ";
     }
   }
 
@@ -91,6 +99,7 @@ class ThreadServer {
   std::mutex mutex_;
   std::condition_variable failed_;
   std::vector<dtls::FailureKind> failures_;
+  std::string log_;
   std::optional<dgram::testing::ServerThread> thread_;   // last: stopped before the rest goes
 };
 
@@ -101,7 +110,10 @@ struct Client {
   std::error_code error;
 
   Client(const dtls::DtlsConfig& config, const dgram::Endpoint& server, const dtls::Session* resume = nullptr)
-      : socket{dgram::UdpSocket::connect(server)}, handshaker{context_for(config)} {
+      : Client(context_for(config), server, resume) {}
+  // (From a thread of the test's own: Catch2's macros, which context_for uses, are for the main thread only.)
+  Client(std::shared_ptr<dtls::DtlsContext> context, const dgram::Endpoint& server, const dtls::Session* resume = nullptr)
+      : socket{dgram::UdpSocket::connect(server)}, handshaker{std::move(context)} {
     channel = handshaker.connect_dtls(socket, server, dgram::Deadline::after(10s), error, resume);
   }
 
@@ -231,10 +243,17 @@ TEST_CASE("dtls sockets: clients that handshake at once are all served, one afte
   ThreadServer server(test_server_config());
   // Four handshakes finish together inside the server's endpoint; it hands them out in turn.
   std::vector<std::future<std::string>> echoes;
+  const auto client_context = context_for(test_client_config());
   for (int i = 0; i < 4; ++i) {
-    echoes.push_back(std::async(std::launch::async, [&server, i] {
-      Client client(test_client_config(), server.endpoint());
-      if (!client.channel) return "no session: " + client.handshaker.failure();
+    echoes.push_back(std::async(std::launch::async, [&server, &client_context, i] {
+      Client client(client_context, server.endpoint());
+      if (!client.channel) {
+        const auto& stats = client.handshaker.last_handshake_stats();
+        return "no session: " + client.handshaker.failure() + " (datagrams in " + std::to_string(stats.datagrams_in) +
+               ", out " + std::to_string(stats.datagrams_out) + ", retransmissions " +
+               std::to_string(stats.retransmissions) + ", damped " + std::to_string(stats.damped_retransmissions) +
+               ", dropped " + std::to_string(stats.dropped_datagrams) + ")";
+      }
       std::string reply;
       // The server serves one session at a time: a message sent while it serves another is lost, so it is sent
       // again until the echo comes (each wait bounded).
@@ -249,8 +268,18 @@ TEST_CASE("dtls sockets: clients that handshake at once are all served, one afte
       return reply;
     }));
   }
-  for (int i = 0; i < 4; ++i) CHECK(echoes[i].get() == "client " + std::to_string(i));
+  std::vector<std::string> replies;
+  for (auto& echo : echoes) replies.push_back(echo.get());
   server.stop();
+  const dtls::ServerStats stats = server.handshaker().server_stats();
+  INFO(server.log() << "server " << server.endpoint().to_string() << ": in " << stats.datagrams_in << ", out " << stats.datagrams_out << ", cookies "
+                    << stats.cookies_sent << ", bad " << stats.bad_cookies << ", replayed hellos "
+                    << stats.replayed_hellos << ", no session " << stats.dropped_no_session << ", garbage "
+                    << stats.dropped_garbage << ", failed " << stats.handshakes_failed << ", crowded out "
+                    << stats.handshakes_crowded_out << ", over limit " << stats.dropped_over_limit
+                    << ", undecryptable " << stats.dropped_undecryptable << ", withheld " << stats.answers_withheld
+                    << ", full " << stats.handshakes_full);
+  for (int i = 0; i < 4; ++i) CHECK(replies[static_cast<std::size_t>(i)] == "client " + std::to_string(i));
   CHECK(server.sessions() == 4);
 }
 

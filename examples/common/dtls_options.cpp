@@ -85,6 +85,7 @@ dtls::Version version_from(const CommandLine& command_line) {
 }
 
 std::vector<dtls::Group> groups_from(const std::string& list) {
+  if (list.empty()) throw UsageError("--groups is empty: name at least one group (default X25519:P-256)");
   std::vector<dtls::Group> groups;
   for (std::size_t at = 0; at <= list.size();) {
     const std::size_t end = std::min(list.find(':', at), list.size());

@@ -182,7 +182,7 @@ struct SessionInfo {
 // or "not authenticated".
 std::string identity_of(const SessionInfo& session);
 // One line for a log: "DTLSv1.3, cipher TLS_AES_128_GCM_SHA256, resumed no, CID on, certificate ...[, key
-// exchange X25519]".
+// exchange X25519][, SRTP SRTP_AEAD_AES_128_GCM]".
 std::string to_string(const SessionInfo& session);
 // "untrusted certificate", "timed out"...: the kind's name in words (Engine::failure() has the details).
 std::string to_string(FailureKind kind);

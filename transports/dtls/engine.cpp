@@ -123,7 +123,10 @@ int Engine::Impl::receive_callback(WOLFSSL*, char* buffer, int size, void* conte
 // wolfSSL resends its last flight whenever the peer's previous flight arrives again. When the two sides cannot
 // finish (a wrong pre-shared key makes every Finished undecryptable, and DTLS drops those silently), each
 // resend provokes the other's: a retransmission storm with no timer in it. So a resend prompted by input is
-// let through at most once per half retransmission timeout; resends on our own timer always go.
+// let through at most once per half retransmission timeout; resends on our own timer always go. The decision
+// is made once per flight: wolfSSL writes a flight as several datagrams, and damping all but the first sent
+// the peer a flight it could not use (a client's key exchange and Finished without its ChangeCipherSpec: seen
+// with wolfSSL 5.9.2, whose blocking server then never finished that handshake).
 bool Engine::Impl::damp_retransmission(std::span<const std::byte> datagram) {
   const record::FlightFacts facts = record::flight_facts(datagram);
   const bool repeat = (facts.lowest_message_seq && highest_message_seq_sent &&
@@ -140,7 +143,10 @@ bool Engine::Impl::damp_retransmission(std::span<const std::byte> datagram) {
   const bool readable = facts.lowest_message_seq || facts.change_cipher_spec;
   if (!repeat && readable && !in_timer && state == EngineState::handshaking) retransmit_wait_seconds = 1;
   if (!repeat || in_timer) return false;
-  return !input_resend_allowed(std::chrono::milliseconds(500) * retransmit_wait_seconds);
+  if (resend_allowed_for_input == stats.datagrams_in) return false;   // the rest of a flight let through
+  if (!input_resend_allowed(std::chrono::milliseconds(500) * retransmit_wait_seconds)) return true;
+  resend_allowed_for_input = stats.datagrams_in;
+  return false;
 }
 
 bool Engine::Impl::input_resend_allowed(std::chrono::milliseconds interval) {

@@ -131,6 +131,7 @@ struct Engine::Impl {
   std::optional<std::uint64_t> highest_epoch0_sequence_sent;
   bool in_timer{false};
   std::optional<TimePoint> last_input_retransmission;
+  std::optional<std::uint64_t> resend_allowed_for_input;   // stats.datagrams_in of the input whose resend went
   // The flight that completed our side of the handshake (the server's Finished in a full handshake, the
   // client's in a resumed one). If it is lost the peer resends its own flight, and wolfSSL 5.5.4 does not
   // answer once its handshake is done: the engine answers with this copy until the peer's first message.

@@ -165,6 +165,7 @@ struct Listener::State {
     probe->change_cipher_spec_sent = false;
     probe->highest_epoch0_sequence_sent.reset();
     probe->last_input_retransmission.reset();
+    probe->resend_allowed_for_input.reset();
   }
 
   // The probe takes one ClientHello (or its first fragment); what it answered stays in its output.

@@ -29,7 +29,8 @@ std::string identity_of(const SessionInfo& session) {
 std::string to_string(const SessionInfo& session) {
   return session.version + ", cipher " + session.cipher + ", resumed " + (session.resumed ? "yes" : "no") +
          ", CID " + (session.connection_id ? "on" : "off") + ", " + identity_of(session) +
-         (session.key_exchange.empty() ? "" : ", key exchange " + session.key_exchange);
+         (session.key_exchange.empty() ? "" : ", key exchange " + session.key_exchange) +
+         (session.srtp_profile.empty() ? "" : ", SRTP " + session.srtp_profile);
 }
 
 std::string to_string(FailureKind kind) {
