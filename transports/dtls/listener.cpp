@@ -111,14 +111,14 @@ struct Listener::State {
     if (speaks_dtls13())
       done = wolfSSL_send_hrr_cookie(probe->ssl.get(), key.data(), static_cast<unsigned>(key.size())) == WOLFSSL_SUCCESS && done;
 #endif
-    allow_fragmented_hello();
     return done;
   }
 
   // A DTLS 1.3 ClientHello with a post-quantum key share (1.2 KB for X25519MLKEM768) fits a datagram until it
   // carries the cookie; the hello with the cookie then comes in fragments. wolfSSL checks the cookie in the
   // first fragment, still statelessly, and only then keeps state to reassemble the rest (the hello without a
-  // cookie must come whole: wolfSSL's client sends it with an empty key share if it would not fit).
+  // cookie must come whole: wolfSSL's client sends it with an empty key share if it would not fit). Set once
+  // per probe: wolfSSL_clear keeps it.
   void allow_fragmented_hello() {
 #if defined(WOLFSSL_DTLS13) && defined(WOLFSSL_DTLS_CH_FRAG)
     if (speaks_dtls13()) wolfSSL_dtls13_allow_ch_frag(probe->ssl.get(), 1);
@@ -141,6 +141,7 @@ struct Listener::State {
   bool renew_probe(std::error_code& ec) {
     probe = std::make_unique<Engine::Impl>(context, Role::server, Endpoint{}, ec);
     if (!ec && !use_secret(secret.current)) ec = make_error_code(errc::invalid_argument);
+    if (!ec) allow_fragmented_hello();
     if (ec) probe.reset();
     return !ec;
   }
@@ -213,14 +214,15 @@ struct Listener::State {
 
   // A cookie the current secret refused may come from the previous one (issued just before a rotation,
   // perhaps by another thread's Listener): the hello is offered once more to a probe with that secret.
-  Outcome offer_to_previous_secret(const Endpoint& peer, std::span<const std::byte> datagram, bool first_fragment, TimePoint now,
-                                   Outcome first, std::error_code& error) {
+  Outcome offer_to_previous_secret(const Endpoint& peer, std::span<const std::byte> datagram, bool first_fragment,
+                                   TimePoint now, Outcome first, std::error_code& error) {
     std::vector<std::vector<std::byte>> challenge = std::move(probe->output);
     probe->output.clear();
     reset_probe();
     use_secret(*secret.previous);
     std::error_code retry_error;
-    const Outcome outcome = issue_connection_id() ? offer(peer, datagram, first_fragment, now, retry_error) : Outcome::dropped;
+    const Outcome outcome =
+        issue_connection_id() ? offer(peer, datagram, first_fragment, now, retry_error) : Outcome::dropped;
     if (outcome == Outcome::verified || outcome == Outcome::failed) {
       error = retry_error;
       return outcome;
@@ -298,7 +300,8 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, const record::
   self.sync_secret(now);
   std::error_code handshake_error;
   State::Outcome outcome = State::Outcome::dropped;
-  if (!hello->has_cookie || self.issue_connection_id()) outcome = self.offer(peer, datagram, hello->first_fragment, now, handshake_error);
+  if (!hello->has_cookie || self.issue_connection_id())
+    outcome = self.offer(peer, datagram, hello->first_fragment, now, handshake_error);
   // A DTLS 1.3 cookie that does not verify gets an alert, and nothing else (no error: not a handshake).
   if (outcome == State::Outcome::dropped && hello->has_cookie_extension) outcome = State::Outcome::refused;
   if ((outcome == State::Outcome::challenged || outcome == State::Outcome::refused) && hello->has_cookie &&
