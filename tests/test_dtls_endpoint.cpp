@@ -5,16 +5,20 @@
 #include <catch2/catch.hpp>
 
 #include <malloc.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -66,6 +70,8 @@ struct Server {
     }
     std::vector<std::pair<dgram::Endpoint, Datagram>> sent;
     for (const auto& out : endpoint->transmits()) sent.emplace_back(out.peer, Datagram(out.payload.begin(), out.payload.end()));
+    for (const auto& out : endpoint->cluster_transmits())
+      to_nodes.emplace_back(out.peer, Datagram(out.payload.begin(), out.payload.end()));
     endpoint->clear_transmits();
     return sent;
   }
@@ -77,6 +83,7 @@ struct Server {
   std::optional<dtls::SessionId> last_established;   // by the last call
   std::vector<dtls::FailureKind> failures;
   std::vector<std::string> messages;                 // every SessionMessage, in order
+  std::vector<std::pair<dgram::Endpoint, Datagram>> to_nodes;   // a cluster node's forwards, until taken
 };
 
 dtls::Engine client_engine(const std::shared_ptr<dtls::DtlsContext>& context, dgram::TimePoint now) {
@@ -348,9 +355,10 @@ struct MovingClient {
   dtls::SessionId id;
 };
 
-std::optional<MovingClient> connect_with_connection_id(Server& server, const dgram::Endpoint& home) {
+std::optional<MovingClient> connect_with_connection_id(Server& server, const dgram::Endpoint& home,
+                                                      dtls::Version version = dtls::Version::dtls1_3) {
   dtls::DtlsConfig config = test_client_config();
-  config.version = dtls::Version::dtls1_3;
+  config.version = version;
   config.connection_id = true;
   dtls::Engine client = client_engine(context_for(config), server.now);
   const auto id = handshake(server, client, home);
@@ -510,4 +518,211 @@ TEST_CASE("endpoint: a moved peer gets at most three times what it sent until it
     while (client->engine.take_message(buffer, ec)) ++read;
   }
   CHECK(read == 10);
+}
+
+// ---- A cluster of nodes (ServerEndpointSettings::cluster, DtlsConfig::shared_keys) ------------------------
+
+namespace {
+
+dtls::SharedKeys cluster_keys(std::byte fill) {
+  dtls::SharedKeys keys;
+  keys.secret.fill(fill);
+  return keys;
+}
+
+const std::vector<dgram::Endpoint> cluster_nodes{peer("10.9.0.1", 7000), peer("10.9.0.2", 7000)};
+
+dtls::DtlsConfig node_config(dtls::Version version, std::optional<dtls::SharedKeys> keys) {
+  dtls::DtlsConfig config = test_server_config();
+  config.version = version;
+  config.connection_id = dtls::connection_id_available();
+  config.shared_keys = keys;
+  return config;
+}
+
+Server cluster_node(std::uint32_t node, dtls::Version version, std::optional<dtls::SharedKeys> keys = cluster_keys(std::byte{7})) {
+  dtls::ServerEndpointSettings settings;
+  if (dtls::connection_id_available()) settings.cluster = dtls::ClusterSettings{node, cluster_nodes, {8, 8}};
+  return Server(settings, node_config(version, keys));
+}
+
+std::vector<dtls::Version> cluster_versions() {
+  std::vector<dtls::Version> versions{dtls::Version::dtls1_2};
+  if (dtls::dtls13_available()) versions.push_back(dtls::Version::dtls1_3);
+  return versions;
+}
+
+// What one node's cluster port receives from another: handed to it, and its answers (to clients, to nodes) kept.
+std::vector<std::pair<dgram::Endpoint, Datagram>> deliver_forwards(Server& from, Server& to, const dgram::Endpoint& from_address) {
+  std::vector<std::pair<dgram::Endpoint, Datagram>> sent;
+  const auto forwards = std::exchange(from.to_nodes, {});
+  for (const auto& [node, forward] : forwards) {
+    REQUIRE(node != from_address);
+    to.endpoint->handle_cluster(to.now, from_address, forward);
+    for (auto& out : to.collect()) sent.push_back(std::move(out));
+  }
+  return sent;
+}
+
+// A resumed handshake of a client that saved `session` elsewhere, against `server`: whether it resumed.
+bool resumes_on(Server& server, const dtls::Session& session, dtls::Version version, const dgram::Endpoint& from) {
+  dtls::DtlsConfig config = test_client_config();
+  config.version = version;
+  std::error_code ec;
+  dtls::Engine client = dtls::Engine::client(context_for(config), server_address, &session, ec);
+  REQUIRE(!ec);
+  client.start(server.now, ec);
+  REQUIRE(!ec);
+  handshake(server, client, from);
+  for (const auto& datagram : client.outgoing()) server.handle(from, datagram);   // its Finished, or last ACK
+  client.clear_outgoing();
+  INFO(client.failure());
+  REQUIRE(client.state() == dtls::EngineState::established);
+  return client.resumed();
+}
+
+std::string cluster_key_file(const std::string& name, const std::string& contents, std::filesystem::perms perms) {
+  const auto path = std::filesystem::temp_directory_path() / ("dgram-test-" + std::to_string(::getpid()) + "-" + name);
+  std::ofstream(path, std::ios::binary) << contents;
+  std::filesystem::permissions(path, perms);
+  return path.string();
+}
+
+}  // namespace
+
+TEST_CASE("cluster: a key file is 32 bytes, raw or hex, that only its owner may read", "[cluster]") {
+  using std::filesystem::perms;
+  const std::string hex(64, 'a');
+  std::string why;
+  const auto good = cluster_key_file("hex", hex + "\n", perms::owner_read | perms::owner_write);
+  const auto secret = dtls::read_shared_secret(good, why);
+  REQUIRE(secret);
+  CHECK(std::ranges::all_of(*secret, [](std::byte b) { return b == std::byte{0xaa}; }));
+  CHECK(dtls::read_shared_secret(cluster_key_file("raw", std::string(32, 'k'), perms::owner_read), why));
+  const std::vector<std::pair<std::string, std::string>> refused{
+      {cluster_key_file("shared", hex, perms::owner_read | perms::group_read), "chmod 600"},
+      {cluster_key_file("short", std::string(40, 'a'), perms::owner_read), "32 random bytes"},
+      {cluster_key_file("nothex", std::string(63, 'a') + "g", perms::owner_read), "character 64"},
+      {"/nonexistent/cluster.key", "No such file"}};
+  for (const auto& [path, says] : refused) {
+    why.clear();
+    CHECK_FALSE(dtls::read_shared_secret(path, why));
+    CHECK_THAT(why, Catch::Contains(path) && Catch::Contains(says));
+  }
+  for (const char* name : {"hex", "raw", "shared", "short", "nothex"})
+    std::filesystem::remove(std::filesystem::temp_directory_path() / ("dgram-test-" + std::to_string(::getpid()) + "-" + name));
+}
+
+TEST_CASE("cluster: nodes with the same shared keys accept each other's cookies and tickets", "[cluster]") {
+  for (const dtls::Version version : cluster_versions()) {
+    INFO("DTLS " << (version == dtls::Version::dtls1_2 ? "1.2" : "1.3"));
+    Server a = cluster_node(0, version);
+    Server b = cluster_node(1, version);
+    const auto home = peer("198.51.100.80", 3000);
+    // A cookie node a issued verifies on node b: b answers the hello that carries it without a challenge.
+    dtls::DtlsConfig client_config = test_client_config();
+    client_config.version = version;
+    dtls::Engine client = client_engine(context_for(client_config), a.now);
+    const auto challenge = a.handle(home, take_one(client));
+    REQUIRE(challenge.size() == 1);
+    std::error_code ec;
+    client.on_datagram(challenge.front().second, a.now, ec);
+    REQUIRE(handshake(b, client, home));
+    CHECK(b.stats().cookies_sent == 0);
+    CHECK(b.stats().bad_cookies == 0);
+    // Its ticket resumes on node a, and not on a node with other keys, nor on one of a process alone.
+    const dtls::Session session = client.session();
+    REQUIRE(session);
+    CHECK(resumes_on(a, session, version, peer("198.51.100.80", 3001)));
+    // (Without its session cache: wolfSSL 5.9.2's DTLS 1.2 server, cache on, fails a handshake whose hello
+    // offers a ticket it cannot open and a session ID, instead of making a full one. With shared keys the cache
+    // is off: DtlsContext turns it off.)
+    dtls::DtlsConfig alone_config = node_config(version, std::nullopt);
+    alone_config.session_cache = false;
+    Server alone(dtls::ServerEndpointSettings{}, alone_config);
+    CHECK_FALSE(resumes_on(alone, session, version, peer("198.51.100.80", 3003)));
+    Server stranger = cluster_node(1, version, cluster_keys(std::byte{8}));
+    CHECK_FALSE(resumes_on(stranger, session, version, peer("198.51.100.80", 3002)));
+  }
+}
+
+TEST_CASE("cluster: a record that reaches another node is forwarded to its owner, and the reply goes back the way it came", "[cluster][cid]") {
+  if (!connection_ids_here()) return;
+  for (const dtls::Version version : cluster_versions()) {
+    INFO("DTLS " << (version == dtls::Version::dtls1_2 ? "1.2" : "1.3"));
+    Server a = cluster_node(0, version);
+    Server b = cluster_node(1, version);
+    const auto home = peer("198.51.100.90", 4000);
+    const auto moved = peer("198.51.100.90", 4001);   // its NAT rebound, and the balancer hashed it to node b
+    auto client = connect_with_connection_id(a, home, version);
+    REQUIRE(client);
+    CHECK(dtls::ConnectionIdLayout{8, 8}.node_of(client->engine.send_connection_id()) == 0);
+    // Node b sends the record on to node a's cluster port; a delivers it and the session follows the client.
+    CHECK(b.handle(moved, message_from(client->engine, "hello")).empty());
+    CHECK(b.stats().forwarded_to_owner == 1);
+    REQUIRE(b.to_nodes.size() == 1);
+    CHECK(b.to_nodes.front().first == cluster_nodes[0]);
+    const Datagram forward = b.to_nodes.front().second;
+    CHECK(deliver_forwards(b, a, cluster_nodes[1]).empty());   // nothing straight to the client from a
+    CHECK(a.messages == std::vector<std::string>{"hello"});
+    CHECK(a.stats().forwards_received == 1);
+    CHECK(a.stats().address_changes == 1);
+    // a's answer goes back through b, which sends it to the client from the address the client wrote to.
+    std::error_code ec;
+    a.endpoint->send(client->id, std::as_bytes(std::span("answer", 6)), ec);
+    REQUIRE(!ec);
+    CHECK(a.collect().empty());
+    REQUIRE(!a.to_nodes.empty());
+    CHECK(std::ranges::all_of(a.to_nodes, [](const auto& out) { return out.first == cluster_nodes[1]; }));
+    const auto to_client = deliver_forwards(a, b, cluster_nodes[0]);
+    REQUIRE(!to_client.empty());
+    CHECK(std::ranges::all_of(to_client, [&](const auto& out) { return out.first == moved; }));
+    CHECK(a.stats().replies_through_nodes >= 1);
+    CHECK(b.stats().replies_for_nodes == to_client.size());
+    dtls::Engine& engine = client->engine;
+    client_reads(engine, sent_to(to_client, moved), a.now);
+    // (client_reads took the answer: the client decrypted what node b passed on, and dropped nothing)
+    CHECK(engine.state() == dtls::EngineState::established);
+    CHECK(engine.stats().dropped_datagrams == 0);
+    // A forged forward: the client address changed, or any byte: refused by the MAC, nothing delivered.
+    for (const std::size_t at : {std::size_t{12}, forward.size() / 2, forward.size() - 1}) {
+      Datagram forged = forward;
+      forged[at] ^= std::byte{1};
+      a.endpoint->handle_cluster(a.now, cluster_nodes[1], forged);
+      CHECK(a.collect().empty());
+    }
+    CHECK(a.stats().forwards_refused == 3);
+    CHECK(a.messages.size() == 1);
+    // A node with other keys cannot forward into node a either.
+    Server stranger = cluster_node(1, version, cluster_keys(std::byte{8}));
+    engine.clear_outgoing();   // (its answers to the path check)
+    stranger.handle(peer("203.0.113.5", 5000), message_from(engine, "intruder"));
+    REQUIRE(stranger.to_nodes.size() == 1);
+    a.endpoint->handle_cluster(a.now, cluster_nodes[1], stranger.to_nodes.front().second);
+    CHECK(a.collect().empty());
+    CHECK(a.stats().forwards_refused == 4);
+    CHECK(a.messages.size() == 1);
+  }
+}
+
+TEST_CASE("cluster: a draining endpoint takes no new handshakes and serves its sessions until they end", "[cluster]") {
+  Server server;
+  const auto home = peer("198.51.100.100", 6000);
+  const auto context = context_for(test_client_config());
+  dtls::Engine client = client_engine(context, server.now);
+  const auto id = handshake(server, client, home);
+  REQUIRE(id);
+  server.endpoint->drain();
+  CHECK(server.endpoint->draining());
+  dtls::Engine newcomer = client_engine(context, server.now);
+  CHECK(server.handle(peer("198.51.100.101", 6001), take_one(newcomer)).empty());
+  CHECK(server.stats().refused_draining == 1);
+  for (const auto& datagram : client.outgoing()) server.handle(home, datagram);
+  client.clear_outgoing();
+  server.handle(home, message_from(client, "still here"));
+  CHECK(server.messages == std::vector<std::string>{"still here"});
+  server.endpoint->shutdown();
+  server.collect();
+  CHECK(server.stats().drain_cut_sessions == 1);
+  CHECK(server.stats().drained_sessions == 0);
 }

@@ -144,6 +144,14 @@ bool supported(const DtlsConfig& config, std::string& reason) {
     return lacking("raw public keys");
   if (exports_keying_material(config) && !srtp_available()) return lacking("DTLS-SRTP or keying-material exporter");
   if (!srtp_profiles_known(config.srtp_profiles, reason)) return false;
+  if (config.shared_keys && config.role != Role::server) {
+    reason = "shared_keys (a cluster's cookie and ticket keys) are a server's";
+    return false;
+  }
+  if (config.shared_keys && (config.shared_keys->cookie_rotation.count() <= 0 || config.shared_keys->ticket_rotation.count() <= 0)) {
+    reason = "shared_keys need rotation periods of at least a second";
+    return false;
+  }
   const bool post_quantum = std::ranges::any_of(config.groups, is_post_quantum);
   if (post_quantum && !post_quantum_available()) return lacking("post-quantum key exchange (ML-KEM)");
   if (post_quantum && config.version == Version::dtls1_2 && std::ranges::all_of(config.groups, is_post_quantum)) {
@@ -236,6 +244,25 @@ bool every_cipher_suite_known(const DtlsConfig& config, const std::string& list,
 }
 
 // Applies `config` to `ctx`; false with a reason on the first problem.
+// A server that pins client keys sees the key on every handshake (a resumed session shows none, and wolfSSL's
+// small cache may have lost the one it had); one that serves only devices from a PSK store resumes none, so a
+// key removed from the store takes effect at once and every session names its identity (a PSK handshake
+// costs no public-key operation: resumption would save little).
+bool server_resumes_none(const DtlsConfig& config) {
+  return config.role == Role::server &&
+         (config.pinned_peer_keys || (config.psk_store && !config.certificate_chain && !config.raw_public_key));
+}
+
+// A server that asks for client certificates resumes by session ID only: wolfSSL keeps the client's chain with a
+// session in its cache, but not in a ticket, so a session resumed by ticket (once its cache entry is gone; with
+// Debian's wolfSSL always) could not say who the client is.
+bool server_issues_tickets(const DtlsConfig& config) {
+  return config.role == Role::server && config.session_tickets && !server_resumes_none(config) &&
+         !asks_client_certificates(config);
+}
+
+bool issues_shared_tickets(const DtlsConfig& config) { return server_issues_tickets(config) && config.shared_keys; }
+
 bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) {
   const auto wolf_reason = [](int code) { return wolfssl_category().message(code); };
   std::string certificate_text;
@@ -354,19 +381,13 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
     wolfSSL_CTX_set_psk_server_callback(ctx, psk_server_callback);
     wolfSSL_CTX_use_psk_identity_hint(ctx, "dgram");
   }
-  // A server that pins client keys sees the key on every handshake (a resumed session shows none, and wolfSSL's
-  // small cache may have lost the one it had); one that serves only devices from a PSK store resumes none, so a
-  // key removed from the store takes effect at once and every session names its identity (a PSK handshake
-  // costs no public-key operation: resumption would save little).
-  const bool no_resumption = config.role == Role::server &&
-                             (config.pinned_peer_keys || (config.psk_store && !config.certificate_chain && !config.raw_public_key));
-  if (!config.session_cache || no_resumption) wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+  // A cluster's nodes resume by ticket only: a session-ID cache is one node's, and wolfSSL 5.9.2 fails a DTLS 1.2
+  // handshake whose hello carries a ticket it rejects (another cluster's, or too old) and a session ID it finds
+  // in its cache ("Out of order message" at the client).
+  if (!config.session_cache || server_resumes_none(config) || config.shared_keys)
+    wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
   if (config.role == Role::client && config.session_tickets) wolfSSL_CTX_UseSessionTicket(ctx);
-  // A server that asks for client certificates resumes by session ID only: wolfSSL keeps the client's chain
-  // with a session in its cache, but not in a ticket, so a session resumed by ticket (once its cache entry is
-  // gone; with Debian's wolfSSL always) could not say who the client is.
-  const bool no_tickets = no_resumption || (config.role == Role::server && asks_client_certificates(config));
-  if (config.role == Role::server && (!config.session_tickets || no_tickets)) {
+  if (config.role == Role::server && !server_issues_tickets(config)) {
     wolfSSL_CTX_NoTicketTLSv12(ctx);
 #ifdef WOLFSSL_DTLS13
     wolfSSL_CTX_no_ticket_TLSv13(ctx);
@@ -479,6 +500,7 @@ std::shared_ptr<DtlsContext> DtlsContext::create(const DtlsConfig& config, std::
     if (!impl->ctx) {
       why = "wolfSSL could not create a DTLS context";
     } else if (configure(impl->ctx.get(), impl->config, why) && pin_configured_keys(*impl, why)) {
+      if (issues_shared_tickets(impl->config)) impl->ticket_keys = use_shared_ticket_keys(impl->ctx.get(), *impl->config.shared_keys);
       // The PSK callbacks find the configuration through this pointer (wolfSSL_new copies it into every
       // session); Impl does not move.
       wolfSSL_CTX_set_psk_callback_ctx(impl->ctx.get(), &impl->config);

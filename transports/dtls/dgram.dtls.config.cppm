@@ -3,6 +3,7 @@
 // No wolfSSL type or macro appears here: a DtlsContext (dgram.dtls.engine) turns a DtlsConfig into a
 // wolfSSL context and reports what is wrong with it (unreadable file, key not matching the certificate...).
 module;
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -135,6 +136,19 @@ inline constexpr const char* coap_certificate_cipher_list =
     "ECDHE-ECDSA-AES128-CCM-8:ECDHE-ECDSA-AES128-CCM:ECDHE-ECDSA-AES128-GCM-SHA256";
 inline constexpr const char* coap_tls13_cipher_list = "TLS13-AES128-CCM-SHA256:TLS13-AES128-GCM-SHA256";
 
+// Key material that every node of a server cluster holds (docs/deploy.md): the cookie secrets and the
+// session-ticket keys are derived from `secret` for each period of wall-clock time (HKDF-SHA256 over the period's
+// number), so nodes that share the secret issue cookies and tickets every other node accepts, and rotate in
+// step without talking to each other. The current and previous period's keys are accepted (a ticket also from
+// the next period: nodes' clocks differ a little); keep the nodes' clocks in step (NTP) to well under a period.
+// read_shared_secret (dgram.dtls.engine) reads it from a key file.
+struct SharedKeys {
+  using Secret = std::array<std::byte, 32>;
+  Secret secret{};
+  std::chrono::seconds cookie_rotation{30};     // a cookie is accepted for one to two of these
+  std::chrono::seconds ticket_rotation{3600};   // a ticket resumes for one to two of these (and its lifetime)
+};
+
 struct DtlsConfig {
   Role role = Role::client;
   Version version = Version::dtls1_2;
@@ -205,6 +219,10 @@ struct DtlsConfig {
   // (the cache does), so its DTLS 1.2 sessions resume by session ID and its DTLS 1.3 sessions not at all.
   bool session_cache = true;
   bool session_tickets = true;
+  // Server: cookie secrets and ticket keys derived from a cluster's shared secret instead of random ones of this
+  // process (a ThreadedServer's workers share those anyway): a cookie or ticket one node issued verifies on
+  // every node with the same secret, DTLS 1.2 and 1.3. Unset: each process has its own.
+  std::optional<SharedKeys> shared_keys;
 
   // Connection IDs (DTLS 1.3, and DTLS 1.2 by RFC 9146): a server gives each session a random ID
   // (record::connection_id_size bytes) that the client puts in every record, so a session survives the

@@ -331,6 +331,13 @@ class CookieSecrets {
 
   // Throws std::system_error (errc::no_randomness) when the kernel gives no random bytes for the first secret.
   explicit CookieSecrets(std::chrono::seconds rotation_interval = std::chrono::seconds(30));
+  // A cluster's secrets: derived from `keys.secret` for each wall-clock period of keys.cookie_rotation, so every
+  // node with the same keys has the same secrets at the same time (rotate() then changes nothing: the clock does).
+  explicit CookieSecrets(const SharedKeys& keys);
+  // The secrets a server with `config` uses: a cluster's (config.shared_keys), else random ones rotating every
+  // `rotation_interval`.
+  static std::shared_ptr<CookieSecrets> for_config(const DtlsConfig& config,
+                                                   std::chrono::seconds rotation_interval = std::chrono::seconds(30));
   CookieSecrets(const CookieSecrets&) = delete;
   CookieSecrets& operator=(const CookieSecrets&) = delete;
 
@@ -345,12 +352,27 @@ class CookieSecrets {
 
  private:
   static constexpr TimePoint::rep not_started = std::numeric_limits<TimePoint::rep>::min();
+  void derive_for(std::uint64_t period);
+
   std::chrono::seconds interval_;
+  std::optional<SharedKeys::Secret> shared_;   // set: derived from a cluster's secret by the wall clock
+  std::atomic<std::uint64_t> period_{0};       // (shared) the period the secrets were derived for
   std::atomic<std::uint64_t> generation_{1};
   std::atomic<TimePoint::rep> next_rotation_{not_started};   // in ticks of the steady clock
   mutable std::mutex mutex_;
   Secret current_{};
   std::optional<Secret> previous_;
+};
+
+// Reads a cluster's key file (DtlsConfig::shared_keys): 32 bytes, raw or as 64 hex digits (white space around
+// them allowed; `openssl rand -hex 32` writes one), a regular file that only its owner may read or write. nullopt
+// with one line in `why` otherwise (which file, and what is wrong).
+std::optional<SharedKeys::Secret> read_shared_secret(const std::string& path, std::string& why);
+
+// The leading `bits` bits (at most 16) of the Connection IDs a Listener issues: `value`. Without bits: none.
+struct ConnectionIdPrefix {
+  std::uint16_t value{0};
+  std::uint8_t bits{8};
 };
 
 // The stateless front door of a server port (RFC 6347 section 4.2.1, RFC 9147 section 5.1). A ClientHello
@@ -362,9 +384,10 @@ class Listener {
  public:
   // `secrets` may be shared with other Listeners (of other threads); without one the Listener makes its own.
   // With connection IDs configured, each session gets a random one whose first byte is
-  // `connection_id_prefix` (the threaded server's worker index: any worker can tell whose session it is).
+  // `prefix` in its leading bits (the threaded server's worker, a cluster's node: whoever receives a record can
+  // tell whose session it is).
   Listener(std::shared_ptr<DtlsContext> context, std::error_code& ec,
-           std::shared_ptr<CookieSecrets> secrets = nullptr, std::uint8_t connection_id_prefix = 0);
+           std::shared_ptr<CookieSecrets> secrets = nullptr, ConnectionIdPrefix prefix = {});
   Listener(Listener&&) noexcept;
   Listener& operator=(Listener&&) noexcept;
   ~Listener();

@@ -26,6 +26,7 @@ module;
 #include <string>
 #include <system_error>
 #include <variant>
+#include <vector>
 export module dgram.dtls.server_endpoint;
 
 export import dgram.dtls.engine;
@@ -103,6 +104,19 @@ struct ServerStats {
   std::uint64_t dropped_receive_overflow{0};   // datagrams the kernel dropped before the server could read them:
                                                // its socket's receive buffer was full (UdpOptions::
                                                // receive_buffer_bytes sets its size)
+  // A cluster (ServerEndpointSettings::cluster): records whose Connection ID names another node, and replies
+  // that go back through the node a client's record came in by.
+  std::uint64_t forwarded_to_owner{0};      // records sent on to the node that owns their session
+  std::uint64_t forwards_received{0};       // records another node sent on to us, delivered to our session
+  std::uint64_t forwards_unroutable{0};     // records whose Connection ID names a node this one does not know
+  std::uint64_t forwards_refused{0};        // datagrams on the cluster port that failed the MAC, were malformed,
+                                            // or named no session of ours: dropped
+  std::uint64_t replies_through_nodes{0};   // our datagrams for a client sent back through the node it came in by
+  std::uint64_t replies_for_nodes{0};       // other nodes' datagrams we sent on to their clients
+  // Draining (ServerEndpoint::drain): new handshakes refused, and how the sessions it held ended.
+  std::uint64_t refused_draining{0};        // ClientHellos from new peers while draining: dropped unanswered
+  std::uint64_t drained_sessions{0};        // sessions that ended by themselves while draining
+  std::uint64_t drain_cut_sessions{0};      // sessions still open when the drain ended (close_notify sent)
   std::uint64_t datagrams_in{0};
   std::uint64_t datagrams_out{0};
   std::uint64_t messages_in{0};
@@ -111,6 +125,46 @@ struct ServerStats {
 
 // Adds every counter of `part` to `total` (the threaded server's totals over its workers).
 void accumulate(ServerStats& total, const ServerStats& part) noexcept;
+
+// How a Connection ID names who owns its session: its leading `node_bits` bits the node of a cluster, the next
+// `worker_bits` the worker (ThreadedServer) on that node; the rest is random. Without a cluster: no node bits,
+// 8 worker bits (the first byte is the worker). At most 16 bits in all (an ID is 8 bytes: 48 random bits stay).
+struct ConnectionIdLayout {
+  std::uint8_t node_bits{0};
+  std::uint8_t worker_bits{8};
+
+  constexpr std::uint8_t prefix_bits() const noexcept { return static_cast<std::uint8_t>(node_bits + worker_bits); }
+  constexpr std::uint32_t max_nodes() const noexcept { return std::uint32_t{1} << node_bits; }
+  constexpr std::uint32_t max_workers() const noexcept { return std::uint32_t{1} << worker_bits; }
+  // The prefix of IDs that node `node`'s worker `worker` issues, in the leading prefix_bits() of the ID.
+  constexpr std::uint16_t prefix(std::uint32_t node, std::uint32_t worker) const noexcept {
+    return static_cast<std::uint16_t>((node << worker_bits | worker) & ((std::uint32_t{1} << prefix_bits()) - 1));
+  }
+  constexpr std::uint32_t node_of(std::span<const std::byte> id) const noexcept {
+    return node_bits == 0 ? 0 : leading(id) >> (16 - node_bits);
+  }
+  constexpr std::uint32_t worker_of(std::span<const std::byte> id) const noexcept {
+    return leading(id) >> (16 - prefix_bits()) & (max_workers() - 1);
+  }
+
+ private:
+  static constexpr std::uint32_t leading(std::span<const std::byte> id) noexcept {
+    const std::uint32_t first = id.empty() ? 0u : std::to_integer<std::uint32_t>(id[0]);
+    const std::uint32_t second = id.size() < 2 ? 0u : std::to_integer<std::uint32_t>(id[1]);
+    return first << 8 | second;
+  }
+};
+
+// This endpoint as a node of a cluster of servers behind one load balancer (docs/deploy.md). Needs Connection
+// IDs and DtlsConfig::shared_keys (every node's): a record whose ID names another node is sent on to that node's
+// cluster address with the client's address in a header that a MAC from the shared secret authenticates, and
+// the owner's replies go back through the node the record came in by (a balancer that rewrote the client's
+// destination must see the reply leave the way the request came in: see docs/deploy.md).
+struct ClusterSettings {
+  std::uint32_t node{0};          // this node's number: in every Connection ID it issues
+  std::vector<Endpoint> nodes;    // every node's cluster address, by node number (this node's own included)
+  ConnectionIdLayout layout{8, 8};
+};
 
 struct ServerEndpointSettings {
   std::size_t max_sessions{10'000};              // sessions and handshakes under way; new peers beyond wait
@@ -125,6 +179,9 @@ struct ServerEndpointSettings {
   // The secret of the stateless cookies; null: the endpoint makes its own. Endpoints that share a port (the
   // workers of a ThreadedServer) share it, so a cookie one issued verifies on another.
   std::shared_ptr<CookieSecrets> cookie_secrets;
+  // A node of a cluster; unset: a server alone. Checked by the constructor (errc::invalid_argument: no Connection
+  // IDs or shared keys, a node number not among `nodes` or too large for the layout's node bits).
+  std::optional<ClusterSettings> cluster;
 };
 
 // What happened, for the program: one of these per next_event().
@@ -146,9 +203,18 @@ struct HandshakeFailed {   // a peer that proved its address (a valid cookie) wh
 };
 using ServerEvent = std::variant<SessionEstablished, SessionMessage, SessionEnded, HandshakeFailed>;
 
+// A record for another worker of this port (its Connection ID names that worker): the driver gives it to that
+// worker's endpoint, with handle_relayed when `via` is set (it came in through that node of the cluster).
+struct Handoff {
+  std::uint32_t worker{0};
+  Endpoint peer;
+  std::span<const std::byte> datagram;   // the caller's bytes: copy them to hand them to another thread
+  std::optional<std::uint32_t> via;
+};
+
 // Endpoints that serve one port together (a ThreadedServer's workers, one per thread).
 struct PortShare {
-  std::uint32_t worker{0};    // this one's number: in SessionIds, and the first byte of its Connection IDs
+  std::uint32_t worker{0};    // this one's number: in SessionIds, and in its Connection IDs (ConnectionIdLayout)
   std::uint32_t workers{1};   // how many: a record with another's Connection ID is handed back by handle()
   std::shared_ptr<std::atomic<std::size_t>> session_count;   // max_sessions counts all of theirs; null: alone
 };
@@ -167,6 +233,15 @@ class ServerEndpoint {
   // carries a Connection ID another endpoint of the port issued (PortShare::workers > 1): not taken here; the
   // caller gives it to that endpoint's handle(), or to note_unknown_connection_id() when it cannot.
   std::optional<std::uint32_t> handle(TimePoint now, const Endpoint& peer, std::span<const std::byte> datagram);
+  // A datagram of `peer` that node `via` of the cluster received and sent on (a handoff between workers of a
+  // datagram from handle_cluster): the session's replies go back through that node.
+  std::optional<std::uint32_t> handle_relayed(TimePoint now, const Endpoint& peer, std::span<const std::byte> datagram,
+                                              std::uint32_t via);
+  // A datagram that came to this node's cluster port from `from`: a client's record for one of our sessions
+  // (delivered; or a Handoff to another worker of this node), or another node's reply for a client that reached
+  // it through us (queued for the client). Anything that fails the MAC or names no session of ours is dropped and
+  // counted (forwards_refused).
+  std::optional<Handoff> handle_cluster(TimePoint now, const Endpoint& from, std::span<const std::byte> datagram);
   void note_unknown_connection_id();
   // A datagram the socket had to truncate (larger than max_datagram_size): counted as garbage.
   void note_truncated();
@@ -185,6 +260,10 @@ class ServerEndpoint {
   void close(SessionId id);
   // Closes every session (SessionEnd::server_stopping, close_notify to the established ones).
   void shutdown();
+  // Stops taking new handshakes (ClientHellos of new peers are dropped unanswered: refused_draining) and goes on
+  // serving the sessions it holds; a shutdown() afterwards counts what it closes as cut (drain_cut_sessions).
+  void drain();
+  bool draining() const noexcept;
   // Takes an established session out of the endpoint, with what it has still to send (the blocking server
   // serves it alone, on its engine). The endpoint forgets it without an event; nullopt when not established.
   std::optional<Engine> release(SessionId id);
@@ -201,6 +280,10 @@ class ServerEndpoint {
   // What to send, in order; valid until clear_transmits() or the next endpoint call that is not a program's
   // call. Every datagram is counted as sent.
   std::span<const SendSlot> transmits();
+  // In a cluster, what goes to other nodes' cluster addresses (forwarded records, replies to send back through
+  // the node a client came in by), sealed; valid as transmits() (call it after transmits(): it lists what that
+  // call gathered).
+  std::span<const SendSlot> cluster_transmits();
   void clear_transmits();
 
   // Sessions (established or handshaking) held now, and of those the handshakes under way.

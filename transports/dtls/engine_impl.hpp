@@ -20,10 +20,15 @@ using X509Ptr = std::unique_ptr<WOLFSSL_X509, Freer<wolfSSL_X509_free>>;
 using KeySha256 = std::array<std::byte, 32>;
 
 struct DtlsContext::Impl {
+  std::shared_ptr<void> ticket_keys;   // what the shared ticket callback reads: outlives ctx (destroyed after it)
   CtxPtr ctx;
   DtlsConfig config;
   std::vector<KeySha256> pinned_keys;   // DtlsConfig::pinned_peer_keys, parsed
 };
+
+// Seals and opens the context's session tickets with keys derived from a cluster's secret (shared_tickets.cpp);
+// the returned state must outlive the context.
+std::shared_ptr<void> use_shared_ticket_keys(WOLFSSL_CTX* ctx, const SharedKeys& keys);
 
 // The friends through which the engine's units reach the insides of DtlsContext and Session (context.cpp).
 DtlsContext::Impl& context_impl(const DtlsContext& context) noexcept;

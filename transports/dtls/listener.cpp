@@ -7,6 +7,7 @@ module;
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <limits>
 #include <memory>
@@ -19,6 +20,7 @@ module;
 #include <utility>
 #include <vector>
 #include "random.hpp"
+#include "shared_keys.hpp"
 module dgram.dtls.engine;
 
 import dgram.dtls.config;
@@ -52,7 +54,33 @@ TimePoint::rep saturated_ticks(TimePoint now, std::chrono::seconds interval) {
 CookieSecrets::CookieSecrets(std::chrono::seconds rotation_interval)
     : interval_{std::max(rotation_interval, std::chrono::seconds(1))}, current_{first_secret()} {}
 
+CookieSecrets::CookieSecrets(const SharedKeys& keys)
+    : interval_{std::max(keys.cookie_rotation, std::chrono::seconds(1))}, shared_{keys.secret} {
+  derive_for(detail::period_number(std::chrono::system_clock::now(), interval_));
+}
+
+std::shared_ptr<CookieSecrets> CookieSecrets::for_config(const DtlsConfig& config, std::chrono::seconds rotation_interval) {
+  if (config.shared_keys) return std::make_shared<CookieSecrets>(*config.shared_keys);
+  return std::make_shared<CookieSecrets>(rotation_interval);
+}
+
+void CookieSecrets::derive_for(std::uint64_t period) {
+  const auto secret_of = [this](std::uint64_t number) {
+    const detail::Key256 key = detail::derive_key(*shared_, "cookie", number);
+    Secret secret;
+    std::memcpy(secret.data(), key.data(), secret.size());
+    return secret;
+  };
+  const std::lock_guard lock(mutex_);
+  if (period_.load(std::memory_order_relaxed) == period && generation_.load(std::memory_order_relaxed) > 1) return;
+  current_ = secret_of(period);
+  previous_ = secret_of(period - 1);
+  period_.store(period, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);
+}
+
 bool CookieSecrets::rotate() {
+  if (shared_) return false;
   const auto fresh = random_secret();
   if (!fresh) return false;
   const std::lock_guard lock(mutex_);
@@ -65,6 +93,11 @@ bool CookieSecrets::rotate() {
 std::chrono::seconds CookieSecrets::rotation_interval() const noexcept { return interval_; }
 
 std::uint64_t CookieSecrets::refresh(TimePoint now) {
+  if (shared_) {   // (the wall clock: every node agrees on it, not on `now`)
+    const std::uint64_t period = detail::period_number(std::chrono::system_clock::now(), interval_);
+    if (period != period_.load(std::memory_order_relaxed)) derive_for(period);
+    return generation_.load(std::memory_order_acquire);
+  }
   const TimePoint::rep ticks = now.time_since_epoch().count();
   TimePoint::rep due = next_rotation_.load(std::memory_order_relaxed);
   const TimePoint::rep next = saturated_ticks(now, interval_);
@@ -98,7 +131,7 @@ struct Listener::State {
   // refused: a cookie that does not verify, answered with an alert (DTLS 1.3; 1.2 challenges again).
   enum class Outcome { challenged, verified, failed, refused, dropped };
 
-  std::uint8_t connection_id_prefix{0};
+  ConnectionIdPrefix connection_id_prefix;
 
   bool speaks_dtls13() const { return context->config().version != Version::dtls1_2; }
 
@@ -131,8 +164,15 @@ struct Listener::State {
   bool issue_connection_id() {
     if (!context->config().connection_id) return true;
     std::array<std::byte, record::connection_id_size> id{};
-    id[0] = std::byte{connection_id_prefix};
-    if (detail::fill_random(std::span(id).subspan(1))) return false;
+    if (detail::fill_random(std::span(id))) return false;
+    const unsigned bits = std::min<unsigned>(connection_id_prefix.bits, 16);
+    if (bits > 0) {
+      const unsigned random_mask = (1u << (16 - bits)) - 1;
+      const unsigned leading = (std::to_integer<unsigned>(id[0]) << 8 | std::to_integer<unsigned>(id[1])) & random_mask;
+      const unsigned stamped = static_cast<unsigned>(connection_id_prefix.value) << (16 - bits) | leading;
+      id[0] = static_cast<std::byte>(stamped >> 8 & 0xff);
+      id[1] = static_cast<std::byte>(stamped & 0xff);
+    }
     probe->use_connection_id(id);
     return true;
   }
@@ -258,12 +298,12 @@ struct Listener::State {
 };
 
 Listener::Listener(std::shared_ptr<DtlsContext> context, std::error_code& ec, std::shared_ptr<CookieSecrets> secrets,
-                   std::uint8_t connection_id_prefix)
+                   ConnectionIdPrefix connection_id_prefix)
     : state_{std::make_unique<State>()} {
   ec.clear();
   state_->connection_id_prefix = connection_id_prefix;
   state_->context = std::move(context);
-  state_->secrets = secrets ? std::move(secrets) : std::make_shared<CookieSecrets>();
+  state_->secrets = secrets ? std::move(secrets) : CookieSecrets::for_config(state_->context->config());
   state_->secret = state_->secrets->snapshot();
   state_->renew_probe(ec);
 }

@@ -19,10 +19,13 @@ module;
 #include <vector>
 #include "keyed_hash.hpp"
 #include "random.hpp"
+#include "shared_keys.hpp"
 module dgram.dtls.server_endpoint;
 
 import dgram.dtls.record;
 import dgram.timer_queue;
+
+#include "cluster_forward.hpp"
 
 namespace dgram::dtls {
 
@@ -51,6 +54,15 @@ void accumulate(ServerStats& total, const ServerStats& part) noexcept {
   total.replies_withheld_unproven += part.replies_withheld_unproven;
   total.dropped_unknown_connection_id += part.dropped_unknown_connection_id;
   total.dropped_receive_overflow += part.dropped_receive_overflow;
+  total.forwarded_to_owner += part.forwarded_to_owner;
+  total.forwards_received += part.forwards_received;
+  total.forwards_unroutable += part.forwards_unroutable;
+  total.forwards_refused += part.forwards_refused;
+  total.replies_through_nodes += part.replies_through_nodes;
+  total.replies_for_nodes += part.replies_for_nodes;
+  total.refused_draining += part.refused_draining;
+  total.drained_sessions += part.drained_sessions;
+  total.drain_cut_sessions += part.drain_cut_sessions;
   total.datagrams_in += part.datagrams_in;
   total.datagrams_out += part.datagrams_out;
   total.messages_in += part.messages_in;
@@ -143,6 +155,9 @@ struct Slot {
     std::uint64_t sent{0};
   };
   std::optional<UnprovenPath> unproven;
+  // In a cluster: the node its peer's records come in by (they name this node but the balancer sends them to
+  // that one): what goes to the peer goes back through it. Unset: straight to the peer.
+  std::optional<std::uint32_t> relay;
 };
 
 
@@ -204,9 +219,30 @@ struct ServerEndpoint::Impl {
   TimerQueue timers;
   std::vector<std::uint32_t> dirty;                   // slots with outgoing datagrams
   std::vector<std::vector<std::byte>> replies;        // answers without a session, sent with the next transmits
-  std::vector<std::pair<std::size_t, Endpoint>> reply_peers;   // index into replies, and where it goes
+  struct ReplyTo {
+    std::size_t reply;                    // index into replies
+    Endpoint peer;
+    std::optional<std::uint32_t> relay;   // through that node of the cluster
+  };
+  std::vector<ReplyTo> reply_peers;
   std::size_t replies_used{0};
   std::vector<SendSlot> send_slots;
+
+  // A cluster's (settings.cluster): how IDs name nodes and workers, the forwards' MAC key, and what goes to
+  // other nodes: records forwarded during handle (kept until clear_transmits) and, gathered by transmits(),
+  // replies sent back through the node their client came in by.
+  ConnectionIdLayout layout;
+  detail::Key256 forward_key{};
+  struct SealedPool {   // buffers reused from call to call
+    std::vector<std::vector<std::byte>> buffers;
+    std::size_t used{0};
+  };
+  SealedPool sealed_forwards;
+  SealedPool sealed_replies;
+  std::vector<SendSlot> forwarded;
+  std::vector<SendSlot> cluster_slots;
+  std::optional<std::uint32_t> arriving_via;   // during handle_relayed: the node the datagram came in by
+  bool draining{false};
 
   std::vector<ServerEvent> events;
   std::size_t next_event_index{0};
@@ -223,7 +259,11 @@ struct ServerEndpoint::Impl {
     return slot.engine && slot.generation == ref.generation;
   }
 
+  std::optional<std::uint32_t> route(TimePoint now, const Endpoint& peer, std::span<const std::byte> datagram);
   void on_connection_id(const record::DatagramView& datagram, const Endpoint& peer, TimePoint now);
+  void forward_to_node(std::uint32_t node, const Endpoint& peer, std::span<const std::byte> datagram);
+  std::span<const std::byte> seal(SealedPool& pool, forward::Kind kind, const Endpoint& client,
+                                  std::span<const std::byte> datagram);
   // (`datagram` has a ClientHello.)
   void on_new_peer(const record::DatagramView& datagram, const Endpoint& peer, TimePoint now);
   bool make_room(const Source& source, TimePoint now);
@@ -242,7 +282,8 @@ struct ServerEndpoint::Impl {
   void reschedule(std::uint32_t index);
   void on_timer(std::uint32_t index, TimePoint now);
   void mark_dirty(std::uint32_t index);
-  void queue_reply(std::span<const std::byte> datagram, const Endpoint& peer);
+  void queue_reply(std::span<const std::byte> datagram, const Endpoint& peer,
+                   std::optional<std::uint32_t> relay = std::nullopt);
   std::size_t spend_budget(Slot& slot);
   void queue_last_output(Slot& slot);
   void fail_handshake(std::uint32_t index, FailureKind kind, std::string why);
@@ -261,15 +302,62 @@ struct ServerEndpoint::Impl {
 
 std::optional<std::uint32_t> ServerEndpoint::handle(TimePoint now, const Endpoint& peer,
                                                     std::span<const std::byte> datagram) {
+  ++impl_->stats.datagrams_in;
+  return impl_->route(now, peer, datagram);
+}
+
+std::optional<std::uint32_t> ServerEndpoint::handle_relayed(TimePoint now, const Endpoint& peer,
+                                                            std::span<const std::byte> datagram, std::uint32_t via) {
+  Impl& self = *impl_;
+  ++self.stats.forwards_received;
+  self.arriving_via = via;
+  const auto owner = self.route(now, peer, datagram);
+  self.arriving_via.reset();
+  return owner;
+}
+
+std::optional<Handoff> ServerEndpoint::handle_cluster(TimePoint now, const Endpoint&, std::span<const std::byte> datagram) {
   Impl& self = *impl_;
   ++self.stats.datagrams_in;
+  const auto opened = self.settings.cluster ? forward::open(self.forward_key, datagram) : std::nullopt;
+  const auto& cluster = self.settings.cluster;
+  if (!opened || opened->from_node >= cluster->nodes.size() || opened->from_node == cluster->node) {
+    ++self.stats.forwards_refused;
+    return std::nullopt;
+  }
+  if (opened->kind == forward::Kind::reply) {   // ours to send on to the client, as if we had sent it
+    ++self.stats.replies_for_nodes;
+    self.queue_reply(opened->datagram, opened->client);
+    return std::nullopt;
+  }
+  // A client's record for a session of ours: it must name this node (a node does not forward on).
+  const auto read = record::view(opened->datagram);
+  if (!read || read->connection_id.empty() || self.layout.node_of(read->connection_id) != cluster->node) {
+    ++self.stats.forwards_refused;
+    return std::nullopt;
+  }
+  const std::uint32_t worker = self.layout.worker_of(read->connection_id);
+  if (worker != self.share.worker && worker < self.share.workers)
+    return Handoff{worker, opened->client, opened->datagram, opened->from_node};
+  handle_relayed(now, opened->client, opened->datagram, opened->from_node);
+  return std::nullopt;
+}
+
+std::optional<std::uint32_t> ServerEndpoint::Impl::route(TimePoint now, const Endpoint& peer,
+                                                         std::span<const std::byte> datagram) {
+  Impl& self = *this;
   const auto read = record::view(datagram);   // the one parse: passed down to the Listener and the engine
   if (!read) {
     ++self.stats.dropped_garbage;
     return std::nullopt;
   }
   if (const auto id = read->connection_id; !id.empty()) {
-    const auto owner = static_cast<std::uint32_t>(id[0]);   // the issuing endpoint (the Listener's prefix)
+    // The issuing node and endpoint, from the ID's leading bits (the Listener's prefix).
+    if (self.settings.cluster && self.layout.node_of(id) != self.settings.cluster->node) {
+      self.forward_to_node(self.layout.node_of(id), peer, datagram);
+      return std::nullopt;
+    }
+    const std::uint32_t owner = self.layout.worker_of(id);
     if (owner != self.share.worker && owner < self.share.workers) return owner;
     self.on_connection_id(*read, peer, now);
     return std::nullopt;
@@ -292,6 +380,29 @@ std::optional<std::uint32_t> ServerEndpoint::handle(TimePoint now, const Endpoin
   return std::nullopt;
 }
 
+// A record whose Connection ID names another node (the balancer sent a moved client's datagram here): sealed with
+// the client's address, for that node's cluster port.
+void ServerEndpoint::Impl::forward_to_node(std::uint32_t node, const Endpoint& peer, std::span<const std::byte> datagram) {
+  if (node >= settings.cluster->nodes.size() || arriving_via) {   // (a forwarded record is never forwarded on)
+    ++stats.forwards_unroutable;
+    return;
+  }
+  const auto sealed_forward = seal(sealed_forwards, forward::Kind::record, peer, datagram);
+  if (sealed_forward.empty()) return;
+  ++stats.forwarded_to_owner;
+  forwarded.push_back({sealed_forward, settings.cluster->nodes[node]});
+}
+
+// A sealed forward in a reused buffer (valid until clear_transmits); empty when no MAC could be made.
+std::span<const std::byte> ServerEndpoint::Impl::seal(SealedPool& pool, forward::Kind kind, const Endpoint& client,
+                                                      std::span<const std::byte> datagram) {
+  if (pool.used == pool.buffers.size()) pool.buffers.emplace_back();
+  std::vector<std::byte>& out = pool.buffers[pool.used];
+  if (!forward::seal(out, forward_key, kind, settings.cluster->node, client, datagram)) return {};
+  ++pool.used;
+  return out;
+}
+
 void ServerEndpoint::note_unknown_connection_id() { ++impl_->stats.dropped_unknown_connection_id; }
 void ServerEndpoint::note_truncated() {
   ++impl_->stats.datagrams_in;
@@ -309,22 +420,29 @@ void ServerEndpoint::Impl::on_connection_id(const record::DatagramView& datagram
   }
   const std::uint32_t index = found->second;
   Slot& slot = slots[index];
-  if (peer == slot.engine->peer()) {
-    note_received(index, datagram);
-    deliver(index, datagram, now);
-    return;
-  }
-  // From another address the session follows only a record newer than any it had (RFC 9146 section 6): a
-  // forgery does not authenticate, and a genuine record held back and sent on from elsewhere is not the newest.
+  // From another address (or through another node) the session follows only a record newer than any it had
+  // (RFC 9146 section 6): a forgery does not authenticate, and a genuine record held back and sent on from
+  // elsewhere is not the newest.
   const auto newest_before = slot.engine->newest_peer_record();
   const std::uint64_t dropped_before = slot.engine_dropped;
   const SlotRef ref{index, slot.generation};
+  const bool same_peer = peer == slot.engine->peer();
+  if (same_peer) note_received(index, datagram);
   deliver(index, datagram, now);
   if (!live(ref)) return;
-  // (Not while handshaking: the path check needs an established session.)
   const auto newest = slots[index].engine->newest_peer_record();
   const bool newer = newest && (!newest_before || *newest > *newest_before);
-  if (newer && slots[index].open && move_peer(index, peer, datagram.bytes.size(), now)) return;
+  if (same_peer) {
+    if (newer) slots[index].relay = arriving_via;   // the balancer now sends it here, or through another node
+    return;
+  }
+  // (Not while handshaking: the path check needs an established session.)
+  if (newer && slots[index].open) {
+    const auto relay_before = slots[index].relay;
+    slots[index].relay = arriving_via;   // (before the path check is queued: it goes the new way)
+    if (move_peer(index, peer, datagram.bytes.size(), now)) return;
+    if (live(ref)) slots[index].relay = relay_before;
+  }
   if (slots[index].engine_dropped == dropped_before) ++stats.address_changes_refused;   // authentic, not moved
 }
 
@@ -332,6 +450,10 @@ void ServerEndpoint::Impl::on_connection_id(const record::DatagramView& datagram
 // through the stateless cookie exchange, and only while the limits leave room.
 void ServerEndpoint::Impl::on_new_peer(const record::DatagramView& datagram, const Endpoint& peer, TimePoint now) {
   const record::ClientHelloFacts& hello = *datagram.hello;
+  if (draining) {   // no answer: the balancer sends new clients elsewhere, and this one retries there or here
+    ++stats.refused_draining;
+    return;
+  }
   const bool replacing = by_peer.contains(peer);
   // Every slot holds an established session: no state, no answer; the peer retransmits and is served once a
   // slot frees. (While handshakes hold some, a newcomer with a valid cookie takes the oldest one's place.)
@@ -575,6 +697,7 @@ void ServerEndpoint::Impl::end_session(std::uint32_t index, SessionEnd why) {
   count_engine_drops(slot);
   SessionSummary summary{id_of(index), engine.info(), {slot.messages_in, slot.messages_out, slot.address_changes}, why};
   --stats.sessions_open;
+  if (draining) ++(why == SessionEnd::server_stopping ? stats.drain_cut_sessions : stats.drained_sessions);
   free_slot(index);
   events.emplace_back(SessionEnded{std::move(summary)});
 }
@@ -595,6 +718,7 @@ void ServerEndpoint::Impl::free_slot(std::uint32_t index, std::optional<Engine>*
   if (slot.connection_id) by_connection_id.erase(*slot.connection_id);
   slot.connection_id.reset();
   slot.unproven.reset();
+  slot.relay.reset();
   if (taken) *taken = std::move(slot.engine);
   slot.engine.reset();
   ++slot.generation;   // stale timer entries, SessionIds and SlotRefs of this session no longer match
@@ -708,31 +832,53 @@ std::size_t ServerEndpoint::Impl::spend_budget(Slot& slot) {
 
 // A session's last datagrams, as it ends: within an unproven address's budget like any others.
 void ServerEndpoint::Impl::queue_last_output(Slot& slot) {
-  for (const auto& datagram : slot.engine->outgoing().first(spend_budget(slot))) queue_reply(datagram, slot.engine->peer());
+  for (const auto& datagram : slot.engine->outgoing().first(spend_budget(slot)))
+    queue_reply(datagram, slot.engine->peer(), slot.relay);
   slot.engine->clear_outgoing();
 }
 
-void ServerEndpoint::Impl::queue_reply(std::span<const std::byte> datagram, const Endpoint& peer) {
+void ServerEndpoint::Impl::queue_reply(std::span<const std::byte> datagram, const Endpoint& peer,
+                                       std::optional<std::uint32_t> relay) {
   if (replies_used == replies.size()) replies.emplace_back();
   replies[replies_used].assign(datagram.begin(), datagram.end());   // reuses the buffer's capacity
-  reply_peers.emplace_back(replies_used++, peer);
+  reply_peers.push_back(ReplyTo{replies_used++, peer, relay});
 }
 
 std::span<const SendSlot> ServerEndpoint::transmits() {
   Impl& self = *impl_;
   self.send_slots.clear();
-  for (const auto& [reply, peer] : self.reply_peers) self.send_slots.push_back({self.replies[reply], peer});
+  self.cluster_slots = self.forwarded;
+  self.sealed_replies.used = 0;   // (sealed anew at every call)
+  // A datagram for a client that comes in through another node goes back through it (see ClusterSettings).
+  const auto add = [&self](std::span<const std::byte> datagram, const Endpoint& peer, std::optional<std::uint32_t> relay) {
+    if (!relay) {
+      self.send_slots.push_back({datagram, peer});
+      return;
+    }
+    if (const auto sealed_reply = self.seal(self.sealed_replies, forward::Kind::reply, peer, datagram); !sealed_reply.empty())
+      self.cluster_slots.push_back({sealed_reply, self.settings.cluster->nodes[*relay]});
+  };
+  for (const auto& [reply, peer, relay] : self.reply_peers) add(self.replies[reply], peer, relay);
   for (const std::uint32_t index : self.dirty) {
     const Slot& slot = self.slots[index];
     if (!slot.engine) continue;
-    for (const auto& datagram : slot.engine->outgoing().first(sendable(slot)))
-      self.send_slots.push_back({datagram, slot.engine->peer()});
+    for (const auto& datagram : slot.engine->outgoing().first(sendable(slot))) add(datagram, slot.engine->peer(), slot.relay);
   }
   return self.send_slots;
 }
 
+std::span<const SendSlot> ServerEndpoint::cluster_transmits() { return impl_->cluster_slots; }
+
 void ServerEndpoint::clear_transmits() {
   Impl& self = *impl_;
+  for (const auto& [reply, peer, relay] : self.reply_peers) self.stats.replies_through_nodes += relay ? 1 : 0;
+  for (const std::uint32_t index : self.dirty) {
+    const Slot& slot = self.slots[index];
+    if (slot.engine && slot.relay) self.stats.replies_through_nodes += sendable(slot);
+  }
+  self.forwarded.clear();
+  self.cluster_slots.clear();
+  self.sealed_forwards.used = self.sealed_replies.used = 0;
   self.stats.datagrams_out += self.reply_peers.size();
   for (const std::uint32_t index : self.dirty) {
     Slot& slot = self.slots[index];
@@ -829,6 +975,9 @@ std::optional<Engine> ServerEndpoint::release(SessionId id) {
   return engine;
 }
 
+void ServerEndpoint::drain() { impl_->draining = true; }
+bool ServerEndpoint::draining() const noexcept { return impl_->draining; }
+
 void ServerEndpoint::shutdown() {
   Impl& self = *impl_;
   for (std::uint32_t index = 0; index < self.slots.size(); ++index) {
@@ -841,6 +990,19 @@ void ServerEndpoint::shutdown() {
 
 // ---- Set-up ----------------------------------------------------------------------------------------------
 
+namespace {
+
+// A cluster needs Connection IDs (they name the node) and shared keys (for the forwards' MAC, and so that
+// cookies and tickets verify on every node), and its numbers must fit the ID's bits.
+bool cluster_settings_valid(const ClusterSettings& cluster, const DtlsConfig& config, const PortShare& share) {
+  const ConnectionIdLayout& layout = cluster.layout;
+  return config.connection_id && config.shared_keys && layout.node_bits > 0 && layout.prefix_bits() <= 16 &&
+         cluster.node < cluster.nodes.size() && cluster.nodes.size() <= layout.max_nodes() &&
+         std::max<std::uint32_t>(share.workers, 1) <= layout.max_workers();
+}
+
+}  // namespace
+
 ServerEndpoint::ServerEndpoint(std::shared_ptr<DtlsContext> context, ServerEndpointSettings settings,
                                std::error_code& ec, PortShare share) {
   ec.clear();
@@ -850,7 +1012,7 @@ ServerEndpoint::ServerEndpoint(std::shared_ptr<DtlsContext> context, ServerEndpo
   } else if (detail::fill_random(std::as_writable_bytes(std::span(&key, 1)))) {
     ec = make_error_code(errc::no_randomness);
   }
-  if (!settings.cookie_secrets) settings.cookie_secrets = std::make_shared<CookieSecrets>();
+  if (!settings.cookie_secrets) settings.cookie_secrets = CookieSecrets::for_config(context->config());
   impl_ = std::make_unique<Impl>(std::move(context), std::move(settings), std::move(share), key);
   if (ec) return;
   Impl& self = *impl_;
@@ -870,7 +1032,18 @@ ServerEndpoint::ServerEndpoint(std::shared_ptr<DtlsContext> context, ServerEndpo
   self.max_handshakes = share_of(handshakes);
   self.max_handshakes_per_source = share_of(per_source);
   self.hello_memory = 2 * self.settings.cookie_secrets->rotation_interval() + self.context->config().handshake_timeout;
-  self.listener.emplace(self.context, ec, self.settings.cookie_secrets, static_cast<std::uint8_t>(self.share.worker));
+  std::uint32_t node = 0;
+  if (const auto& cluster = self.settings.cluster) {
+    if (!cluster_settings_valid(*cluster, self.context->config(), self.share)) {
+      ec = make_error_code(errc::invalid_argument);
+      return;
+    }
+    self.layout = cluster->layout;
+    self.forward_key = forward::key_from(*self.context->config().shared_keys);
+    node = cluster->node;
+  }
+  self.listener.emplace(self.context, ec, self.settings.cookie_secrets,
+                        ConnectionIdPrefix{self.layout.prefix(node, self.share.worker), self.layout.prefix_bits()});
 }
 
 ServerEndpoint::~ServerEndpoint() = default;

@@ -63,8 +63,11 @@ namespace detail {
 struct PortWorker {
   PortShare share;
   // A record for another worker's session (its Connection ID names that worker): hand it over, on this
-  // worker's thread. False when it could not be (too many waiting): it is counted as an unknown Connection ID.
-  std::function<bool(std::uint32_t owner, std::span<const std::byte> datagram, const Endpoint& from)> forward;
+  // worker's thread (`via`: it came in through that node of the cluster, ServerEndpoint::handle_relayed). False
+  // when it could not be (too many waiting): it is counted as an unknown Connection ID.
+  std::function<bool(std::uint32_t owner, std::span<const std::byte> datagram, const Endpoint& from,
+                     std::optional<std::uint32_t> via)>
+      forward;
 };
 }  // namespace detail
 
@@ -94,6 +97,11 @@ class EventServer {
   void run(std::error_code& ec);
   // Makes run() return. Safe from any thread and from a signal handler (an atomic store and one write(2)).
   void stop() noexcept;
+  // Takes no new handshakes and makes run() return once every session has ended, or `deadline` from when the
+  // loop sees the call (then the rest are sent close_notify: ServerStats::drain_cut_sessions); how the sessions
+  // ended is in ServerStats (drained_sessions, refused_draining). Safe from any thread and from a signal handler.
+  // What a cluster node does on SIGTERM (docs/deploy.md): its clients resume on other nodes with their tickets.
+  void drain(std::chrono::milliseconds deadline) noexcept;
   // Runs `task` on run()'s thread soon (from any thread): the way to send to a session later. The events the
   // task causes (a close() ends a session) are handed to the handler when it returns.
   void post(std::function<void(EventServer&)> task);

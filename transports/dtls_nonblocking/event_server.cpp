@@ -4,6 +4,7 @@ module;
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -51,10 +52,14 @@ struct EventServer::Impl {
   detail::PortWorker port;
   std::optional<ServerEndpoint> endpoint;
   UdpSocket socket;
+  std::optional<UdpSocket> cluster_socket;   // a cluster node's: forwards to and from the other nodes
   dgram::detail::UniqueFd epoll;
   dgram::detail::UniqueFd wake;   // eventfd: stop() and post()
   bool opened{false};   // open() succeeded: run() may start
   std::atomic<bool> stop_requested{false};
+  // drain(): the deadline asked for, in ms (negative: none asked); the loop starts draining at its next turn.
+  std::atomic<std::int64_t> drain_requested_ms{-1};
+  std::optional<TimePoint> drain_until;
   std::mutex posted_mutex;
   std::vector<std::function<void(EventServer&)>> posted;
   std::optional<TimePoint> next_stats;
@@ -67,6 +72,11 @@ struct EventServer::Impl {
   void loop(std::error_code& ec);
   void drain_wake();
   void receive_all(std::error_code& ec);
+  void receive_cluster(std::error_code& ec);
+  void hand_over(std::uint32_t owner, std::span<const std::byte> datagram, const Endpoint& from,
+                 std::optional<std::uint32_t> via);
+  bool drained(TimePoint now);
+  void send_all(UdpSocket& through, std::span<const SendSlot> datagrams);
   void dispatch();
   void flush();
 };
@@ -92,6 +102,19 @@ void EventServer::Impl::open(std::shared_ptr<DtlsContext> context, const Endpoin
     ec = last_error();
     return;
   }
+  if (const auto& cluster = settings.cluster) {   // (the endpoint checked the node number)
+    UdpOptions cluster_options;
+    cluster_options.nonblocking_send = true;
+    cluster_options.reuse_port = options.reuse_port;   // a ThreadedServer's workers share it too
+    cluster_options.receive_buffer_bytes = options.receive_buffer_bytes;
+    cluster_socket = UdpSocket::bind(cluster->nodes[cluster->node], ec, cluster_options);
+    if (ec) return;
+    epoll_event cluster_event{EPOLLIN, {.u32 = 2}};
+    if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, cluster_socket->native_handle(), &cluster_event) != 0) {
+      ec = last_error();
+      return;
+    }
+  }
   for (std::size_t i = 0; i < receive_slots.size(); ++i)
     receive_slots[i].buffer = std::span(receive_storage).subspan(i * max_datagram_size, max_datagram_size);
   opened = true;
@@ -99,17 +122,20 @@ void EventServer::Impl::open(std::shared_ptr<DtlsContext> context, const Endpoin
 
 void EventServer::Impl::loop(std::error_code& ec) {
   if (settings.stats_interval.count() > 0) next_stats = Clock::now() + settings.stats_interval;
-  while (!stop_requested.load(std::memory_order_acquire)) {
+  while (!stop_requested.load(std::memory_order_acquire) && !drained(Clock::now())) {
     Deadline next = endpoint->next_timer();
     if (next_stats) next = next.min(Deadline::at(*next_stats));
-    std::array<epoll_event, 2> events;
+    if (drain_until) next = next.min(Deadline::at(*drain_until));
+    std::array<epoll_event, 3> events;
     const int ready = ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), next.poll_timeout_ms(Clock::now()));
     if (ready < 0 && errno != EINTR) {
       ec = last_error();
       return;
     }
     for (int i = 0; i < ready; ++i) {
-      if (events[static_cast<std::size_t>(i)].data.u32 == 1) drain_wake();
+      const std::uint32_t source = events[static_cast<std::size_t>(i)].data.u32;
+      if (source == 1) drain_wake();
+      else if (source == 2) receive_cluster(ec);
       else receive_all(ec);
       if (ec) return;
     }
@@ -161,14 +187,50 @@ void EventServer::Impl::receive_all(std::error_code& ec) {
         continue;
       }
       const auto datagram = slot.buffer.first(slot.size);
-      if (const auto owner = endpoint->handle(now, slot.peer, datagram)) {   // another worker's session
-        if (!port.forward || !port.forward(*owner, datagram, slot.peer)) endpoint->note_unknown_connection_id();
-      }
+      if (const auto owner = endpoint->handle(now, slot.peer, datagram))   // another worker's session
+        hand_over(*owner, datagram, slot.peer, std::nullopt);
       dispatch();
     }
     flush();
     if (count < UdpSocket::max_batch) return;
   }
+}
+
+// What other nodes of the cluster sent: clients' records for our sessions, and our clients' replies to pass on.
+void EventServer::Impl::receive_cluster(std::error_code& ec) {
+  for (int batch = 0; batch < batches_per_wakeup; ++batch) {
+    const std::size_t count = cluster_socket->receive_batch(receive_slots, Deadline::now_or_never(), ec);
+    if (ec) {   // nothing more, or one node's ICMP error: not this server's failure
+      ec.clear();
+      return;
+    }
+    const TimePoint now = Clock::now();
+    for (std::size_t i = 0; i < count; ++i) {
+      const ReceiveSlot& slot = receive_slots[i];
+      if (slot.truncated) continue;   // no forward is that large: counted as refused by no one, dropped
+      if (const auto handoff = endpoint->handle_cluster(now, slot.peer, slot.buffer.first(slot.size)))
+        hand_over(handoff->worker, handoff->datagram, handoff->peer, handoff->via);
+      dispatch();
+    }
+    flush();
+    if (count < UdpSocket::max_batch) return;
+  }
+}
+
+void EventServer::Impl::hand_over(std::uint32_t owner, std::span<const std::byte> datagram, const Endpoint& from,
+                                  std::optional<std::uint32_t> via) {
+  if (!port.forward || !port.forward(owner, datagram, from, via)) endpoint->note_unknown_connection_id();
+}
+
+// Whether a drain is over (every session ended, or its deadline passed); starts one that drain() asked for.
+bool EventServer::Impl::drained(TimePoint now) {
+  const std::int64_t asked = drain_requested_ms.load(std::memory_order_acquire);
+  if (asked < 0) return false;
+  if (!drain_until) {
+    endpoint->drain();
+    drain_until = now + std::chrono::milliseconds(asked);
+  }
+  return endpoint->sessions() == 0 || now >= *drain_until;
 }
 
 // Hands the endpoint's events to the program, after the endpoint call that made them. A callback may call
@@ -193,17 +255,21 @@ void EventServer::Impl::dispatch() {
 // Sends everything the endpoint queued in as few sendmmsg calls as it takes. A datagram the kernel refuses (a
 // full buffer, an unreachable peer) is skipped: DTLS retransmits what matters.
 void EventServer::Impl::flush() {
-  const std::span<const SendSlot> datagrams = endpoint->transmits();
+  send_all(socket, endpoint->transmits());
+  if (cluster_socket) send_all(*cluster_socket, endpoint->cluster_transmits());
+  endpoint->clear_transmits();
+}
+
+void EventServer::Impl::send_all(UdpSocket& through, std::span<const SendSlot> datagrams) {
   if (datagrams.size() == 1) {   // sendto is cheaper than a sendmmsg of one (the ping-pong case)
     std::error_code ec;
-    socket.send_to(datagrams.front().payload, datagrams.front().peer, ec);
+    through.send_to(datagrams.front().payload, datagrams.front().peer, ec);
   }
   for (std::size_t sent = 0; datagrams.size() > 1 && sent < datagrams.size();) {
     std::error_code ec;
-    sent += socket.send_batch(datagrams.subspan(sent), ec);
+    sent += through.send_batch(datagrams.subspan(sent), ec);
     if (ec) ++sent;
   }
-  endpoint->clear_transmits();
 }
 
 EventServer::EventServer(std::shared_ptr<DtlsContext> context, const Endpoint& local, EventServerSettings settings,
@@ -245,6 +311,13 @@ void EventServer::run(std::error_code& ec) {
 
 void EventServer::stop() noexcept {
   impl_->stop_requested.store(true, std::memory_order_release);
+  if (!impl_->wake) return;
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const auto written = ::write(impl_->wake.get(), &one, sizeof one);
+}
+
+void EventServer::drain(std::chrono::milliseconds deadline) noexcept {
+  impl_->drain_requested_ms.store(std::max<std::int64_t>(deadline.count(), 0), std::memory_order_release);
   if (!impl_->wake) return;
   const std::uint64_t one = 1;
   [[maybe_unused]] const auto written = ::write(impl_->wake.get(), &one, sizeof one);

@@ -65,6 +65,8 @@ class ThreadedServer {
   void run(std::error_code& ec);
   // Stops every worker. Safe from any thread and from a signal handler.
   void stop() noexcept;
+  // Drains every worker (EventServer::drain): run() returns when all have. Safe from a signal handler.
+  void drain(std::chrono::milliseconds deadline) noexcept;
   // Runs `task` on the thread of the worker that owns `id` (soon; not after run() returned).
   void post(SessionId id, std::function<void(EventServer&)> task);
   // The worker with that number (SessionId::worker), for post() to all of them and tests.

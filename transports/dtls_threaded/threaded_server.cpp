@@ -8,6 +8,7 @@ module;
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <system_error>
@@ -83,7 +84,7 @@ void ThreadedServer::Impl::open(std::shared_ptr<DtlsContext> context, const Endp
                                 ThreadedServerSettings settings, SessionHandler& program, std::error_code& ec) {
   const std::uint32_t count = worker_count(settings.workers);
   secrets = settings.cookie_secrets ? settings.cookie_secrets
-                                    : std::make_shared<CookieSecrets>(settings.cookie_rotation);
+                                    : CookieSecrets::for_config(context->config(), settings.cookie_rotation);
   // A Connection ID names its worker in one byte.
   if (settings.cookie_rotation.count() <= 0 || (context->config().connection_id && count > max_connection_id_workers)) {
     ec = make_error_code(errc::invalid_argument);
@@ -109,16 +110,18 @@ void ThreadedServer::Impl::open(std::shared_ptr<DtlsContext> context, const Endp
   // only for records of moved peers).
   // Anyone can make up an ID, so at most max_waiting_forwards datagrams wait for one worker at a time.
   forwards_waiting = std::vector<std::atomic<std::uint32_t>>(count);
-  const auto forward = [this](std::uint32_t owner, std::span<const std::byte> datagram, const Endpoint& from) {
+  const auto forward = [this](std::uint32_t owner, std::span<const std::byte> datagram, const Endpoint& from,
+                              std::optional<std::uint32_t> via) {
     std::atomic<std::uint32_t>& waiting = forwards_waiting[owner];
     if (waiting.fetch_add(1, std::memory_order_relaxed) >= max_waiting_forwards) {
       waiting.fetch_sub(1, std::memory_order_relaxed);
       return false;
     }
-    workers[owner]->post([copy = std::vector<std::byte>(datagram.begin(), datagram.end()), from,
+    workers[owner]->post([copy = std::vector<std::byte>(datagram.begin(), datagram.end()), from, via,
                           &waiting](EventServer& server) {
       waiting.fetch_sub(1, std::memory_order_relaxed);
-      server.endpoint().handle(Clock::now(), from, copy);
+      if (via) server.endpoint().handle_relayed(Clock::now(), from, copy, *via);
+      else server.endpoint().handle(Clock::now(), from, copy);
     });
     return true;
   };
@@ -185,6 +188,10 @@ void ThreadedServer::run(std::error_code& ec) {
 
 void ThreadedServer::stop() noexcept {
   for (const auto& worker : impl_->workers) worker->stop();
+}
+
+void ThreadedServer::drain(std::chrono::milliseconds deadline) noexcept {
+  for (const auto& worker : impl_->workers) worker->drain(deadline);
 }
 
 void ThreadedServer::post(SessionId id, std::function<void(EventServer&)> task) {
