@@ -108,6 +108,10 @@ int main(int argc, char** argv) {
   options.push_back({"workers", "N", fmt::format("threaded mode: worker threads (default: one per core, here {})",
                                                  dgram::dtls::default_worker_count())});
 #endif
+#ifdef DGRAM_EVENT_SERVER
+  const auto cluster = ex::cluster_options();
+  options.insert(options.end(), cluster.begin(), cluster.end());
+#endif
   const auto dtls = ex::dtls_options(dgram::dtls::Role::server);
   options.insert(options.end(), dtls.begin(), dtls.end());
   ex::CommandLine command_line{"dtls-echo-server", "(--cert FILE --key FILE | --psk-file FILE | --raw-key --key FILE) [options]", options};
@@ -146,6 +150,9 @@ int main(int argc, char** argv) {
                                        server.max_handshakes_per_source, server.max_handshakes));
     server.stats_interval = std::chrono::milliseconds{command_line.integer("stats-interval-ms", 0, 0, 86'400'000)};
     server.workers = static_cast<std::uint32_t>(command_line.integer("workers", 0, 1, 1024));   // 0: the library's default
+#ifdef DGRAM_EVENT_SERVER
+    ex::apply_cluster_options(command_line, mode, server);
+#endif
 #ifdef DGRAM_THREADED_SERVER
     // A Connection ID names its worker in one byte (ThreadedServer refuses more workers).
     if (mode == "threaded" && server.config.connection_id &&

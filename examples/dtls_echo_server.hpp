@@ -7,6 +7,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "common/cli.hpp"
 
 #include "common/peer.hpp"
 #include "common/rate_limited_log.hpp"
@@ -25,6 +28,9 @@ struct EchoServerOptions {
   std::size_t max_handshakes_per_source{0};  // event mode; 0: the library's default
   std::chrono::milliseconds stats_interval{0};   // 0: no periodic stats line
   std::uint32_t workers{0};                  // threaded mode; 0: one per core
+  std::optional<dtls::ClusterSettings> cluster;   // --node: a node of a cluster (event and threaded modes)
+  std::optional<std::chrono::milliseconds> drain_timeout;   // SIGTERM drains (for at most this long) instead of stopping
+  std::optional<std::string> health_file;    // exists while the server takes new handshakes
 };
 
 // "session PEER ended (WHY): resumed yes|no, cipher C, VERSION, CID on|off[ (its address changed N times)],
@@ -42,6 +48,10 @@ void log_summary(std::uint64_t sessions, std::uint64_t messages, std::uint64_t f
 void warn_if_buffer_capped(int got_bytes, int asked_bytes);
 // Prints "listening on ADDR:PORT" on stdout (the first line: scripts and tests wait for it).
 void announce_listening(const Endpoint& local);
+
+// The cluster options (dtls_echo_server_cluster.cpp) and what they set: the shared key file, the node, the drain.
+std::vector<Option> cluster_options();
+void apply_cluster_options(const CommandLine& command_line, const std::string& mode, EchoServerOptions& server);
 
 int run_blocking_echo_server(const EchoServerOptions& options);
 int run_event_echo_server(const EchoServerOptions& options);

@@ -2,7 +2,17 @@
 // --mode threaded: the same on N worker threads (ThreadedServer), with the same handler.
 #include <fmt/core.h>
 
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <stdexcept>
 #include <mutex>
 #include <span>
 #include <string>
@@ -33,6 +43,17 @@ std::string counters(const dtls::EventServerStats& s) {
                      s.paths_confirmed, s.address_changes_refused, s.replies_withheld_unproven);
 }
 
+// "cluster: N forwarded to their node, ..." when this server is a cluster's node; what a drain did.
+std::string cluster_counters(const dtls::EventServerStats& s) {
+  std::string text;
+  if (s.forwarded_to_owner + s.forwards_received + s.forwards_unroutable + s.forwards_refused + s.replies_for_nodes > 0)
+    text += fmt::format("; cluster: {} records forwarded to their node, {} received from other nodes, {} naming no "
+                        "known node, {} refused (bad MAC or no session), {} replies sent back through other nodes, "
+                        "{} sent on for other nodes", s.forwarded_to_owner, s.forwards_received, s.forwards_unroutable,
+                        s.forwards_refused, s.replies_through_nodes, s.replies_for_nodes);
+  return text;
+}
+
 // Shared by a threaded server's workers: its callbacks may run on several threads at once.
 class EchoHandler final : public dtls::SessionHandler {
  public:
@@ -53,7 +74,8 @@ class EchoHandler final : public dtls::SessionHandler {
   void on_stats(dtls::EventServer& server, const dtls::EventServerStats& stats) override {
     const std::lock_guard lock(log_mutex_);
     failures_.flush();
-    fmt::print(stderr, "dtls-echo-server: stats{}: {}\n", worker_name(server.worker()), counters(stats));
+    fmt::print(stderr, "dtls-echo-server: stats{}: {}{}\n", worker_name(server.worker()), counters(stats),
+               cluster_counters(stats));
   }
   void flush_failures() {
     const std::lock_guard lock(log_mutex_);
@@ -70,8 +92,54 @@ class EchoHandler final : public dtls::SessionHandler {
   RateLimitedLog failures_{"dtls-echo-server", "handshake failure"};
 };
 
+// What a signal does: SIGTERM drains a server told to (--drain-timeout-ms: it takes no new handshakes, its health
+// file goes, and it stops once its sessions ended or the time is up); anything else, or a second SIGTERM, stops
+// it at once. Runs in the signal handler: only async-signal-safe calls (unlink, the servers' drain and stop).
 template <class Server>
-void stop_server(void* server) { static_cast<Server*>(server)->stop(); }
+struct SignalTarget {
+  Server& server;
+  std::optional<std::chrono::milliseconds> drain_timeout;
+  const char* health_file;   // or nullptr
+  std::atomic<bool> draining{false};
+
+  static void on_signal(void* target, int signal) {
+    auto& self = *static_cast<SignalTarget*>(target);
+    if (signal == SIGTERM && self.drain_timeout && !self.draining.exchange(true)) {
+      if (self.health_file) ::unlink(self.health_file);
+      self.server.drain(*self.drain_timeout);
+      return;
+    }
+    self.server.stop();
+  }
+};
+
+// The health file a balancer's check looks for (docs/deploy.md): there while new handshakes are taken.
+class HealthFile {
+ public:
+  explicit HealthFile(const std::optional<std::string>& path) : path_{path} {
+    if (!path_) return;
+    std::ofstream file(*path_);
+    if (!(file << "ready\n" << std::flush))
+      throw std::runtime_error(fmt::format("cannot write the health file '{}': {}", *path_, std::strerror(errno)));
+  }
+  ~HealthFile() {
+    if (path_) ::unlink(path_->c_str());
+  }
+  HealthFile(const HealthFile&) = delete;
+  HealthFile& operator=(const HealthFile&) = delete;
+  const char* path() const { return path_ ? path_->c_str() : nullptr; }
+
+ private:
+  std::optional<std::string> path_;
+};
+
+
+// "ADDR:PORT", and the cluster address a node binds too.
+std::string listen_description(const EchoServerOptions& options) {
+  if (!options.cluster) return options.address.local.to_string();
+  return fmt::format("{} and cluster address {}", options.address.local.to_string(),
+                     options.cluster->nodes[options.cluster->node].to_string());
+}
 
 template <class Server>
 typename Server::Settings settings_from(const EchoServerOptions& options) {
@@ -82,25 +150,32 @@ typename Server::Settings settings_from(const EchoServerOptions& options) {
   settings.idle_timeout = options.idle_timeout;
   settings.stats_interval = options.stats_interval;
   settings.socket = options.address.options;
+  settings.cluster = options.cluster;
   return settings;
 }
 
 // Serves until SIGINT/SIGTERM with either server type: they take the same handler and settings.
 template <class Server>
-void serve(Server& server, EchoHandler& handler) {
+void serve(Server& server, EchoHandler& handler, const EchoServerOptions& options) {
   install_stop_handlers();
   std::error_code ec;
   {
-    const StopSignalHook hook{stop_server<Server>, &server};
+    const HealthFile health{options.health_file};
+    SignalTarget<Server> target{server, options.drain_timeout, health.path()};
+    const StopSignalHook hook{SignalTarget<Server>::on_signal, &target};
     if (stop_requested()) server.stop();   // a signal that came before the hook
     announce_listening(server.local_endpoint());
     server.run(ec);
   }
   if (ec) throw std::system_error(ec, "the event loop failed");
   handler.flush_failures();
-  const dtls::EventServerStats& stats = server.stats();
+  const dtls::EventServerStats stats = server.stats();
   log_summary(stats.sessions_total, stats.messages_in, stats.handshakes_failed, stats.cookies_sent, stats.bad_cookies,
-              stats.dropped_garbage + stats.dropped_no_session, counters(stats));
+              stats.dropped_garbage + stats.dropped_no_session, counters(stats) + cluster_counters(stats));
+  if (stats.drained_sessions + stats.drain_cut_sessions + stats.refused_draining > 0)
+    fmt::print(stderr, "dtls-echo-server: drained: {} ended in time, {} cut at the deadline (close_notify sent); {} "
+               "new handshakes refused while draining\n", plural(stats.drained_sessions, "session"),
+               stats.drain_cut_sessions, stats.refused_draining);
 }
 
 }  // namespace
@@ -110,9 +185,9 @@ int run_event_echo_server(const EchoServerOptions& options) {
   std::error_code ec;
   dtls::EventServer server(make_dtls_context(options.config), options.address.local,
                            settings_from<dtls::EventServer>(options), handler, ec);
-  if (ec) throw std::system_error(ec, "cannot listen on " + options.address.local.to_string());
+  if (ec) throw std::system_error(ec, "cannot listen on " + listen_description(options));
   warn_if_buffer_capped(server.receive_buffer_size(), options.address.options.receive_buffer_bytes);
-  serve(server, handler);
+  serve(server, handler, options);
   return 0;
 }
 
@@ -123,9 +198,9 @@ int run_threaded_echo_server(const EchoServerOptions& options) {
   settings.workers = options.workers;
   std::error_code ec;
   dtls::ThreadedServer server(make_dtls_context(options.config), options.address.local, settings, handler, ec);
-  if (ec) throw std::system_error(ec, "cannot listen on " + options.address.local.to_string());
+  if (ec) throw std::system_error(ec, "cannot listen on " + listen_description(options));
   warn_if_buffer_capped(server.worker(0).receive_buffer_size(), options.address.options.receive_buffer_bytes);
-  serve(server, handler);
+  serve(server, handler, options);
   for (std::uint32_t worker = 0; worker < server.workers(); ++worker) {
     const dtls::EventServerStats stats = server.worker_stats(worker);
     fmt::print(stderr, "dtls-echo-server: worker {}: {}, {} (full {}, resumed {}), {}\n", worker,

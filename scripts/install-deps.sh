@@ -20,6 +20,8 @@ packages=(
                                                               # (clang-19 satisfies libtool's C compiler, so gcc
                                                               # would not come by itself)
   dpkg-dev                                                    # Debian source packages of the test peers
+  iproute2 nftables                                           # the cluster tests: network namespaces and a
+                                                              # balancer (tests/cluster/cluster-test.sh)
 )
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi

@@ -72,12 +72,13 @@ run_suite build-asan --no-suite consumer
 
 stage "ThreadSanitizer build on the optimized wolfSSL: the suites where threads meet"
 # The event server (posted tasks, stop from other threads), the threaded server (workers, shared secrets and
-# session cache, Connection ID forwarding between workers) and the servers under load; only their programs
-# are built (the whole suite already ran twice).
+# session cache, Connection ID forwarding between workers), the servers under load and the cluster (a threaded
+# node handing forwarded records to its workers, drained by a signal); only their programs are built (the
+# whole suite already ran twice).
 configure build-tsan -Dwerror=true -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug -Dwolfssl=optimized
-tsan_suites=(dtls-event dtls-threaded dtls-server-load)
+tsan_suites=(dtls-event dtls-threaded dtls-server-load cluster)
 ninja -C build-tsan -j2 tests/test-dtls-event tests/test-dtls-threaded tests/test-dtls-server-load \
-  examples/dtls-echo-server examples/dtls-echo-client
+  tests/dgram-cluster-client examples/dtls-echo-server examples/dtls-echo-client
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_suite build-tsan --no-rebuild "${tsan_suites[@]}"
 
 stage "fuzz targets (libFuzzer, ASan, UBSan, built in build-asan): a bounded run of each over its corpus"

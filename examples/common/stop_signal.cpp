@@ -7,12 +7,12 @@ namespace dgram::examples {
 namespace {
 
 volatile std::sig_atomic_t stop_flag = 0;
-std::atomic<void (*)(void*)> stop_callback{nullptr};
+std::atomic<void (*)(void*, int)> stop_callback{nullptr};
 std::atomic<void*> stop_context{nullptr};
 
-extern "C" void on_stop_signal(int) {
+extern "C" void on_stop_signal(int signal) {
   stop_flag = 1;
-  if (const auto callback = stop_callback.load()) callback(stop_context.load());
+  if (const auto callback = stop_callback.load()) callback(stop_context.load(), signal);
 }
 
 }  // namespace
@@ -28,7 +28,7 @@ void install_stop_handlers() {
 
 bool stop_requested() { return stop_flag != 0; }
 
-void call_on_stop_signal(void (*callback)(void*), void* context) {
+void call_on_stop_signal(void (*callback)(void*, int), void* context) {
   // The handler may run between the two stores: it must never see a callback with another one's context.
   if (callback) {
     stop_context.store(context);

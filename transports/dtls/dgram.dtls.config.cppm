@@ -146,7 +146,7 @@ struct SharedKeys {
   using Secret = std::array<std::byte, 32>;
   Secret secret{};
   std::chrono::seconds cookie_rotation{30};     // a cookie is accepted for one to two of these
-  std::chrono::seconds ticket_rotation{3600};   // a ticket resumes for one to two of these (and its lifetime)
+  std::chrono::seconds ticket_rotation{3600};   // a ticket resumes for one to two of these (clients are told two)
 };
 
 struct DtlsConfig {

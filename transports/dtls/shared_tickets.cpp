@@ -73,10 +73,22 @@ std::uint64_t period_in(const unsigned char* name) {
   return period;
 }
 
+// Whether a ticket sealed in an earlier period may resume as it is: DTLS 1.3 issues a new ticket after every
+// handshake anyway, and wolfSSL 5.9.2's TLS 1.3 code takes "resume, and issue a new ticket" (CREATE) for a
+// refusal (measured: every ticket from the previous period made a full handshake); DTLS 1.2 asks for a new one.
+int older_ticket_verdict(WOLFSSL* ssl) {
+#ifdef WOLFSSL_DTLS13
+  if (wolfSSL_version(ssl) == DTLS1_3_VERSION) return WOLFSSL_TICKET_RET_OK;
+#else
+  (void)ssl;
+#endif
+  return WOLFSSL_TICKET_RET_CREATE;
+}
+
 // wolfSSL's ticket callback: `enc` seals the session state in place with this period's key (a fresh nonce in
 // `iv`, the tag in `mac`); otherwise it opens a ticket sealed in the previous, this or the next period (nodes'
-// clocks differ a little) and asks for a new one when it was not this period's.
-int shared_ticket_callback(WOLFSSL*, unsigned char key_name[WOLFSSL_TICKET_NAME_SZ],
+// clocks differ a little), asking for a new one when it was not this period's.
+int shared_ticket_callback(WOLFSSL* ssl, unsigned char key_name[WOLFSSL_TICKET_NAME_SZ],
                            unsigned char iv[WOLFSSL_TICKET_IV_SZ], unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc,
                            unsigned char* ticket, int length, int* out_length, void* context) {
   static_assert(WOLFSSL_TICKET_NAME_SZ == 16 && WOLFSSL_TICKET_IV_SZ >= 12 && WOLFSSL_TICKET_MAC_SZ >= 16);
@@ -104,7 +116,7 @@ int shared_ticket_callback(WOLFSSL*, unsigned char key_name[WOLFSSL_TICKET_NAME_
   if (!detail::open(detail::derive_key(self.keys.secret, "ticket", period), nonce, name, data, tag))
     return WOLFSSL_TICKET_RET_REJECT;
   *out_length = length;
-  return period == now ? WOLFSSL_TICKET_RET_OK : WOLFSSL_TICKET_RET_CREATE;
+  return period == now ? WOLFSSL_TICKET_RET_OK : older_ticket_verdict(ssl);
 }
 
 }  // namespace
@@ -140,8 +152,12 @@ std::shared_ptr<void> use_shared_ticket_keys(WOLFSSL_CTX* ctx, const SharedKeys&
   std::memcpy(state->name_id.data(), id.data(), name_id_size);
   wolfSSL_CTX_set_TicketEncCb(ctx, shared_ticket_callback);
   wolfSSL_CTX_set_TicketEncCtx(ctx, state.get());
-  // A ticket outliving its key's acceptance would only cost a full handshake; tell clients when it ends.
-  wolfSSL_CTX_set_TicketHint(ctx, static_cast<int>(std::min<std::int64_t>(keys.ticket_rotation.count(), 604'800)));
+  // A ticket is accepted until the end of the period after the one that sealed it: for one to two periods. Its
+  // lifetime says two (a client drops it then; RFC 8446 allows at most 7 days), and wolfSSL's session timeout,
+  // which bounds a DTLS 1.3 ticket's age at the server (500 s by default), is the same: the keys decide.
+  const auto lifetime = static_cast<int>(std::min<std::int64_t>(2 * keys.ticket_rotation.count(), 604'800));
+  wolfSSL_CTX_set_TicketHint(ctx, lifetime);
+  wolfSSL_CTX_set_timeout(ctx, static_cast<unsigned>(lifetime));
   return state;
 }
 

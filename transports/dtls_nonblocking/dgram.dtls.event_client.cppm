@@ -53,6 +53,12 @@ class EventClient {
   std::optional<std::size_t> receive(std::span<std::byte> buffer, std::error_code& ec);
   // Sends close_notify (once).
   void close(std::error_code& ec);
+  // Moves to a new local port (a new socket connected to the same server) and keeps the session: what a device
+  // does when its network changes, and how a test makes a NAT rebinding. With a Connection ID the server follows
+  // (its records name the session, not the address); without one it sees a stranger. descriptor() changes:
+  // remove the client from its ClientLoop first and add it again after. ec: the new socket's errors (the old
+  // one is kept then).
+  void rebind(std::error_code& ec);
 
   const Endpoint& peer() const noexcept;
   // Once established: what the session negotiated and who the server proved to be.

@@ -43,6 +43,15 @@ std::unique_ptr<EventClient> EventClient::connect(std::shared_ptr<DtlsContext> c
 
 int EventClient::descriptor() const noexcept { return socket_.native_handle(); }
 
+void EventClient::rebind(std::error_code& ec) {
+  UdpOptions options;
+  options.nonblocking_send = true;
+  UdpSocket fresh = UdpSocket::connect(engine_.peer(), ec, options);
+  if (ec) return;
+  socket_ = std::move(fresh);
+  socket_error_.clear();   // (an ICMP error of the old path says nothing about the new one)
+}
+
 Deadline EventClient::next_deadline() const noexcept {
   if (socket_error_) return Deadline::never();
   return engine_.next_timer();
