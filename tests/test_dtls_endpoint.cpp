@@ -18,6 +18,7 @@
 #include <span>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -680,6 +681,18 @@ TEST_CASE("cluster: a record that reaches another node is forwarded to its owner
     CHECK(a.collect().empty());
     REQUIRE(!a.to_nodes.empty());
     CHECK(std::ranges::all_of(a.to_nodes, [](const auto& out) { return out.first == cluster_nodes[1]; }));
+    // A reply changed on the way, or one that claims to come from the node that receives it, is refused.
+    const Datagram reply = a.to_nodes.front().second;
+    for (const std::size_t at : {std::size_t{5}, std::size_t{20}, reply.size() - 3}) {
+      Datagram forged = reply;
+      forged[at] ^= std::byte{1};
+      b.endpoint->handle_cluster(b.now, cluster_nodes[0], forged);
+      CHECK(b.collect().empty());
+    }
+    a.endpoint->handle_cluster(a.now, cluster_nodes[0], reply);
+    CHECK(a.collect().empty());
+    CHECK(b.stats().forwards_refused == 3);
+    CHECK(a.stats().forwards_refused == 1);
     const auto to_client = deliver_forwards(a, b, cluster_nodes[0]);
     REQUIRE(!to_client.empty());
     CHECK(std::ranges::all_of(to_client, [&](const auto& out) { return out.first == moved; }));
@@ -697,7 +710,7 @@ TEST_CASE("cluster: a record that reaches another node is forwarded to its owner
       a.endpoint->handle_cluster(a.now, cluster_nodes[1], forged);
       CHECK(a.collect().empty());
     }
-    CHECK(a.stats().forwards_refused == 3);
+    CHECK(a.stats().forwards_refused == 4);
     CHECK(a.messages.size() == 1);
     // A node with other keys cannot forward into node a either.
     Server stranger = cluster_node(1, version, cluster_keys(std::byte{8}));
@@ -706,8 +719,9 @@ TEST_CASE("cluster: a record that reaches another node is forwarded to its owner
     REQUIRE(stranger.to_nodes.size() == 1);
     a.endpoint->handle_cluster(a.now, cluster_nodes[1], stranger.to_nodes.front().second);
     CHECK(a.collect().empty());
-    CHECK(a.stats().forwards_refused == 4);
+    CHECK(a.stats().forwards_refused == 5);
     CHECK(a.messages.size() == 1);
+    CHECK(a.stats().forwards_received == 1);   // (refused ones are not counted as received)
   }
 }
 
@@ -718,7 +732,15 @@ TEST_CASE("cluster: a draining endpoint takes no new handshakes and serves its s
   dtls::Engine client = client_engine(context, server.now);
   const auto id = handshake(server, client, home);
   REQUIRE(id);
+  const auto leaving_home = peer("198.51.100.102", 6002);
+  dtls::Engine leaving = client_engine(context, server.now);
+  REQUIRE(handshake(server, leaving, leaving_home));
+  for (const auto& datagram : leaving.outgoing()) server.handle(leaving_home, datagram);
+  leaving.clear_outgoing();
   server.endpoint->drain();
+  leaving.close();   // this one ends by itself while the server drains
+  for (const auto& datagram : leaving.outgoing()) server.handle(leaving_home, datagram);
+  CHECK(server.stats().drained_sessions == 1);
   CHECK(server.endpoint->draining());
   dtls::Engine newcomer = client_engine(context, server.now);
   CHECK(server.handle(peer("198.51.100.101", 6001), take_one(newcomer)).empty());
@@ -730,5 +752,29 @@ TEST_CASE("cluster: a draining endpoint takes no new handshakes and serves its s
   server.endpoint->shutdown();
   server.collect();
   CHECK(server.stats().drain_cut_sessions == 1);
-  CHECK(server.stats().drained_sessions == 0);
+  CHECK(server.stats().drained_sessions == 1);
+}
+
+TEST_CASE("cluster: cookie secrets from shared keys are the same on every node and change with the period", "[cluster]") {
+  dtls::SharedKeys keys = cluster_keys(std::byte{9});
+  keys.cookie_rotation = std::chrono::seconds(1);
+  dtls::CookieSecrets one(keys);
+  dtls::CookieSecrets other(keys);
+  dtls::CookieSecrets stranger(cluster_keys(std::byte{10}));
+  const auto first = one.snapshot();
+  CHECK(first.current == other.snapshot().current);
+  CHECK(first.previous == other.snapshot().previous);
+  CHECK(first.current != stranger.snapshot().current);
+  CHECK_FALSE(one.rotate());   // (the clock decides)
+  // The next period (the wall clock's: at most a second away) brings new secrets, the old ones second.
+  const auto started = std::chrono::steady_clock::now();
+  while (one.refresh(dgram::Clock::now()) == first.generation && std::chrono::steady_clock::now() - started < 3s) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));   // (polling the wall clock, not waiting for a peer)
+  }
+  const auto next = one.snapshot();
+  CHECK(next.generation != first.generation);
+  CHECK(next.previous == first.current);
+  CHECK(next.current != first.current);
+  other.refresh(dgram::Clock::now());
+  CHECK(other.snapshot().current == next.current);
 }

@@ -498,6 +498,7 @@ TEST_CASE("interop: our client against Mbed TLS ssl_server2: certificate and PSK
 
   const Finished certificate = dgram_client(port, request, {"--ca", cert_file("ca.pem"), "--server-name", "localhost",
                                                             "--ciphers", "ECDHE-ECDSA-AES128-CCM-8", "--resume"});
+  INFO("client: " << certificate.err);
   CHECK(certificate.exit_code == 0);
   CHECK(contains(certificate.out, "Successful connection using: TLS-ECDHE-ECDSA-WITH-AES-128-CCM-8"));
   CHECK(contains(certificate.err, "session resumed: yes"));

@@ -25,6 +25,15 @@ skip() {
 [ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces, veth pairs and an nftables balancer)"
 command -v ip > /dev/null || skip "needs ip (iproute2)"
 command -v nft > /dev/null || skip "needs nft (the nftables package)"
+command -v python3 > /dev/null || skip "needs python3 (to send the forged forwards)"
+
+# Namespaces a run killed with SIGKILL (no trap ran) left behind: theirs, when that run's process is gone.
+for stale in $(ip netns list | grep -o '^dgc[0-9]*-[a-z0-9]*'); do
+  owner=${stale%%-*}
+  [ -d "/proc/${owner#dgc}" ] && continue
+  ip netns pids "$stale" 2> /dev/null | xargs -r kill -KILL 2> /dev/null || true
+  ip netns delete "$stale" 2> /dev/null || true
+done
 
 tag="dgc$$"
 work=$(mktemp -d)
@@ -51,14 +60,16 @@ in_ns() {
   ip netns exec "$tag-$name" "$@"
 }
 
-fail() {
-  echo "FAIL: $*"
-  local log
-  for log in "$work"/*.err; do
-    [ -f "$log" ] || continue
-    echo "--- last lines of $(basename "$log")"
-    tail -n 5 "$log"
-  done
+fail() {   # (on stderr: it may run inside a command substitution)
+  {
+    echo "FAIL: $*"
+    local log
+    for log in "$work"/*.err; do
+      [ -f "$log" ] || continue
+      echo "--- last lines of $(basename "$log")"
+      tail -n 5 "$log"
+    done
+  } >&2
   exit 1
 }
 
@@ -140,12 +151,19 @@ start_node() {
   wait_for "node $i listening" 100 grep -q "listening on" "$work/node$i.out"
 }
 
-# The sum over the nodes' closing lines of the count before "$1" (e.g. "records forwarded to their node").
+# The count before "$2" (e.g. "records forwarded to their node") in node $1's closing line; fails the test when
+# the line or the count is missing (a changed format must not read as zero).
+count_of() {
+  local value
+  value=$(grep "served" "$work/node$1.err" | tail -n 1 | grep -o "[0-9][0-9]* $2" | head -n 1 | cut -d' ' -f1)
+  [ -n "$value" ] || fail "node $1's closing line has no count of '$2'"
+  echo "$value"
+}
 sum_of() {
   local total=0 n value
   for n in 0 1 2; do
-    value=$(grep "served" "$work/node$n.err" | tail -n 1 | grep -o "[0-9]* $1" | head -n 1 | cut -d' ' -f1)
-    total=$((total + ${value:-0}))
+    value=$(count_of "$n" "$1") || exit 1
+    total=$((total + value))
   done
   echo "$total"
 }
@@ -153,13 +171,15 @@ sum_of() {
 run_clients() {   # name, then dgram-cluster-client's options; prints its line, fails the test when it fails
   local name=$1
   shift
-  local line
-  if ! line=$(in_ns cl "$client" --ca "$certs/ca.pem" --host "$vip" --port "$port" "$@" 2>&1); then
-    echo "$line"
+  # (In the background with wait: a TERM from the test runner is acted on at once, not when the clients end.)
+  in_ns cl "$client" --ca "$certs/ca.pem" --host "$vip" --port "$port" "$@" > "$work/clients.out" 2>&1 &
+  pids+=($!)
+  if ! wait $!; then
+    cat "$work/clients.out"
     fail "$name"
   fi
-  echo "ok: $name: $line"
-  last_line=$line
+  last_line=$(grep "^clients=" "$work/clients.out")
+  echo "ok: $name: $last_line"
 }
 
 field() { echo "$last_line" | grep -o "$1=[0-9,:]*" | head -n 1 | cut -d= -f2; }
@@ -171,8 +191,8 @@ started=$(date +%s)
 make_network
 declare -a node_pids
 start_node 0 --mode event
-start_node 1 --mode event
-start_node 2 --mode threaded --workers 2
+start_node 1 --mode threaded --workers 2   # (the one drained: its workers stop together)
+start_node 2 --mode event
 
 run_clients "300 clients through the balancer, 3 echoes each (DTLS 1.3)" --clients 300 --messages 3
 [ "$(field nodes | tr ',' '\n' | wc -l)" -eq 3 ] || fail "the balancer did not spread 300 clients over 3 nodes"
@@ -212,6 +232,9 @@ ip netns exec "$tag-cl" "$client" --ca "$certs/ca.pem" --host "$vip" --port "$po
   --interval-ms 250 --reconnect-on-close > "$work/drain-clients.out" 2>&1 &
 drain_clients=$!
 pids+=($drain_clients)
+# (Every client established first: a handshake still under way at the drain's deadline would be cut too.)
+all_established() { grep -q "all 90 clients established" "$work/drain-clients.out"; }
+wait_for "the drain test's clients established" 300 all_established
 node1_serving() { tail -n "+$((before_drain + 1))" "$work/node1.err" | grep "stats" | tail -n 1 | grep -q "sessions open [1-9]"; }
 wait_for "node 1 serving the drain test's clients" 100 node1_serving
 kill -TERM "${node_pids[1]}"
@@ -225,7 +248,7 @@ if ! wait "$drain_clients"; then
   cat "$work/drain-clients.out"
   fail "the clients of the drain test"
 fi
-last_line=$(head -n 1 "$work/drain-clients.out")
+last_line=$(grep "^clients=" "$work/drain-clients.out")
 echo "ok: one node drained mid-traffic: $last_line"
 drained=$(grep "drained:" "$work/node1.err") || fail "node 1 printed no drain summary"
 echo "    node 1: ${drained#dtls-echo-server: }"
@@ -239,7 +262,7 @@ wait "${node_pids[0]}" || fail "node 0 exited with $?"
 wait "${node_pids[2]}" || fail "node 2 exited with $?"
 forwarded=$(sum_of "records forwarded to their node")
 through=$(sum_of "replies sent back through other nodes")
-refused=$(grep "served" "$work/node0.err" | tail -n 1 | grep -o "[0-9]* refused (bad MAC" | cut -d' ' -f1)
+refused=$(count_of 0 "refused (bad MAC")
 failed=$(sum_of "failed handshake")
 bad_cookies=$(sum_of "bad cookie")
 echo "ok: across the cluster: $forwarded records forwarded to their node, $through replies back through the node" \

@@ -330,11 +330,17 @@ int main(int argc, char** argv) {
     clients.back()->start(totals);
   }
   const dgram::TimePoint give_up = dgram::Clock::now() + options.deadline;
+  bool announced = false;
   while (dgram::Clock::now() < give_up &&
          !std::ranges::all_of(clients, [](const auto& client) { return client->finished(); })) {
     loop.run_once(dgram::Deadline::at(std::min(give_up, dgram::Clock::now() + 50ms)), ec);
     const dgram::TimePoint now = dgram::Clock::now();
     for (const auto& client : clients) client->step(totals, now);
+    if (!announced && totals.established == options.clients) {   // (what the drain test waits for)
+      std::printf("all %d clients established\n", options.clients);
+      std::fflush(stdout);
+      announced = true;
+    }
   }
   const int unfinished = options.clients - totals.done - totals.failed;
   std::string nodes;

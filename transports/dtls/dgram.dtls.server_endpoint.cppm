@@ -107,7 +107,7 @@ struct ServerStats {
   // A cluster (ServerEndpointSettings::cluster): records whose Connection ID names another node, and replies
   // that go back through the node a client's record came in by.
   std::uint64_t forwarded_to_owner{0};      // records sent on to the node that owns their session
-  std::uint64_t forwards_received{0};       // records another node sent on to us, delivered to our session
+  std::uint64_t forwards_received{0};       // records another node sent on to us, for a session of ours
   std::uint64_t forwards_unroutable{0};     // records whose Connection ID names a node this one does not know
   std::uint64_t forwards_refused{0};        // datagrams on the cluster port that failed the MAC, were malformed,
                                             // or named no session of ours: dropped
@@ -133,18 +133,21 @@ struct ConnectionIdLayout {
   std::uint8_t node_bits{0};
   std::uint8_t worker_bits{8};
 
-  constexpr std::uint8_t prefix_bits() const noexcept { return static_cast<std::uint8_t>(node_bits + worker_bits); }
-  constexpr std::uint32_t max_nodes() const noexcept { return std::uint32_t{1} << node_bits; }
-  constexpr std::uint32_t max_workers() const noexcept { return std::uint32_t{1} << worker_bits; }
+  // (In 32 bits: a layout over 16 bits is refused by ServerEndpoint, and must not wrap before that.)
+  constexpr std::uint32_t prefix_bits() const noexcept { return std::uint32_t{node_bits} + worker_bits; }
+  constexpr bool fits() const noexcept { return prefix_bits() <= 16; }
+  constexpr std::uint32_t max_nodes() const noexcept { return fits() ? std::uint32_t{1} << node_bits : 0; }
+  constexpr std::uint32_t max_workers() const noexcept { return fits() ? std::uint32_t{1} << worker_bits : 0; }
   // The prefix of IDs that node `node`'s worker `worker` issues, in the leading prefix_bits() of the ID.
   constexpr std::uint16_t prefix(std::uint32_t node, std::uint32_t worker) const noexcept {
+    if (!fits()) return 0;
     return static_cast<std::uint16_t>((node << worker_bits | worker) & ((std::uint32_t{1} << prefix_bits()) - 1));
   }
   constexpr std::uint32_t node_of(std::span<const std::byte> id) const noexcept {
-    return node_bits == 0 ? 0 : leading(id) >> (16 - node_bits);
+    return node_bits == 0 || !fits() ? 0 : leading(id) >> (16 - node_bits);
   }
   constexpr std::uint32_t worker_of(std::span<const std::byte> id) const noexcept {
-    return leading(id) >> (16 - prefix_bits()) & (max_workers() - 1);
+    return fits() ? leading(id) >> (16 - prefix_bits()) & (max_workers() - 1) : 0;
   }
 
  private:

@@ -72,7 +72,9 @@ void CookieSecrets::derive_for(std::uint64_t period) {
     return secret;
   };
   const std::lock_guard lock(mutex_);
-  if (period_.load(std::memory_order_relaxed) == period && generation_.load(std::memory_order_relaxed) > 1) return;
+  // Never back: two threads that read the clock on either side of a period's start may get here in either
+  // order (a clock stepped back keeps the newer secrets until it catches up).
+  if (generation_.load(std::memory_order_relaxed) > 1 && period <= period_.load(std::memory_order_relaxed)) return;
   current_ = secret_of(period);
   previous_ = secret_of(period - 1);
   period_.store(period, std::memory_order_relaxed);
@@ -95,7 +97,7 @@ std::chrono::seconds CookieSecrets::rotation_interval() const noexcept { return 
 std::uint64_t CookieSecrets::refresh(TimePoint now) {
   if (shared_) {   // (the wall clock: every node agrees on it, not on `now`)
     const std::uint64_t period = detail::period_number(std::chrono::system_clock::now(), interval_);
-    if (period != period_.load(std::memory_order_relaxed)) derive_for(period);
+    if (period > period_.load(std::memory_order_relaxed)) derive_for(period);
     return generation_.load(std::memory_order_acquire);
   }
   const TimePoint::rep ticks = now.time_since_epoch().count();

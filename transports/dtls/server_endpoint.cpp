@@ -309,7 +309,6 @@ std::optional<std::uint32_t> ServerEndpoint::handle(TimePoint now, const Endpoin
 std::optional<std::uint32_t> ServerEndpoint::handle_relayed(TimePoint now, const Endpoint& peer,
                                                             std::span<const std::byte> datagram, std::uint32_t via) {
   Impl& self = *impl_;
-  ++self.stats.forwards_received;
   self.arriving_via = via;
   const auto owner = self.route(now, peer, datagram);
   self.arriving_via.reset();
@@ -414,10 +413,11 @@ void ServerEndpoint::note_receive_overflows(std::uint64_t total) noexcept { impl
 void ServerEndpoint::Impl::on_connection_id(const record::DatagramView& datagram, const Endpoint& peer,
                                             TimePoint now) {
   const auto found = by_connection_id.find(connection_id_key(datagram.connection_id));
-  if (found == by_connection_id.end()) {
-    ++stats.dropped_unknown_connection_id;
+  if (found == by_connection_id.end()) {   // (a forward for a session that has ended meanwhile, too)
+    ++(arriving_via ? stats.forwards_refused : stats.dropped_unknown_connection_id);
     return;
   }
+  if (arriving_via) ++stats.forwards_received;
   const std::uint32_t index = found->second;
   Slot& slot = slots[index];
   // From another address (or through another node) the session follows only a record newer than any it had
@@ -996,7 +996,7 @@ namespace {
 // cookies and tickets verify on every node), and its numbers must fit the ID's bits.
 bool cluster_settings_valid(const ClusterSettings& cluster, const DtlsConfig& config, const PortShare& share) {
   const ConnectionIdLayout& layout = cluster.layout;
-  return config.connection_id && config.shared_keys && layout.node_bits > 0 && layout.prefix_bits() <= 16 &&
+  return config.connection_id && config.shared_keys && layout.node_bits > 0 && layout.fits() &&
          cluster.node < cluster.nodes.size() && cluster.nodes.size() <= layout.max_nodes() &&
          std::max<std::uint32_t>(share.workers, 1) <= layout.max_workers();
 }
@@ -1043,7 +1043,8 @@ ServerEndpoint::ServerEndpoint(std::shared_ptr<DtlsContext> context, ServerEndpo
     node = cluster->node;
   }
   self.listener.emplace(self.context, ec, self.settings.cookie_secrets,
-                        ConnectionIdPrefix{self.layout.prefix(node, self.share.worker), self.layout.prefix_bits()});
+                        ConnectionIdPrefix{self.layout.prefix(node, self.share.worker),
+                                           static_cast<std::uint8_t>(self.layout.prefix_bits())});
 }
 
 ServerEndpoint::~ServerEndpoint() = default;

@@ -34,6 +34,12 @@ namespace {
 
 std::optional<SharedKeys::Secret> secret_from(std::string_view text, std::string& why) {
   SharedKeys::Secret secret{};
+  const bool all_hex = std::ranges::all_of(text, [](char c) { return hex::digit(c) >= 0; });
+  if (text.size() == secret.size() && all_hex) {   // `openssl rand -hex 16`: 16 bytes, not 32
+    why = "holds 32 hex digits, which are 16 bytes: a cluster key is 32 random bytes, raw or as 64 hex digits "
+          "(openssl rand -hex 32 > FILE)";
+    return std::nullopt;
+  }
   if (text.size() == secret.size()) {   // raw bytes
     std::memcpy(secret.data(), text.data(), secret.size());
     return secret;

@@ -97,9 +97,10 @@ class EventServer {
   void run(std::error_code& ec);
   // Makes run() return. Safe from any thread and from a signal handler (an atomic store and one write(2)).
   void stop() noexcept;
-  // Takes no new handshakes and makes run() return once every session has ended, or `deadline` from when the
-  // loop sees the call (then the rest are sent close_notify: ServerStats::drain_cut_sessions); how the sessions
-  // ended is in ServerStats (drained_sessions, refused_draining). Safe from any thread and from a signal handler.
+  // Takes no new handshakes and makes run() return once every session has ended (a cluster node: and it has
+  // passed nothing on for other nodes for a second), or `deadline` from when the loop sees the call (then the
+  // rest are sent close_notify: ServerStats::drain_cut_sessions); how the sessions ended is in ServerStats
+  // (drained_sessions, refused_draining). Safe from any thread and from a signal handler.
   // What a cluster node does on SIGTERM (docs/deploy.md): its clients resume on other nodes with their tickets.
   void drain(std::chrono::milliseconds deadline) noexcept;
   // Runs `task` on run()'s thread soon (from any thread): the way to send to a session later. The events the

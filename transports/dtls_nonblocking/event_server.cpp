@@ -60,6 +60,12 @@ struct EventServer::Impl {
   // drain(): the deadline asked for, in ms (negative: none asked); the loop starts draining at its next turn.
   std::atomic<std::int64_t> drain_requested_ms{-1};
   std::optional<TimePoint> drain_until;
+  // While draining, a cluster node also waits until it has passed on nothing for other nodes for a while: a
+  // moved client whose flow the balancer keeps on this node reaches its session's node through it.
+  static constexpr std::chrono::milliseconds relay_quiet{1000};
+  static constexpr std::chrono::milliseconds drain_check{100};   // (other workers' sessions, relays going quiet)
+  std::uint64_t relayed_seen{0};
+  TimePoint last_relay{};
   std::mutex posted_mutex;
   std::vector<std::function<void(EventServer&)>> posted;
   std::optional<TimePoint> next_stats;
@@ -125,7 +131,7 @@ void EventServer::Impl::loop(std::error_code& ec) {
   while (!stop_requested.load(std::memory_order_acquire) && !drained(Clock::now())) {
     Deadline next = endpoint->next_timer();
     if (next_stats) next = next.min(Deadline::at(*next_stats));
-    if (drain_until) next = next.min(Deadline::at(*drain_until));
+    if (drain_until) next = next.min(Deadline::at(std::min(*drain_until, Clock::now() + drain_check)));
     std::array<epoll_event, 3> events;
     const int ready = ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), next.poll_timeout_ms(Clock::now()));
     if (ready < 0 && errno != EINTR) {
@@ -207,7 +213,7 @@ void EventServer::Impl::receive_cluster(std::error_code& ec) {
     const TimePoint now = Clock::now();
     for (std::size_t i = 0; i < count; ++i) {
       const ReceiveSlot& slot = receive_slots[i];
-      if (slot.truncated) continue;   // no forward is that large: counted as refused by no one, dropped
+      // (A truncated one fails its MAC: refused and counted.)
       if (const auto handoff = endpoint->handle_cluster(now, slot.peer, slot.buffer.first(slot.size)))
         hand_over(handoff->worker, handoff->datagram, handoff->peer, handoff->via);
       dispatch();
@@ -222,15 +228,28 @@ void EventServer::Impl::hand_over(std::uint32_t owner, std::span<const std::byte
   if (!port.forward || !port.forward(owner, datagram, from, via)) endpoint->note_unknown_connection_id();
 }
 
-// Whether a drain is over (every session ended, or its deadline passed); starts one that drain() asked for.
+// Whether a drain is over: its deadline passed, or no session is left on the whole port (a ThreadedServer's
+// workers stop together: a worker that stopped early would leave its share of the port's datagrams unread) and,
+// on a cluster node, nothing passed through for other nodes lately. Starts a drain that drain() asked for.
 bool EventServer::Impl::drained(TimePoint now) {
   const std::int64_t asked = drain_requested_ms.load(std::memory_order_acquire);
   if (asked < 0) return false;
+  const ServerStats& counted = endpoint->stats();
+  const std::uint64_t relayed = counted.forwarded_to_owner + counted.replies_for_nodes;
   if (!drain_until) {
     endpoint->drain();
     drain_until = now + std::chrono::milliseconds(asked);
+    last_relay = now;
+    relayed_seen = relayed;
   }
-  return endpoint->sessions() == 0 || now >= *drain_until;
+  if (now >= *drain_until) return true;
+  if (relayed != relayed_seen) {
+    relayed_seen = relayed;
+    last_relay = now;
+  }
+  const std::size_t open = port.share.session_count ? port.share.session_count->load(std::memory_order_relaxed)
+                                                    : endpoint->sessions();
+  return open == 0 && (!settings.cluster || now - last_relay >= relay_quiet);
 }
 
 // Hands the endpoint's events to the program, after the endpoint call that made them. A callback may call
