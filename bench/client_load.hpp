@@ -15,6 +15,9 @@ std::shared_ptr<dtls::DtlsContext> bench_client_context(const std::string& certs
 // passed); handshakes per second.
 double handshake_rate(const std::shared_ptr<dtls::DtlsContext>& context, unsigned short port, std::size_t clients,
                       int total, bool resume);
+// `clients` sessions opened, then 1200-byte round trips on all of them at once until `total` are done (or 10 s
+// passed); round trips per second.
+double echo_rate(const std::shared_ptr<dtls::DtlsContext>& context, unsigned short port, std::size_t clients, int total);
 // User plus system CPU time of process `pid` so far, in seconds.
 double cpu_seconds(int pid);
 

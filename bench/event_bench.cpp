@@ -96,6 +96,8 @@ dtls::Session saved_session(const std::shared_ptr<dtls::DtlsContext>& context, u
   return client->session();
 }
 
+}  // namespace
+
 // `clients` sessions (as many as the server takes within the limit), then 1200-byte round trips on all of them
 // at once until `total` are done.
 double echo_rate(const std::shared_ptr<dtls::DtlsContext>& context, unsigned short port, std::size_t clients, int total) {
@@ -126,6 +128,8 @@ double echo_rate(const std::shared_ptr<dtls::DtlsContext>& context, unsigned sho
   }
   return done / Seconds(Clock::now() - start).count();
 }
+
+namespace {
 
 std::string fmt_clients(std::size_t clients) {
   return clients == 1 ? ", 1 client" : ", " + std::to_string(clients) + " clients";
