@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/cli.hpp"
+#include "common/peer.hpp"
 #include "dtls_echo_server.hpp"
 
 import dgram;
@@ -32,10 +33,9 @@ Endpoint node_address(std::string_view item, std::size_t node) {
   const unsigned long port = std::strtoul(port_text.c_str(), &end, 10);
   if (host.empty() || port_text.empty() || *end != '\0' || port == 0 || port > 65535)
     throw UsageError(fmt::format("--cluster-nodes: '{}' (node {}) is not ADDR:PORT or HOST:PORT", item, node));
-  const auto found = resolve(host, static_cast<std::uint16_t>(port), ec, &reason);
-  if (ec || found.empty())
-    throw std::runtime_error(fmt::format("--cluster-nodes: cannot resolve '{}' (node {}): {}", host, node, reason));
-  return found.front();
+  const auto found = first_address(host, static_cast<std::uint16_t>(port), reason);
+  if (!found) throw std::runtime_error(fmt::format("--cluster-nodes: cannot resolve '{}' (node {}): {}", host, node, reason));
+  return *found;
 }
 
 std::vector<Endpoint> node_addresses(std::string_view list) {

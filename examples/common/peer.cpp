@@ -13,16 +13,12 @@
 import dgram;
 
 namespace dgram::examples {
-namespace {
 
-// The first address `host` resolves to; nullopt with the resolver's words in `reason`.
 std::optional<Endpoint> first_address(const std::string& host, std::uint16_t port, std::string& reason) {
   std::error_code ec;
   const auto found = resolve(host, port, ec, &reason);
   return ec ? std::nullopt : std::optional<Endpoint>(found.front());
 }
-
-}  // namespace
 
 Endpoint resolve_peer(const CommandLine& command_line) {
   const std::string host = command_line.value_or("host", "127.0.0.1");

@@ -2,12 +2,18 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 
 import dgram;
 
 namespace dgram::examples {
 
 class CommandLine;
+
+// The first address `host` (a name or a numeric address) resolves to; nullopt with the resolver's words in
+// `reason`. May block on DNS.
+std::optional<Endpoint> first_address(const std::string& host, std::uint16_t port, std::string& reason);
 
 // Resolves --host (default 127.0.0.1) and --port (default 11111); the first address found wins.
 // Throws std::runtime_error naming the host when it does not resolve, UsageError for a bad port.

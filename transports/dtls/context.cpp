@@ -243,7 +243,6 @@ bool every_cipher_suite_known(const DtlsConfig& config, const std::string& list,
   return true;
 }
 
-// Applies `config` to `ctx`; false with a reason on the first problem.
 // A server that pins client keys sees the key on every handshake (a resumed session shows none, and wolfSSL's
 // small cache may have lost the one it had); one that serves only devices from a PSK store resumes none, so a
 // key removed from the store takes effect at once and every session names its identity (a PSK handshake
@@ -263,6 +262,7 @@ bool server_issues_tickets(const DtlsConfig& config) {
 
 bool issues_shared_tickets(const DtlsConfig& config) { return server_issues_tickets(config) && config.shared_keys; }
 
+// Applies `config` to `ctx`; false with a reason on the first problem.
 bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) {
   const auto wolf_reason = [](int code) { return wolfssl_category().message(code); };
   std::string certificate_text;

@@ -260,6 +260,16 @@ struct ServerEndpoint::Impl {
   }
 
   std::optional<std::uint32_t> route(TimePoint now, const Endpoint& peer, std::span<const std::byte> datagram);
+  std::optional<std::uint32_t> route(TimePoint now, const Endpoint& peer, const record::DatagramView& read);
+  // route() for a datagram that node `via` received and sent on: the session's replies go back through it.
+  template <class Datagram>
+  std::optional<std::uint32_t> route_relayed(TimePoint now, const Endpoint& peer, const Datagram& datagram,
+                                             std::uint32_t via) {
+    arriving_via = via;
+    const auto owner = route(now, peer, datagram);
+    arriving_via.reset();
+    return owner;
+  }
   void on_connection_id(const record::DatagramView& datagram, const Endpoint& peer, TimePoint now);
   void forward_to_node(std::uint32_t node, const Endpoint& peer, std::span<const std::byte> datagram);
   std::span<const std::byte> seal(SealedPool& pool, forward::Kind kind, const Endpoint& client,
@@ -308,11 +318,7 @@ std::optional<std::uint32_t> ServerEndpoint::handle(TimePoint now, const Endpoin
 
 std::optional<std::uint32_t> ServerEndpoint::handle_relayed(TimePoint now, const Endpoint& peer,
                                                             std::span<const std::byte> datagram, std::uint32_t via) {
-  Impl& self = *impl_;
-  self.arriving_via = via;
-  const auto owner = self.route(now, peer, datagram);
-  self.arriving_via.reset();
-  return owner;
+  return impl_->route_relayed(now, peer, datagram, via);
 }
 
 std::optional<Handoff> ServerEndpoint::handle_cluster(TimePoint now, const Endpoint&, std::span<const std::byte> datagram) {
@@ -338,34 +344,39 @@ std::optional<Handoff> ServerEndpoint::handle_cluster(TimePoint now, const Endpo
   const std::uint32_t worker = self.layout.worker_of(read->connection_id);
   if (worker != self.share.worker && worker < self.share.workers)
     return Handoff{worker, opened->client, opened->datagram, opened->from_node};
-  handle_relayed(now, opened->client, opened->datagram, opened->from_node);
+  self.route_relayed(now, opened->client, *read, opened->from_node);   // (read once, as any datagram)
   return std::nullopt;
 }
 
 std::optional<std::uint32_t> ServerEndpoint::Impl::route(TimePoint now, const Endpoint& peer,
                                                          std::span<const std::byte> datagram) {
-  Impl& self = *this;
   const auto read = record::view(datagram);   // the one parse: passed down to the Listener and the engine
   if (!read) {
-    ++self.stats.dropped_garbage;
+    ++stats.dropped_garbage;
     return std::nullopt;
   }
-  if (const auto id = read->connection_id; !id.empty()) {
+  return route(now, peer, *read);
+}
+
+std::optional<std::uint32_t> ServerEndpoint::Impl::route(TimePoint now, const Endpoint& peer,
+                                                         const record::DatagramView& datagram) {
+  Impl& self = *this;
+  if (const auto id = datagram.connection_id; !id.empty()) {
     // The issuing node and endpoint, from the ID's leading bits (the Listener's prefix).
     if (self.settings.cluster && self.layout.node_of(id) != self.settings.cluster->node) {
-      self.forward_to_node(self.layout.node_of(id), peer, datagram);
+      self.forward_to_node(self.layout.node_of(id), peer, datagram.bytes);
       return std::nullopt;
     }
     const std::uint32_t owner = self.layout.worker_of(id);
     if (owner != self.share.worker && owner < self.share.workers) return owner;
-    self.on_connection_id(*read, peer, now);
+    self.on_connection_id(datagram, peer, now);
     return std::nullopt;
   }
-  const auto& hello = read->hello;
+  const auto& hello = datagram.hello;
   if (const auto found = self.by_peer.find(peer); found != self.by_peer.end()) {
     if (!hello || hello->random == self.slots[found->second].client_random) {   // the session's, or a resend
-      self.note_received(found->second, *read);
-      self.deliver(found->second, *read, now);
+      self.note_received(found->second, datagram);
+      self.deliver(found->second, datagram, now);
       return std::nullopt;
     }
     // A new handshake from a session's address (RFC 6347 4.2.8): answered statelessly like any new peer; the
@@ -375,7 +386,7 @@ std::optional<std::uint32_t> ServerEndpoint::Impl::route(TimePoint now, const En
     ++self.stats.dropped_no_session;
     return std::nullopt;
   }
-  self.on_new_peer(*read, peer, now);
+  self.on_new_peer(datagram, peer, now);
   return std::nullopt;
 }
 
@@ -872,10 +883,6 @@ std::span<const SendSlot> ServerEndpoint::cluster_transmits() { return impl_->cl
 void ServerEndpoint::clear_transmits() {
   Impl& self = *impl_;
   for (const auto& [reply, peer, relay] : self.reply_peers) self.stats.replies_through_nodes += relay ? 1 : 0;
-  for (const std::uint32_t index : self.dirty) {
-    const Slot& slot = self.slots[index];
-    if (slot.engine && slot.relay) self.stats.replies_through_nodes += sendable(slot);
-  }
   self.forwarded.clear();
   self.cluster_slots.clear();
   self.sealed_forwards.used = self.sealed_replies.used = 0;
@@ -884,7 +891,9 @@ void ServerEndpoint::clear_transmits() {
     Slot& slot = self.slots[index];
     slot.dirty = false;
     if (!slot.engine) continue;
-    self.stats.datagrams_out += self.spend_budget(slot);
+    const std::size_t sent = self.spend_budget(slot);
+    self.stats.datagrams_out += sent;
+    if (slot.relay) self.stats.replies_through_nodes += sent;
     slot.engine->clear_outgoing();
   }
   self.dirty.clear();

@@ -52,14 +52,10 @@ std::optional<SharedKeys::Secret> secret_from(std::string_view text, std::string
           "digits (openssl rand -hex 32 > FILE)";
     return std::nullopt;
   }
-  for (std::size_t i = 0; i < secret.size(); ++i) {
-    const int high = hex::digit(digits[2 * i]);
-    const int low = hex::digit(digits[2 * i + 1]);
-    if (high < 0 || low < 0) {
-      why = "is not 64 hex digits (character " + std::to_string(2 * i + (high < 0 ? 1 : 2)) + " is not one)";
-      return std::nullopt;
-    }
-    secret[i] = static_cast<std::byte>(high << 4 | low);
+  if (!hex::decode(digits, secret)) {
+    const auto bad = std::ranges::find_if(digits, [](char c) { return hex::digit(c) < 0; }) - digits.begin();
+    why = "is not 64 hex digits (character " + std::to_string(bad + 1) + " is not one)";
+    return std::nullopt;
   }
   return secret;
 }

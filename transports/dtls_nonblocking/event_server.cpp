@@ -77,6 +77,8 @@ struct EventServer::Impl {
   void open(std::shared_ptr<DtlsContext> context, const Endpoint& local, std::error_code& ec);
   void loop(std::error_code& ec);
   void drain_wake();
+  template <class Handle>
+  void receive_batches(UdpSocket& from, std::error_code& ec, Handle handle);
   void receive_all(std::error_code& ec);
   void receive_cluster(std::error_code& ec);
   void hand_over(std::uint32_t owner, std::span<const std::byte> datagram, const Endpoint& from,
@@ -170,9 +172,12 @@ void EventServer::Impl::drain_wake() {
   }
 }
 
-void EventServer::Impl::receive_all(std::error_code& ec) {
+// Reads `from` in batches until it has nothing more (at most batches_per_wakeup of them, then timers get their
+// turn), giving each datagram to `handle`, the handler the events after each, and sending after each batch.
+template <class Handle>
+void EventServer::Impl::receive_batches(UdpSocket& from, std::error_code& ec, Handle handle) {
   for (int batch = 0; batch < batches_per_wakeup; ++batch) {
-    const std::size_t count = socket.receive_batch(receive_slots, Deadline::now_or_never(), ec);
+    const std::size_t count = from.receive_batch(receive_slots, Deadline::now_or_never(), ec);
     if (ec == errc::would_block || ec == errc::timeout || ec == errc::interrupted) {
       ec.clear();
       return;
@@ -184,17 +189,9 @@ void EventServer::Impl::receive_all(std::error_code& ec) {
       }
       return;
     }
-    endpoint->note_receive_overflows(socket.receive_overflows());
     const TimePoint now = Clock::now();
     for (std::size_t i = 0; i < count; ++i) {
-      const ReceiveSlot& slot = receive_slots[i];
-      if (slot.truncated) {   // larger than any DTLS datagram
-        endpoint->note_truncated();
-        continue;
-      }
-      const auto datagram = slot.buffer.first(slot.size);
-      if (const auto owner = endpoint->handle(now, slot.peer, datagram))   // another worker's session
-        hand_over(*owner, datagram, slot.peer, std::nullopt);
+      handle(receive_slots[i], now);
       dispatch();
     }
     flush();
@@ -202,25 +199,26 @@ void EventServer::Impl::receive_all(std::error_code& ec) {
   }
 }
 
-// What other nodes of the cluster sent: clients' records for our sessions, and our clients' replies to pass on.
-void EventServer::Impl::receive_cluster(std::error_code& ec) {
-  for (int batch = 0; batch < batches_per_wakeup; ++batch) {
-    const std::size_t count = cluster_socket->receive_batch(receive_slots, Deadline::now_or_never(), ec);
-    if (ec) {   // nothing more, or one node's ICMP error: not this server's failure
-      ec.clear();
+void EventServer::Impl::receive_all(std::error_code& ec) {
+  receive_batches(socket, ec, [this](const ReceiveSlot& slot, TimePoint now) {
+    if (slot.truncated) {   // larger than any DTLS datagram
+      endpoint->note_truncated();
       return;
     }
-    const TimePoint now = Clock::now();
-    for (std::size_t i = 0; i < count; ++i) {
-      const ReceiveSlot& slot = receive_slots[i];
-      // (A truncated one fails its MAC: refused and counted.)
-      if (const auto handoff = endpoint->handle_cluster(now, slot.peer, slot.buffer.first(slot.size)))
-        hand_over(handoff->worker, handoff->datagram, handoff->peer, handoff->via);
-      dispatch();
-    }
-    flush();
-    if (count < UdpSocket::max_batch) return;
-  }
+    const auto datagram = slot.buffer.first(slot.size);
+    if (const auto owner = endpoint->handle(now, slot.peer, datagram))   // another worker's session
+      hand_over(*owner, datagram, slot.peer, std::nullopt);
+  });
+  endpoint->note_receive_overflows(socket.receive_overflows());
+}
+
+// What other nodes of the cluster sent: clients' records for our sessions, and our clients' replies to pass on.
+void EventServer::Impl::receive_cluster(std::error_code& ec) {
+  receive_batches(*cluster_socket, ec, [this](const ReceiveSlot& slot, TimePoint now) {
+    // (A truncated one fails its MAC: refused and counted.)
+    if (const auto handoff = endpoint->handle_cluster(now, slot.peer, slot.buffer.first(slot.size)))
+      hand_over(handoff->worker, handoff->datagram, handoff->peer, handoff->via);
+  });
 }
 
 void EventServer::Impl::hand_over(std::uint32_t owner, std::span<const std::byte> datagram, const Endpoint& from,
