@@ -4,6 +4,7 @@
 // is built, every case runs again against ThreadedServer with 1, 2 and 4 workers (the same handler).
 #include <catch2/catch.hpp>
 
+#include <poll.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -145,6 +146,12 @@ class RunningServer {
   ~RunningServer() { stop(); }
   void stop() {
     if (thread_) thread_->stop();
+  }
+  void drain(std::chrono::milliseconds deadline) {
+    if (server_) return server_->drain(deadline);
+#ifdef DGRAM_THREADED_SERVER
+    threaded_->drain(deadline);
+#endif
   }
   // The counters as the server threads see them now (summed over the workers).
   dtls::EventServerStats stats() {
@@ -350,6 +357,38 @@ TEST_CASE("event client: inside the test's own epoll loop; resumption by ticket"
   const auto stats = server.stats();
   CHECK(stats.handshakes_full == 1);
   CHECK(stats.handshakes_resumed == 1);
+}
+
+// Linux hands a connected socket's pending ICMP error to the reader before the datagrams already queued. A server
+// that sends close_notify and exits, after which the client's next record meets its closed port, leaves the
+// client "connection refused" in front of the close_notify: the session still ended cleanly.
+TEST_CASE("event client: a close_notify queued behind the ICMP error of the server's exit still closes the session", "[dtls][nonblocking]") {
+  FOR_EACH_SERVER_KIND();
+  std::optional<RunningServer> server(std::in_place);
+  auto context = context_for(test_client_config());
+  std::error_code ec;
+  dtls::ClientLoop loop(ec);
+  REQUIRE(!ec);
+  auto client = event_client(context, server->endpoint());
+  loop.add(*client, ec);
+  REQUIRE(!ec);
+  REQUIRE(run_until(loop, [&] { return client->state() != dtls::EngineState::handshaking; }));
+  REQUIRE(client->established());
+  loop.remove(*client);   // from here on the test reads the socket itself, in the order it sets up
+  const auto wait_for = [&](short what) {
+    pollfd watched{client->descriptor(), what, 0};
+    return ::poll(&watched, 1, 10'000) == 1 && (watched.revents & what) != 0;
+  };
+  server->drain(0ms);     // close_notify to the client, then the server's loop ends
+  REQUIRE(wait_for(POLLIN));
+  server.reset();         // the port closes
+  client->send(bytes("after the end"), ec);
+  REQUIRE(!ec);
+  REQUIRE(wait_for(POLLERR));   // the ICMP port unreachable, ahead of the close_notify
+  client->on_readable(ec);
+  CHECK(!ec);
+  CHECK(client->state() == dtls::EngineState::closed);
+  CHECK(!client->socket_error());
 }
 
 TEST_CASE("event server: hostile datagrams to the port and inside a session are dropped and counted", "[dtls][nonblocking][negative]") {

@@ -82,6 +82,10 @@ void EventClient::on_readable(std::error_code& ec) {
     ec = socket_error_;
     return;
   }
+  // Linux reports a pending ICMP error before the datagrams already queued, so a server's close_notify can sit
+  // behind the "connection refused" its exit caused: read on, and let a session that ended cleanly stay closed.
+  std::error_code refused;
+  int errors_in_a_row = 0;
   for (;;) {
     const Received got = socket_.receive_from(datagram_, Deadline::now_or_never(), ec);
     if (ec == errc::would_block || ec == errc::timeout || ec == errc::interrupted) {
@@ -89,19 +93,25 @@ void EventClient::on_readable(std::error_code& ec) {
       break;
     }
     if (ec == errc::truncated) continue;   // larger than any DTLS datagram: not ours
-    if (ec) {   // connection refused (ICMP) and the like: nothing will come back
-      socket_error_ = ec;
-      socket_failure_ = ec == std::errc::connection_refused
-                            ? "no server at " + engine_.peer().to_string() + " (connection refused)"
-                            : ec.message();
-      return;
+    if (ec) {   // connection refused (ICMP) and the like: nothing more will come back once the queue is read
+      refused = ec;
+      if (++errors_in_a_row > 1) break;   // (not a one-off report the kernel clears as it gives it)
+      continue;
     }
+    errors_in_a_row = 0;
     // The engine keeps its own copy, so the buffer may take the decrypted messages next.
     engine_.on_datagram(std::span(datagram_).first(got.size), Clock::now(), ec);
     if (!ec) take_messages(ec);
     std::error_code send_error;
     flush(send_error);   // answers, and the alert of a failed handshake
     if (ec) return;
+  }
+  if (refused && engine_.state() != EngineState::closed) {
+    socket_error_ = refused;
+    socket_failure_ = refused == std::errc::connection_refused
+                          ? "no server at " + engine_.peer().to_string() + " (connection refused)"
+                          : refused.message();
+    ec = refused;
   }
 }
 
