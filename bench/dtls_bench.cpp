@@ -120,9 +120,12 @@ std::vector<Row> dtls_benchmarks(int repetitions, const DtlsBenchSetup& setup) {
   const std::string cert = setup.certs + "/server-ecdsa.pem";
   const std::string key = setup.certs + "/server-ecdsa.key";
   const std::string listening = R"(listening on 127\.0\.0\.1:(\d+))";
-  const auto dgram_server = [&](const std::string& program, const std::string& version) {
-    return ServerProcess({program, "--mode", "blocking", "--port", "0", "--cert", cert, "--key", key, "--dtls", version},
-                         listening);
+  const auto dgram_server = [&](const std::string& program, const std::string& version,
+                                const std::vector<std::string>& more = {}) {
+    std::vector<std::string> command{program, "--mode", "blocking", "--port", "0", "--cert", cert, "--key", key,
+                                     "--dtls", version};
+    command.insert(command.end(), more.begin(), more.end());
+    return ServerProcess(command, listening);
   };
   const bool optimized = dtls::dtls13_available();   // the build with assembly crypto (-Dwolfssl=optimized)
   ServerProcess ours = dgram_server(setup.dtls_server, optimized ? "any" : "1.2");   // 1.3 too where there is one
@@ -169,8 +172,17 @@ std::vector<Row> dtls_benchmarks(int repetitions, const DtlsBenchSetup& setup) {
     const ClientChoice hybrid_13{dtls::Version::dtls1_3, dtls::Group::x25519_mlkem768};
     rows.push_back(compare("dtls 1.3 full handshakes X25519MLKEM768", "handshakes/s", "X25519 (DTLS 1.3)", 0.0,
                            repetitions, full(ours, hybrid_13), full(ours, x25519_13)));
+    // Resumption: by default a hello with a ticket the server accepts skips the cookie round trip and agrees a
+    // fresh X25519 key (psk_dhe_ke); against a server that challenges it anyway (--always-cookie), and one that
+    // resumes on the ticket's key alone (--psk-ke, as DTLS 1.2 does).
+    ServerProcess always_cookie = dgram_server(setup.dtls_server, "1.3", {"--always-cookie"});
+    ServerProcess psk_ke = dgram_server(setup.dtls_server, "1.3", {"--psk-ke"});
     rows.push_back(compare("dtls 1.3 resumed handshakes", "handshakes/s", "dgram DTLS 1.2", 0.0, repetitions,
                            resumed(ours, x25519_13), resumed(ours, x25519)));
+    rows.push_back(compare("dtls 1.3 resumed handshakes", "handshakes/s", "--always-cookie", 1.15, repetitions,
+                           resumed(ours, x25519_13), resumed(always_cookie, x25519_13)));
+    rows.push_back(compare("dtls 1.3 resumed handshakes --psk-ke", "handshakes/s", "dgram DTLS 1.2", 0.0, repetitions,
+                           resumed(psk_ke, x25519_13), resumed(ours, x25519)));
     rows.push_back(compare("dtls 1.3 1200 B echo", "round trips/s", "dgram DTLS 1.2", 0.0, repetitions,
                            echo(ours, x25519_13), echo(ours, x25519)));
   }

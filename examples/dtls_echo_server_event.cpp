@@ -30,14 +30,14 @@ namespace {
 
 std::string counters(const dtls::EventServerStats& s) {
   return fmt::format("sessions open {}, total {}; handshakes full {}, resumed {}, failed {} ({} timed out, {} "
-                     "crowded out); cookies sent {}, bad {}, withheld {}; replayed hellos {}; dropped: {} garbage, "
+                     "crowded out); cookies sent {}, bad {}, withheld {}, skipped for a known key {}; replayed hellos {}; dropped: {} garbage, "
                      "{} without a session, {} over the session limit, {} undecryptable, {} over the handshake "
                      "budget, {} with an unknown connection ID, {} by the kernel (receive buffer full); {} idle "
                      "timeouts, {} replaced, {} moved to a new address ({} confirmed there; {} older records from "
                      "elsewhere did not move one, {} datagrams over an unconfirmed address's budget)",
                      s.sessions_open, s.sessions_total, s.handshakes_full, s.handshakes_resumed, s.handshakes_failed,
                      s.handshake_timeouts, s.handshakes_crowded_out, s.cookies_sent, s.bad_cookies,
-                     s.answers_withheld, s.replayed_hellos, s.dropped_garbage, s.dropped_no_session,
+                     s.answers_withheld, s.served_without_cookie, s.replayed_hellos, s.dropped_garbage, s.dropped_no_session,
                      s.dropped_over_limit, s.dropped_undecryptable, s.dropped_over_handshake_budget,
                      s.dropped_unknown_connection_id, s.dropped_receive_overflow, s.idle_timeouts, s.sessions_replaced, s.address_changes,
                      s.paths_confirmed, s.address_changes_refused, s.replies_withheld_unproven);

@@ -51,6 +51,10 @@ cflags+=" -DWOLFSSL_MAX_SUITE_SZ=512"
 # a raw public key (which wolfSSL takes without any check) is compared with the pinned keys there, inside the
 # handshake, so a refused peer hears an alert instead of a completed handshake and a close.
 cflags+=" -DWOLFSSL_ALWAYS_VERIFY_CB"
+# A DTLS 1.3 server may answer a hello keyed by a pre-shared key it knows (a resumption ticket) without the
+# HelloRetryRequest cookie round trip, per connection (wolfSSL_dtls13_no_hrr_on_resume): how dgram's
+# DtlsConfig::resumption_skips_cookie works.
+cflags+=" -DWOLFSSL_DTLS13_NO_HRR_ON_RESUME"
 
 # The C compiler: $CC, else cc (gcc, which install-deps.sh installs), else clang-19.
 CC=${CC:-$(command -v cc || command -v gcc || command -v clang-19 || true)}

@@ -144,6 +144,12 @@ bool served(Server& server, const std::shared_ptr<dtls::DtlsContext>& context, c
 
 std::size_t heap_in_use() { return mallinfo2().uordblks; }
 
+// Whether this build has DTLS 1.3; says by name that the case is skipped when not (Catch2 v2 has no SKIP).
+bool has_dtls13() {
+  if (!dtls::dtls13_available()) WARN("skipped: this wolfSSL has no DTLS 1.3 (-Dwolfssl=system)");
+  return dtls::dtls13_available();
+}
+
 }  // namespace
 
 TEST_CASE("endpoint: a half-open flood from one address leaves room for others; its oldest give way", "[dtls][endpoint][dos]") {
@@ -266,10 +272,7 @@ TEST_CASE("endpoint: a ClientHello with a large record number is dropped unanswe
 }
 
 TEST_CASE("endpoint: no DTLS 1.3 stateless answer is over three times the hello that asked for it", "[dtls][endpoint][dos]") {
-  if (!dtls::dtls13_available()) {   // (Catch2 v2 has no SKIP: said by name instead)
-    WARN("skipped: this wolfSSL has no DTLS 1.3 (-Dwolfssl=system)");
-    return;
-  }
+  if (!has_dtls13()) return;
   dtls::DtlsConfig config = test_server_config();
   config.version = dtls::Version::dtls1_3;
   Server server({}, config);
@@ -308,6 +311,75 @@ TEST_CASE("endpoint: no DTLS 1.3 stateless answer is over three times the hello 
   client_config.version = dtls::Version::dtls1_3;
   CHECK(served(server, context_for(client_config), peer("198.51.100.51", 1)));
   CHECK(server.stats().cookies_sent == 2);
+}
+
+TEST_CASE("endpoint: a DTLS 1.3 hello with a ticket is served without the cookie round trip, once", "[dtls13][endpoint][dos]") {
+  if (!has_dtls13()) return;
+  dtls::DtlsConfig server_config = test_server_config();
+  server_config.version = dtls::Version::dtls1_3;
+  dtls::DtlsConfig client_config = test_client_config();
+  client_config.version = dtls::Version::dtls1_3;
+  const auto context = context_for(client_config);
+  const auto resuming_client = [&](const dtls::Session& session, dgram::TimePoint now) {
+    std::error_code ec;
+    dtls::Engine client = dtls::Engine::client(context, server_address, &session, ec);
+    REQUIRE(!ec);
+    client.start(now, ec);
+    REQUIRE(!ec);
+    return client;
+  };
+  for (const bool skips : {true, false}) {
+    INFO("resumption_skips_cookie " << skips);
+    server_config.resumption_skips_cookie = skips;
+    Server server({}, server_config);
+    dtls::Engine first = client_engine(context, server.now);
+    REQUIRE(handshake(server, first, peer("198.51.100.90", 1)));
+    const dtls::Session session = first.session();
+    REQUIRE(session);
+    REQUIRE(server.stats().cookies_sent == 1);
+
+    // Resuming from a new address: the first answer is the ServerHello, not a HelloRetryRequest.
+    dtls::Engine again = resuming_client(session, server.now);
+    const Datagram hello = take_one(again);
+    const auto moved_on = peer("198.51.100.91", 1);
+    const auto answer = server.handle(moved_on, hello);
+    REQUIRE(answer.size() >= 1);
+    CHECK(server.stats().cookies_sent == (skips ? 1 : 2));
+    CHECK(server.stats().served_without_cookie == (skips ? 1 : 0));
+    CHECK(server.stats().answers_withheld == 0);
+    std::size_t answered = 0;
+    for (const auto& [to, reply] : answer) answered += reply.size();
+    if (skips) CHECK(answered <= hello.size() * dtls::anti_amplification_factor);
+    std::error_code ec;
+    for (const auto& [to, reply] : answer) again.on_datagram(reply, server.now, ec);
+    REQUIRE(!ec);
+    REQUIRE(handshake(server, again, moved_on));
+    CHECK(again.resumed());
+    if (!skips) continue;
+
+    // A copy of that hello (a replay) from another address is challenged: it opens nothing without a cookie.
+    // (From the session's own address it is that session's retransmitted hello, its session's business.)
+    const auto cookies = server.stats().cookies_sent;
+    CHECK(server.handle(peer("203.0.113.9", 7), hello).size() == 1);
+    CHECK(server.stats().cookies_sent == cookies + 1);
+    server.handle(moved_on, hello);
+    CHECK(server.stats().served_without_cookie == 1);
+    CHECK(server.stats().sessions_open == 2);
+    // A fresh resuming hello from a live session's address is challenged too (without a cookie it could
+    // replace that session); from an address without one it is served at once.
+    dtls::Engine third = resuming_client(session, server.now);
+    CHECK(server.handle(moved_on, take_one(third)).size() == 1);
+    CHECK(server.stats().cookies_sent == cookies + 2);
+    dtls::Engine fourth = resuming_client(session, server.now);
+    const auto elsewhere = peer("198.51.100.92", 1);
+    const auto served_at_once = server.handle(elsewhere, take_one(fourth));
+    CHECK(server.stats().served_without_cookie == 2);
+    for (const auto& [to, reply] : served_at_once) fourth.on_datagram(reply, server.now, ec);
+    REQUIRE(handshake(server, fourth, elsewhere));
+    CHECK(fourth.resumed());
+    CHECK(server.stats().sessions_open == 3);
+    CHECK(server.stats().handshakes_resumed == 2);
+  }
 }
 
 TEST_CASE("endpoint: events come after the call, in order, and a closed session's queued messages are skipped", "[dtls][endpoint]") {

@@ -387,6 +387,9 @@ bool configure(WOLFSSL_CTX* ctx, const DtlsConfig& config, std::string& reason) 
   if (!config.session_cache || server_resumes_none(config) || config.shared_keys)
     wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
   if (config.role == Role::client && config.session_tickets) wolfSSL_CTX_UseSessionTicket(ctx);
+#ifdef WOLFSSL_DTLS13
+  if (config.role == Role::server && !config.psk_forward_secrecy) wolfSSL_CTX_no_dhe_psk(ctx);
+#endif
   if (config.role == Role::server && !server_issues_tickets(config)) {
     wolfSSL_CTX_NoTicketTLSv12(ctx);
 #ifdef WOLFSSL_DTLS13

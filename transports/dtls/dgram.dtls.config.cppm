@@ -219,6 +219,20 @@ struct DtlsConfig {
   // (the cache does), so its DTLS 1.2 sessions resume by session ID and its DTLS 1.3 sessions not at all.
   bool session_cache = true;
   bool session_tickets = true;
+  // Server, DTLS 1.3: a ClientHello keyed by a pre-shared key this server knows (a ticket it accepts, or an
+  // external PSK's identity) is answered at once, without the cookie round trip (HelloRetryRequest) every other
+  // hello gets, as a DTLS 1.2 resumption is. The cookie proves the client's address before the server spends
+  // work on it; such a hello is served only while its key is known and its binder (a MAC under that key)
+  // verifies, and ServerEndpoint takes each such hello once: a copy of it (a replay, from any address) and a
+  // hello from the address of a live session are challenged as before. A forged hello naming a known key
+  // costs the server a wolfSSL object and a MAC before it fails; a replayed one, one handshake per copy. The
+  // answer is no larger than the hello. Needs the optimized wolfSSL (Debian's always challenges).
+  bool resumption_skips_cookie = true;
+  // Server, DTLS 1.3: handshakes keyed by a pre-shared key (a resumption ticket, or an external PSK) also agree
+  // a fresh (EC)DHE key when the client offers one (psk_dhe_ke): a stolen ticket key or PSK then does not
+  // decrypt them (forward secrecy). false: psk_ke where the client allows it (the key alone, as in a DTLS 1.2
+  // resumption or a PSK cipher suite without DHE): one key exchange less on each side, without that protection.
+  bool psk_forward_secrecy = true;
   // Server: cookie secrets and ticket keys derived from a cluster's shared secret instead of random ones of this
   // process (a ThreadedServer's workers share those anyway): a cookie or ticket one node issued verifies on
   // every node with the same secret, DTLS 1.2 and 1.3. Unset: each process has its own.

@@ -299,6 +299,7 @@ struct ListenerStats {
   std::uint64_t bad_cookies{0};             // ClientHellos whose cookie did not verify (forged or stale)
   std::uint64_t dropped_datagrams{0};       // datagrams from peers without a session that were no ClientHello
   std::uint64_t sessions_started{0};        // ClientHellos with a valid cookie, handed over as engines
+  std::uint64_t started_without_cookie{0};  // of those, DTLS 1.3 hellos keyed by a known PSK, served at once
   std::uint64_t failed_handshakes{0};       // ClientHellos with a valid cookie that cannot be served
   std::uint64_t answers_withheld{0};        // challenges not sent: over 3 times the hello that asked for them
 };
@@ -403,9 +404,12 @@ class Listener {
   // share gets about 1.5 times its size, and must: see listener.cpp).
   std::optional<Engine> on_datagram(const Endpoint& peer, std::span<const std::byte> datagram, TimePoint now,
                                     std::error_code& ec);
-  // The same for a datagram already read (record::view).
+  // The same for a datagram already read (record::view). With `resumption_without_cookie` (and
+  // DtlsConfig::resumption_skips_cookie) a DTLS 1.3 hello keyed by a pre-shared key the server knows (a ticket,
+  // an external PSK) is served without the cookie round trip; the caller decides which hellos may (see
+  // ServerEndpoint: not copies, not from a live session's address).
   std::optional<Engine> on_datagram(const Endpoint& peer, const record::DatagramView& datagram, TimePoint now,
-                                    std::error_code& ec);
+                                    std::error_code& ec, bool resumption_without_cookie = false);
   HelloVerdict last_verdict() const noexcept;
   // Whether the last datagram carried a cookie that did not verify (challenged again, or refused).
   bool last_cookie_bad() const noexcept;

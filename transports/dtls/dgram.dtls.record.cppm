@@ -153,19 +153,28 @@ constexpr std::optional<HandshakeType> first_handshake_type(std::span<const std:
   return well_formed(datagram) ? first_record_handshake_type(datagram) : std::nullopt;
 }
 
-// Whether a ClientHello body, from its legacy cookie on, carries a DTLS 1.3 cookie extension (type 44: the
-// answer to a HelloRetryRequest).
-constexpr bool has_cookie_extension(std::span<const std::byte> from_cookie) noexcept {
+// The extensions of a ClientHello body (from its legacy cookie on) that decide how a server answers it: a DTLS 1.3
+// cookie (type 44: the answer to a HelloRetryRequest) and a pre-shared key (type 41: a resumption ticket or an
+// external PSK's identity, with its binder).
+struct HelloExtensions {
+  bool cookie{false};
+  bool pre_shared_key{false};
+};
+constexpr HelloExtensions hello_extensions(std::span<const std::byte> from_cookie) noexcept {
+  HelloExtensions found;
   std::size_t at = 1 + static_cast<std::size_t>(from_cookie[0]);                 // legacy cookie
-  if (from_cookie.size() < at + 2) return false;
+  if (from_cookie.size() < at + 2) return found;
   at += 2 + read16(from_cookie.subspan(at));                                     // cipher suites
-  if (from_cookie.size() < at + 1) return false;
+  if (from_cookie.size() < at + 1) return found;
   at += 1 + static_cast<std::size_t>(from_cookie[at]);                           // compression methods
-  if (from_cookie.size() < at + 2) return false;
+  if (from_cookie.size() < at + 2) return found;
   const std::size_t end = std::min(from_cookie.size(), at + 2 + read16(from_cookie.subspan(at)));
-  for (at += 2; at + 4 <= end; at += 4 + read16(from_cookie.subspan(at + 2)))
-    if (read16(from_cookie.subspan(at)) == 44) return true;
-  return false;
+  for (at += 2; at + 4 <= end; at += 4 + read16(from_cookie.subspan(at + 2))) {
+    const std::uint32_t type = read16(from_cookie.subspan(at));
+    found.cookie = found.cookie || type == 44;
+    found.pre_shared_key = found.pre_shared_key || type == 41;
+  }
+  return found;
 }
 
 // Whether the datagram starts with a DTLS 1.3 HelloRetryRequest: a ServerHello whose random is the fixed value
@@ -185,6 +194,7 @@ constexpr bool starts_with_hello_retry_request(std::span<const std::byte> datagr
 struct ClientHelloFacts {
   bool has_cookie;                    // a legacy (DTLS 1.2) cookie or a DTLS 1.3 cookie extension
   bool has_cookie_extension{false};   // the DTLS 1.3 one
+  bool has_pre_shared_key{false};     // a resumption ticket or an external PSK (DTLS 1.3)
   std::array<std::byte, 32> random;   // the client's random: the same in a retransmission and after a cookie
   std::uint64_t record_sequence{0};   // of the record carrying it (a client's first few hellos: 0, 1, 2, ...)
   // Only the first fragment of a larger ClientHello: a DTLS 1.3 hello with a post-quantum key share outgrows
@@ -227,9 +237,12 @@ constexpr std::optional<ClientHelloFacts> client_hello_of_well_formed(std::span<
   const std::size_t session_id = static_cast<std::size_t>(body[version_and_random]);
   const std::size_t cookie_at = version_and_random + 1 + session_id;
   if (session_id > 32 || body.size() < cookie_at + 1) return std::nullopt;
-  ClientHelloFacts facts{body[cookie_at] != std::byte{0}, false, {}, record_sequence(datagram)};
+  ClientHelloFacts facts{.has_cookie = body[cookie_at] != std::byte{0}, .random = {},
+                         .record_sequence = record_sequence(datagram)};
   for (std::size_t i = 0; i < facts.random.size(); ++i) facts.random[i] = body[2 + i];
-  facts.has_cookie_extension = has_cookie_extension(body.subspan(cookie_at));
+  const HelloExtensions extensions = hello_extensions(body.subspan(cookie_at));
+  facts.has_cookie_extension = extensions.cookie;
+  facts.has_pre_shared_key = extensions.pre_shared_key;
   facts.has_cookie = facts.has_cookie || facts.has_cookie_extension;
   facts.first_fragment = first_fragment;
   return facts;

@@ -84,6 +84,8 @@ struct ServerStats {
   std::uint64_t idle_timeouts{0};
   std::uint64_t cookies_sent{0};          // HelloVerifyRequests and HelloRetryRequests
   std::uint64_t bad_cookies{0};           // ClientHellos with a cookie that did not verify
+  std::uint64_t served_without_cookie{0};   // DTLS 1.3 hellos keyed by a known PSK (a ticket) served at once
+                                            // (DtlsConfig::resumption_skips_cookie)
   std::uint64_t replayed_hellos{0};       // verified ClientHellos whose address and random already opened a
                                           // session lately: refused (a copy of a genuine one)
   std::uint64_t answers_withheld{0};      // ClientHellos too small for their answer (over 3 times: no amplification)

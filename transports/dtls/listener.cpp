@@ -188,6 +188,19 @@ struct Listener::State {
     return !ec;
   }
 
+  // Whether this hello may be served without the cookie round trip: wolfSSL then answers a DTLS 1.3 hello keyed
+  // by a pre-shared key it knows (ticket or identity) with its ServerHello, and challenges any other.
+  bool skip_cookie_if_resuming(bool allowed, const record::ClientHelloFacts& hello) {
+    const bool skip = allowed && speaks_dtls13() && context->config().resumption_skips_cookie && !hello.has_cookie &&
+                      hello.has_pre_shared_key && !hello.first_fragment;
+#if defined(WOLFSSL_DTLS13) && defined(WOLFSSL_DTLS13_NO_HRR_ON_RESUME)
+    if (speaks_dtls13()) wolfSSL_dtls13_no_hrr_on_resume(probe->ssl.get(), skip ? 1 : 0);
+    return skip;
+#else
+    return false;
+#endif
+  }
+
   void sync_secret(TimePoint now) {
     if (secrets->refresh(now) == secret.generation) return;
     secret = secrets->snapshot();
@@ -325,7 +338,7 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, std::span<cons
 }
 
 std::optional<Engine> Listener::on_datagram(const Endpoint& peer, const record::DatagramView& read, TimePoint now,
-                                            std::error_code& ec) {
+                                            std::error_code& ec, bool resumption_without_cookie) {
   ec.clear();
   State& self = *state_;
   self.verdict = HelloVerdict::dropped;
@@ -342,7 +355,10 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, const record::
   self.sync_secret(now);
   std::error_code handshake_error;
   State::Outcome outcome = State::Outcome::dropped;
-  if (!hello->has_cookie || self.issue_connection_id())
+  // (A hello that may open a session gets its connection ID first.)
+  const bool skips_cookie = self.skip_cookie_if_resuming(resumption_without_cookie, *hello);
+  const bool may_open = hello->has_cookie || skips_cookie;
+  if (!may_open || self.issue_connection_id())
     outcome = self.offer(peer, datagram, hello->first_fragment, now, handshake_error);
   // A DTLS 1.3 cookie that does not verify gets an alert, and nothing else (no error: not a handshake).
   if (outcome == State::Outcome::dropped && hello->has_cookie_extension) outcome = State::Outcome::refused;
@@ -352,6 +368,7 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, const record::
 
   if (outcome == State::Outcome::verified) {   // this probe is now that peer's session; a fresh one takes its place
     ++self.stats.sessions_started;
+    if (!hello->has_cookie) ++self.stats.started_without_cookie;
     self.verdict = HelloVerdict::started;
     Engine engine{std::move(self.probe)};
     engine.impl_->begin_handshake(now);

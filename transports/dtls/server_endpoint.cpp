@@ -41,6 +41,7 @@ void accumulate(ServerStats& total, const ServerStats& part) noexcept {
   total.cookies_sent += part.cookies_sent;
   total.bad_cookies += part.bad_cookies;
   total.replayed_hellos += part.replayed_hellos;
+  total.served_without_cookie += part.served_without_cookie;
   total.answers_withheld += part.answers_withheld;
   total.dropped_garbage += part.dropped_garbage;
   total.dropped_no_session += part.dropped_no_session;
@@ -478,8 +479,13 @@ void ServerEndpoint::Impl::on_new_peer(const record::DatagramView& datagram, con
     ++stats.replayed_hellos;
     return;
   }
+  // A DTLS 1.3 hello keyed by a pre-shared key may be served without the cookie round trip
+  // (DtlsConfig::resumption_skips_cookie) the first time only: a copy, from any address, is challenged, as is
+  // one from a live session's address (without a cookie, a replayed hello would otherwise replace the session).
+  const bool without_cookie = !hello.has_cookie && hello.has_pre_shared_key && !replacing &&
+                              !recently_opened(HelloKey{Endpoint{}, hello.random}, now);
   std::error_code ec;
-  std::optional<Engine> engine = listener->on_datagram(peer, datagram, now, ec);
+  std::optional<Engine> engine = listener->on_datagram(peer, datagram, now, ec, without_cookie);
   for (const auto& reply : listener->replies()) queue_reply(reply, peer);
   listener->clear_replies();
   if (listener->last_cookie_bad()) ++stats.bad_cookies;
@@ -494,6 +500,7 @@ void ServerEndpoint::Impl::on_new_peer(const record::DatagramView& datagram, con
     case HelloVerdict::refused:
     case HelloVerdict::started: break;
   }
+  if (engine && !hello.has_cookie) ++stats.served_without_cookie;
   if (engine) start_session(std::move(*engine), hello, peer, now);
 }
 
@@ -583,6 +590,7 @@ void ServerEndpoint::Impl::start_session(Engine engine, const record::ClientHell
   if (share.session_count) share.session_count->fetch_add(1, std::memory_order_relaxed);
   add_handshake(index);
   remember_hello(HelloKey{peer, hello.random}, now);
+  if (!hello.has_cookie) remember_hello(HelloKey{Endpoint{}, hello.random}, now);   // served without a cookie: once
   mark_dirty(index);
   reschedule(index);
 }
