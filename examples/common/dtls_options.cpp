@@ -67,10 +67,11 @@ std::vector<Option> dtls_options(dtls::Role role) {
     options.push_back({"psk-file", "FILE", "pre-shared keys of many clients, one 'identity:hexkey' line each; "
                                            "reloaded on SIGHUP (a bad file keeps the keys loaded)"});
     options.push_back({"require-client-cert", "", "refuse clients without a certificate signed by --ca"});
-    options.push_back({"always-cookie", "", "DTLS 1.3: challenge every hello with a cookie, also one that resumes "
-                                            "with a ticket (by default those are answered at once, as in DTLS 1.2)"});
+    options.push_back({"resume-without-cookie", "", "DTLS 1.3: answer a hello with a known ticket or pre-shared key at "
+                                                    "once, without the cookie round trip: faster resumption, but a "
+                                                    "ticket holder can then make the server work for spoofed addresses"});
     options.push_back({"psk-ke", "", "DTLS 1.3: handshakes keyed by a ticket or a pre-shared key skip the fresh "
-                                     "(EC)DHE key exchange (psk_ke): faster, no forward secrecy for them"});
+                                     "(EC)DHE key exchange (psk_ke only): faster, no forward secrecy for them"});
   } else {
     options.push_back({"server-name", "NAME", "name or address the server's certificate must carry (default: --host)"});
     options.push_back({"no-tickets", "", "resume by session ID only (no session tickets)"});
@@ -149,7 +150,7 @@ dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role ro
   const bool psk_file = role == dtls::Role::server && command_line.value("psk-file").has_value();
   if (role == dtls::Role::server) {
     config.require_peer_certificate = command_line.flag("require-client-cert");
-    config.resumption_skips_cookie = !command_line.flag("always-cookie");
+    config.resumption_skips_cookie = command_line.flag("resume-without-cookie");
     config.psk_forward_secrecy = !command_line.flag("psk-ke");
     config.verify_peer = config.require_peer_certificate || !config.trusted_authorities.empty();
     if (config.require_peer_certificate && config.trusted_authorities.empty())

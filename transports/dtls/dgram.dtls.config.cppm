@@ -219,19 +219,21 @@ struct DtlsConfig {
   // (the cache does), so its DTLS 1.2 sessions resume by session ID and its DTLS 1.3 sessions not at all.
   bool session_cache = true;
   bool session_tickets = true;
-  // Server, DTLS 1.3: a ClientHello keyed by a pre-shared key this server knows (a ticket it accepts, or an
-  // external PSK's identity) is answered at once, without the cookie round trip (HelloRetryRequest) every other
-  // hello gets, as a DTLS 1.2 resumption is. The cookie proves the client's address before the server spends
-  // work on it; such a hello is served only while its key is known and its binder (a MAC under that key)
-  // verifies, and ServerEndpoint takes each such hello once: a copy of it (a replay, from any address) and a
-  // hello from the address of a live session are challenged as before. A forged hello naming a known key
-  // costs the server a wolfSSL object and a MAC before it fails; a replayed one, one handshake per copy. The
-  // answer is no larger than the hello. Needs the optimized wolfSSL (Debian's always challenges).
-  bool resumption_skips_cookie = true;
+  // Server, DTLS 1.3, opt-in: a ClientHello keyed by a pre-shared key this server knows (a ticket it accepts,
+  // or an external PSK's identity) is answered at once, without the cookie round trip (HelloRetryRequest),
+  // as a DTLS 1.2 resumption is: resumptions about 1.3 times as fast. The price is the address proof: anyone
+  // holding a ticket (any client that once completed a handshake) or a PSK can make the server spend a
+  // resumed handshake's work (a key exchange, a handshake slot until its timeout) on hellos from addresses
+  // they do not own, which the per-source handshake limit cannot tell apart. ServerEndpoint takes each such
+  // hello once (a copy from another address is challenged), never from a live session's address (it would
+  // replace that session), and holds what it sends to the address to three times what came from there until
+  // the handshake ends. Off: every hello proves its address first (RFC 9147 5.1's default). Needs the
+  // optimized wolfSSL (Debian's always challenges).
+  bool resumption_skips_cookie = false;
   // Server, DTLS 1.3: handshakes keyed by a pre-shared key (a resumption ticket, or an external PSK) also agree
-  // a fresh (EC)DHE key when the client offers one (psk_dhe_ke): a stolen ticket key or PSK then does not
-  // decrypt them (forward secrecy). false: psk_ke where the client allows it (the key alone, as in a DTLS 1.2
-  // resumption or a PSK cipher suite without DHE): one key exchange less on each side, without that protection.
+  // a fresh (EC)DHE key (psk_dhe_ke): a stolen ticket key or PSK then does not decrypt them (forward secrecy).
+  // false: psk_ke only (the key alone, as in a DTLS 1.2 resumption or a PSK cipher suite without DHE): one key
+  // exchange less for the server, without that protection; a client that offers only psk_dhe_ke fails.
   bool psk_forward_secrecy = true;
   // Server: cookie secrets and ticket keys derived from a cluster's shared secret instead of random ones of this
   // process (a ThreadedServer's workers share those anyway): a cookie or ticket one node issued verifies on

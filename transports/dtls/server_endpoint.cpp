@@ -278,7 +278,8 @@ struct ServerEndpoint::Impl {
   // (`datagram` has a ClientHello.)
   void on_new_peer(const record::DatagramView& datagram, const Endpoint& peer, TimePoint now);
   bool make_room(const Source& source, TimePoint now);
-  void start_session(Engine engine, const record::ClientHelloFacts& hello, const Endpoint& peer, TimePoint now);
+  void start_session(Engine engine, const record::ClientHelloFacts& hello, std::size_t hello_size, const Endpoint& peer,
+                     TimePoint now);
   bool recently_opened(const HelloKey& hello, TimePoint now);
   void remember_hello(const HelloKey& hello, TimePoint now);
   void deliver(std::uint32_t index, const record::DatagramView& datagram, TimePoint now);
@@ -501,7 +502,7 @@ void ServerEndpoint::Impl::on_new_peer(const record::DatagramView& datagram, con
     case HelloVerdict::started: break;
   }
   if (engine && !hello.has_cookie) ++stats.served_without_cookie;
-  if (engine) start_session(std::move(*engine), hello, peer, now);
+  if (engine) start_session(std::move(*engine), hello, datagram.bytes.size(), peer, now);
 }
 
 bool ServerEndpoint::Impl::recently_opened(const HelloKey& hello, TimePoint now) {
@@ -554,7 +555,8 @@ bool ServerEndpoint::Impl::make_room(const Source& source, TimePoint now) {
   return true;
 }
 
-void ServerEndpoint::Impl::start_session(Engine engine, const record::ClientHelloFacts& hello, const Endpoint& peer,
+void ServerEndpoint::Impl::start_session(Engine engine, const record::ClientHelloFacts& hello, std::size_t hello_size,
+                                         const Endpoint& peer,
                                          TimePoint now) {
   if (const auto existing = by_peer.find(peer); existing != by_peer.end()) {
     if (slots[existing->second].open) ++stats.sessions_replaced;
@@ -590,7 +592,10 @@ void ServerEndpoint::Impl::start_session(Engine engine, const record::ClientHell
   if (share.session_count) share.session_count->fetch_add(1, std::memory_order_relaxed);
   add_handshake(index);
   remember_hello(HelloKey{peer, hello.random}, now);
-  if (!hello.has_cookie) remember_hello(HelloKey{Endpoint{}, hello.random}, now);   // served without a cookie: once
+  if (!hello.has_cookie) {   // served without a cookie: once, and its address unproven until the handshake ends
+    remember_hello(HelloKey{Endpoint{}, hello.random}, now);
+    slot.unproven = Slot::UnprovenPath{hello_size, 0};   // (its flight's retransmissions within three times)
+  }
   mark_dirty(index);
   reschedule(index);
 }
@@ -622,6 +627,7 @@ void ServerEndpoint::Impl::after_engine_call(std::uint32_t index, TimePoint now,
   }
   if (was_handshaking && engine.state() == EngineState::established) {
     remove_handshake(index);
+    slot.unproven.reset();   // (a session served without a cookie: its client's Finished proves the address)
     slot.last_activity = now;
     slot.open = true;
     ++stats.sessions_open;
