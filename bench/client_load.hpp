@@ -18,7 +18,5 @@ double handshake_rate(const std::shared_ptr<dtls::DtlsContext>& context, unsigne
 // `clients` sessions opened, then 1200-byte round trips on all of them at once until `total` are done (or 10 s
 // passed); round trips per second.
 double echo_rate(const std::shared_ptr<dtls::DtlsContext>& context, unsigned short port, std::size_t clients, int total);
-// User plus system CPU time of process `pid` so far, in seconds.
-double cpu_seconds(int pid);
 
 }  // namespace dgram::bench

@@ -9,9 +9,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
-#include <iterator>
-#include <sstream>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -24,6 +21,7 @@
 
 #include "bench.hpp"
 #include "client_load.hpp"
+#include "process_stats.hpp"
 #include "server_process.hpp"
 
 import dgram;
@@ -135,13 +133,6 @@ std::string fmt_clients(std::size_t clients) {
   return clients == 1 ? ", 1 client" : ", " + std::to_string(clients) + " clients";
 }
 
-long resident_kib(int pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
-  return 0;
-}
-
 // `count` sessions opened (at most 256 handshakes at a time) and kept open and idle.
 std::unique_ptr<Load> idle_sessions(const std::shared_ptr<dtls::DtlsContext>& context, unsigned short port,
                                     std::size_t count) {
@@ -206,21 +197,6 @@ double handshake_rate(const std::shared_ptr<dtls::DtlsContext>& context, unsigne
   return done / Seconds(Clock::now() - start).count();
 }
 
-double cpu_seconds(int pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), {});
-  std::istringstream fields(text.substr(text.rfind(')') + 2));
-  std::string field;
-  long utime = 0, stime = 0;
-  for (int i = 3; fields >> field; ++i) {
-    if (i == 14) utime = std::stol(field);
-    if (i == 15) {
-      stime = std::stol(field);
-      break;
-    }
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
 
 std::vector<Row> event_benchmarks(int repetitions, const DtlsBenchSetup& setup, std::size_t only_clients) {
   const std::string cert = setup.certs + "/server-ecdsa.pem";
@@ -262,7 +238,10 @@ std::vector<Row> event_benchmarks(int repetitions, const DtlsBenchSetup& setup, 
     auto sessions = idle_sessions(context, event.port(), 10'000);
     const long after = resident_kib(event.pid());
     const double per_session = static_cast<double>(after - before) / 10'000;
-    rows.push_back(Row{"event memory/idle session", "KiB", per_session, 64.0, "budget (64 KiB)", 1.0, true});
+    // (The optimized wolfSSL keeps a session in 29 KiB; Debian's static buffers make it 59.)
+    const double target_kib = dtls::dtls13_available() ? 32.0 : 64.0;
+    rows.push_back(Row{"event memory/idle session", "KiB", per_session, target_kib,
+                       "target (" + std::to_string(static_cast<int>(target_kib)) + " KiB)", 1.0, true});
     rows.push_back(Row{"event memory/idle session", "KiB", per_session, wolfssl_object_kib(setup.certs, 10'000),
                        "bare WOLFSSL object", 0.0, true});
   }

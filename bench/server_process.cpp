@@ -15,14 +15,15 @@ extern char** environ;
 
 namespace dgram::bench {
 
-ServerProcess::ServerProcess(const std::vector<std::string>& argv, const std::string& port_pattern) {
+ServerProcess::ServerProcess(const std::vector<std::string>& argv, const std::string& port_pattern,
+                             const std::string& log) {
   int out[2], in[2];
   if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(in, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
   posix_spawn_file_actions_adddup2(&actions, in[0], 0);   // open and silent: s_server stops at end of input
-  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);   // their logs are not the table
+  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);   // (not the table)
   std::vector<char*> args;
   for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
@@ -57,18 +58,25 @@ ServerProcess::ServerProcess(const std::vector<std::string>& argv, const std::st
 }
 
 ServerProcess::~ServerProcess() {
-  if (pid_ > 0) {
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    for (int waited = 0; waited < 100 && ::waitpid(pid_, &status, WNOHANG) == 0; ++waited) ::usleep(10'000);
-    if (::waitpid(pid_, &status, WNOHANG) == 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, &status, 0);
-    }
-  }
+  stop(std::chrono::seconds(1));
   if (drain_.joinable()) drain_.join();   // the pipe closed with the process
   ::close(out_);
   ::close(in_);
+}
+
+bool ServerProcess::stop(std::chrono::milliseconds grace) {
+  if (pid_ <= 0) return true;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while (::waitpid(pid_, &status, WNOHANG) == 0 && std::chrono::steady_clock::now() < deadline) ::usleep(10'000);
+  const bool ended = ::waitpid(pid_, &status, WNOHANG) != 0;
+  if (!ended) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &status, 0);
+  }
+  pid_ = -1;
+  return ended;
 }
 
 }  // namespace dgram::bench

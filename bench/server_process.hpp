@@ -2,6 +2,7 @@
 // s_server), run as its own process: started, asked where it listens, drained, and stopped.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -11,12 +12,16 @@ namespace dgram::bench {
 class ServerProcess {
  public:
   // Starts argv and reads stdout until `port_pattern` (a regex with the port as its first group) matches;
-  // throws std::runtime_error after 10 s. The rest of its output is read and discarded on a thread.
-  ServerProcess(const std::vector<std::string>& argv, const std::string& port_pattern);
+  // throws std::runtime_error after 10 s. The rest of its output is read and discarded on a thread; its
+  // stderr goes to `log` (default: nowhere).
+  ServerProcess(const std::vector<std::string>& argv, const std::string& port_pattern,
+                const std::string& log = "/dev/null");
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
-  // SIGTERM, then SIGKILL after a second; reaps the process.
+  // stop(1 s).
   ~ServerProcess();
+  // SIGTERM, then SIGKILL after `grace`; reaps the process. True when it ended by itself within `grace`.
+  bool stop(std::chrono::milliseconds grace);
 
   unsigned short port() const { return port_; }
   int pid() const { return pid_; }

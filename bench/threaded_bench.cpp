@@ -10,6 +10,7 @@
 
 #include "bench.hpp"
 #include "client_load.hpp"
+#include "process_stats.hpp"
 #include "server_process.hpp"
 
 import dgram;

@@ -55,6 +55,11 @@ cflags+=" -DWOLFSSL_ALWAYS_VERIFY_CB"
 # HelloRetryRequest cookie round trip, per connection (wolfSSL_dtls13_no_hrr_on_resume): how dgram's
 # DtlsConfig::resumption_skips_cookie works.
 cflags+=" -DWOLFSSL_DTLS13_NO_HRR_ON_RESUME"
+# Every session keeps its peer's certificate chain (SESSION_CERTS, so a resumed session still knows who the
+# peer is) in a fixed array of MAX_CHAIN_DEPTH certificates of 2 KB each: 18 KB of a 37 KB idle session at
+# wolfSSL's default of 9. Five (a leaf, three intermediates and a root) takes 8 KB less per session; a peer
+# that sends a longer chain is refused with a line that says so.
+cflags+=" -DMAX_CHAIN_DEPTH=5"
 
 # The C compiler: $CC, else cc (gcc, which install-deps.sh installs), else clang-19.
 CC=${CC:-$(command -v cc || command -v gcc || command -v clang-19 || true)}

@@ -345,6 +345,29 @@ TEST_CASE("dtls sockets: handshakes that must fail do, with a reason", "[dtls][n
                                            dtls::Pem::file(bad_cert_file("control-name.key"))));
   Client misnamed(test_client_config(), control.endpoint());
   CHECK(misnamed.handshaker.failure() == "the server's certificate is not valid for 'localhost': it names evil\\x07.example");
+  control.stop();
+
+  // A session keeps its peer's chain in a fixed array (wolfSSL's MAX_CHAIN_DEPTH: 5 in the optimized build, 9 in
+  // Debian's): a chain of 5 is served everywhere, a longer one refused with a line that says why.
+  const auto chain_of = [](int certificates) {
+    return dtls::server_config(dtls::Pem::file(bad_cert_file("chain-" + std::to_string(certificates) + ".pem")),
+                               dtls::Pem::file(bad_cert_file("chain.key")));
+  };
+  {
+    ThreadServer five(chain_of(5));
+    Client within(test_client_config(), five.endpoint());
+    INFO(within.handshaker.failure());
+    CHECK(within.channel);
+  }
+  for (const int certificates : dtls::dtls13_available() ? std::vector{6, 10} : std::vector{10}) {
+    ThreadServer longer(chain_of(certificates));
+    Client beyond(test_client_config(), longer.endpoint());
+    CHECK(!beyond.channel);
+    CHECK(beyond.handshaker.failure_kind() == dtls::FailureKind::untrusted_certificate);
+    CHECK(beyond.handshaker.failure() ==
+          "the server sent a certificate chain of more than " + std::string(dtls::dtls13_available() ? "5" : "9") +
+              " certificates, the most this build's wolfSSL keeps");
+  }
 }
 
 TEST_CASE("dtls sockets: client certificates, required and checked", "[dtls][client-cert]") {

@@ -37,6 +37,12 @@ bool received(const Engine::Impl& impl, record::HandshakeType type) {
   return record::includes(impl.peer_handshake_types, type);
 }
 
+#ifdef MAX_CHAIN_DEPTH
+constexpr int max_chain_certificates = MAX_CHAIN_DEPTH;   // (the optimized build sets it: scripts/build-wolfssl.sh)
+#else
+constexpr int max_chain_certificates = 9;                 // wolfSSL's default
+#endif
+
 // The certificate the verify callback refused, described; nullopt when it saw none.
 std::optional<std::string> certificate_verdict(const Engine::Impl& impl) {
   if (!impl.certificate_problem) return std::nullopt;
@@ -204,6 +210,12 @@ FailureExplanation explain_failure(const Engine::Impl& impl, int error) {
   if (wolfSSL_get_alert_history(ssl, &alerts) == WOLFSSL_SUCCESS && alerts.last_rx.code >= 0 &&
       alerts.last_rx.level == alert_fatal)
     return explain_alert(impl, alerts.last_rx.code);
+  // (wolfSSL reads the first MAX_CHAIN_DEPTH certificates of a longer chain and notes it; what fails then is the
+  // last one read, whose issuer it did not read.)
+  if (error == MAX_CHAIN_ERROR || wolfSSL_get_verify_result(ssl) == X509_V_ERR_CERT_CHAIN_TOO_LONG)
+    return {FailureKind::untrusted_certificate,
+            "the " + std::string(peer_side(impl)) + " sent a certificate chain of more than " +
+                std::to_string(max_chain_certificates) + " certificates, the most this build's wolfSSL keeps"};
   switch (error) {
     case DOMAIN_NAME_MISMATCH:
     case IPADDR_MISMATCH: {

@@ -28,8 +28,10 @@ class EventClient {
   // Opens a socket connected to `server` and sends the ClientHello, offering `resume` when set. Fails (ec)
   // only for socket errors or a context that is not a client's. The handshake then runs as the caller's loop
   // calls on_readable()/on_deadline(); it fails at the context's handshake_timeout at the latest.
+  // With `local` the socket sends from that address (port 0: any free port of it; rebind() keeps the address).
   static std::unique_ptr<EventClient> connect(std::shared_ptr<DtlsContext> context, const Endpoint& server,
-                                              std::error_code& ec, const Session* resume = nullptr);
+                                              std::error_code& ec, const Session* resume = nullptr,
+                                              const std::optional<Endpoint>& local = std::nullopt);
   ~EventClient();
 
   // Readable means datagrams are waiting: call on_readable().
@@ -75,7 +77,8 @@ class EventClient {
   const EngineStats& stats() const noexcept;
 
  private:
-  EventClient(UdpSocket socket, Engine engine);
+  EventClient(UdpSocket socket, Engine engine, const std::optional<Endpoint>& local);
+  static UdpSocket open_socket(const Endpoint& server, const std::optional<Endpoint>& local, std::error_code& ec);
   void flush(std::error_code& ec);
   void take_messages(std::error_code& ec);
 
@@ -85,6 +88,7 @@ class EventClient {
   std::vector<std::byte> datagram_;
   std::error_code socket_error_;   // a socket failure (connection refused) ends the client too
   std::string socket_failure_;
+  std::optional<Endpoint> local_;   // the address to send from, if the caller chose one
 };
 
 // An epoll loop over EventClients (which it borrows: remove a client before destroying it).

@@ -16,27 +16,32 @@ module dgram.dtls.event_client;
 
 namespace dgram::dtls {
 
-EventClient::EventClient(UdpSocket socket, Engine engine)
-    : socket_{std::move(socket)}, engine_{std::move(engine)}, datagram_(max_datagram_size) {}
+EventClient::EventClient(UdpSocket socket, Engine engine, const std::optional<Endpoint>& local)
+    : socket_{std::move(socket)}, engine_{std::move(engine)}, datagram_(max_datagram_size), local_{local} {}
 
 EventClient::~EventClient() = default;
 
+UdpSocket EventClient::open_socket(const Endpoint& server, const std::optional<Endpoint>& local, std::error_code& ec) {
+  UdpOptions options;
+  options.nonblocking_send = true;
+  return local ? UdpSocket::connect(server, *local, ec, options) : UdpSocket::connect(server, ec, options);
+}
+
 std::unique_ptr<EventClient> EventClient::connect(std::shared_ptr<DtlsContext> context, const Endpoint& server,
-                                                  std::error_code& ec, const Session* resume) {
+                                                  std::error_code& ec, const Session* resume,
+                                                  const std::optional<Endpoint>& local) {
   ec.clear();
   if (context->config().role != Role::client) {
     ec = make_error_code(errc::invalid_argument);
     return nullptr;
   }
-  UdpOptions options;
-  options.nonblocking_send = true;
-  UdpSocket socket = UdpSocket::connect(server, ec, options);
+  UdpSocket socket = open_socket(server, local, ec);
   if (ec) return nullptr;
   Engine engine = Engine::client(std::move(context), server, resume, ec);
   if (ec) return nullptr;
   engine.start(Clock::now(), ec);   // (the engine's timer ends the handshake at handshake_timeout)
   if (ec) return nullptr;
-  std::unique_ptr<EventClient> client{new EventClient(std::move(socket), std::move(engine))};
+  std::unique_ptr<EventClient> client{new EventClient(std::move(socket), std::move(engine), local)};
   client->flush(ec);   // a datagram the kernel could not take is resent by the retransmission timer
   return ec ? nullptr : std::move(client);
 }
@@ -44,9 +49,7 @@ std::unique_ptr<EventClient> EventClient::connect(std::shared_ptr<DtlsContext> c
 int EventClient::descriptor() const noexcept { return socket_.native_handle(); }
 
 void EventClient::rebind(std::error_code& ec) {
-  UdpOptions options;
-  options.nonblocking_send = true;
-  UdpSocket fresh = UdpSocket::connect(engine_.peer(), ec, options);
+  UdpSocket fresh = open_socket(engine_.peer(), local_, ec);
   if (ec) return;
   socket_ = std::move(fresh);
   socket_error_.clear();   // (an ICMP error of the old path says nothing about the new one)

@@ -46,6 +46,10 @@ class UdpSocket final : public Transport {
   // A socket connected to `peer` from an ephemeral port: it receives from `peer` only.
   static UdpSocket connect(const Endpoint& peer, std::error_code& ec, const UdpOptions& options = {});
   static UdpSocket connect(const Endpoint& peer, const UdpOptions& options = {});  // throws std::system_error
+  // The same from `local` (port 0: an ephemeral port of that address): a load generator spreads its sockets
+  // over several source addresses, as each address has only so many ports.
+  static UdpSocket connect(const Endpoint& peer, const Endpoint& local, std::error_code& ec,
+                           const UdpOptions& options = {});
 
   UdpSocket() noexcept = default;   // holds no socket; every operation fails with bad_file_descriptor
 
@@ -73,6 +77,8 @@ class UdpSocket final : public Transport {
 
  private:
   UdpSocket(detail::UniqueFd fd, Family family, bool connected, const UdpOptions& options) noexcept;
+  static UdpSocket connect_socket(detail::UniqueFd fd, const Endpoint& peer, std::error_code& ec,
+                                  const UdpOptions& options);
   // The kernel's running count of drops, as it came beside a received datagram (SO_RXQ_OVFL).
   void note_kernel_drop_count(std::uint32_t count) noexcept;
   template <typename Receive>

@@ -125,15 +125,21 @@ void UdpSocket::note_kernel_drop_count(std::uint32_t count) noexcept {
   kernel_drop_count_ = count;
 }
 
+namespace {
+
+bool bind_to(int fd, const Endpoint& local, std::error_code& ec) {
+  const detail::SocketAddress address = detail::to_socket_address(local);
+  if (::bind(fd, address.get(), address.length) == 0) return true;
+  ec = last_error();
+  return false;
+}
+
+}  // namespace
+
 UdpSocket UdpSocket::bind(const Endpoint& local, std::error_code& ec, const UdpOptions& options) {
   ec.clear();
   detail::UniqueFd fd = open_socket(local.family(), options, ec);
-  if (ec) return {};
-  const detail::SocketAddress address = detail::to_socket_address(local);
-  if (::bind(fd.get(), address.get(), address.length) != 0) {
-    ec = last_error();
-    return {};
-  }
+  if (ec || !bind_to(fd.get(), local, ec)) return {};
   return UdpSocket{std::move(fd), local.family(), false, options};
 }
 
@@ -148,6 +154,19 @@ UdpSocket UdpSocket::connect(const Endpoint& peer, std::error_code& ec, const Ud
   ec.clear();
   detail::UniqueFd fd = open_socket(peer.family(), options, ec);
   if (ec) return {};
+  return connect_socket(std::move(fd), peer, ec, options);
+}
+
+UdpSocket UdpSocket::connect(const Endpoint& peer, const Endpoint& local, std::error_code& ec,
+                             const UdpOptions& options) {
+  ec.clear();
+  detail::UniqueFd fd = open_socket(peer.family(), options, ec);
+  if (ec || !bind_to(fd.get(), local, ec)) return {};
+  return connect_socket(std::move(fd), peer, ec, options);
+}
+
+UdpSocket UdpSocket::connect_socket(detail::UniqueFd fd, const Endpoint& peer, std::error_code& ec,
+                                    const UdpOptions& options) {
   const detail::SocketAddress address = detail::to_socket_address(peer);
   if (::connect(fd.get(), address.get(), address.length) != 0) {
     ec = last_error();

@@ -1,0 +1,11 @@
+// What a process costs, read from /proc: the benchmarks' view of a server they started.
+#pragma once
+
+namespace dgram::bench {
+
+// User plus system CPU time of process `pid` so far, in seconds.
+double cpu_seconds(int pid);
+// Its resident memory (VmRSS), in KiB; 0 when it cannot be read.
+long resident_kib(int pid);
+
+}  // namespace dgram::bench
