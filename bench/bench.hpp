@@ -29,7 +29,8 @@ std::vector<Row> udp_benchmarks(int repetitions);
 // Where the DTLS benchmark finds the servers it measures and the test certificates.
 struct DtlsBenchSetup {
   std::string dtls_server;    // dgram's dtls-echo-server
-  std::string plain_server;   // bench/wolfssl_plain_server.c, built as wolfssl-plain-server
+  std::string plain_server;   // bench/wolfssl_plain_server.c on Debian's wolfSSL, built as wolfssl-plain-server
+  std::string plain_server_same;   // the same on the library dgram links (wolfssl-plain-server-same)
   std::string openssl;        // the openssl CLI, for s_server
   std::string certs;          // certs/
   std::string system_dtls_server;   // optional: a dtls-echo-server built with -Dwolfssl=system, compared against

@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
                                 {"only", "udp|dispatch|dtls|event|threaded", "run one group of benchmarks"},
                                 {"clients", "N", "event group: only the rows for N concurrent clients (1, 16 or 256)"},
                                 {"dtls-server", "PATH", "dgram's dtls-echo-server (default: next to this build)"},
-                                {"plain-server", "PATH", "the plain C wolfSSL server (default: next to dgram-bench)"},
+                                {"plain-server", "PATH", "the plain C wolfSSL server on Debian's wolfSSL (default: next to dgram-bench)"},
                                 {"openssl", "PATH", "the openssl CLI (default /usr/bin/openssl)"},
                                 {"system-dtls-server", "PATH", "dtls group: also compare against this dtls-echo-server built with -Dwolfssl=system"},
                                 {"certs", "DIR", "the test certificates (default: the source tree's certs/)"}}};
@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
 #ifdef DGRAM_BENCH_DTLS
     const dgram::bench::DtlsBenchSetup setup{command_line.value_or("dtls-server", DGRAM_BENCH_DTLS_SERVER),
                                             command_line.value_or("plain-server", DGRAM_BENCH_PLAIN_SERVER),
+                                            DGRAM_BENCH_PLAIN_SERVER_SAME,
                                             command_line.value_or("openssl", "/usr/bin/openssl"),
                                             command_line.value_or("certs", DGRAM_BENCH_CERTS),
                                             command_line.value_or("system-dtls-server", "")};

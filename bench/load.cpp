@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <regex>
+#include <sstream>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -64,18 +65,20 @@ struct Settings {
 
 // Lines between a client process and the parent, over pipes: the parent sends "port P", "echo", "close"; a
 // client answers "established E failed F" and "echoed E resent R".
-void write_line(int fd, const std::string& line) {
+// False when the other end has gone (SIGPIPE is ignored: a dead client process is reported, not fatal).
+bool write_line(int fd, const std::string& line) {
   const std::string text = line + "\n";
   for (std::size_t done = 0; done < text.size();) {
     const ssize_t wrote = ::write(fd, text.data() + done, text.size() - done);
-    if (wrote <= 0) throw std::runtime_error("dgram-load: a pipe to another process broke");
+    if (wrote <= 0) return false;
     done += static_cast<std::size_t>(wrote);
   }
+  return true;
 }
 
-// The next line from `fd`; nullopt at end of input or when `wait` passes first.
-std::optional<std::string> read_line(int fd, std::string& pending, std::chrono::milliseconds wait) {
-  const auto deadline = std::chrono::steady_clock::now() + wait;
+// The next line from `fd`; nullopt at end of input (`ended` set) or when `deadline` passes first.
+std::optional<std::string> read_line(int fd, std::string& pending, std::chrono::steady_clock::time_point deadline,
+                                     bool* ended = nullptr) {
   for (;;) {
     if (const auto end = pending.find('\n'); end != std::string::npos) {
       std::string line = pending.substr(0, end);
@@ -87,7 +90,10 @@ std::optional<std::string> read_line(int fd, std::string& pending, std::chrono::
     if (::poll(&entry, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0))) <= 0) return std::nullopt;
     char chunk[256];
     const ssize_t got = ::read(fd, chunk, sizeof chunk);
-    if (got <= 0) return std::nullopt;
+    if (got <= 0) {
+      if (ended) *ended = true;
+      return std::nullopt;
+    }
     pending.append(chunk, static_cast<std::size_t>(got));
   }
 }
@@ -149,12 +155,13 @@ class Fleet {
   }
 
   // Keeps the sessions served (DTLS 1.3 tickets and their ACKs) until the parent says something.
-  // (A parent that died takes this process with it: PR_SET_PDEATHSIG.)
+  // (A parent that died takes this process with it: PR_SET_PDEATHSIG; one that closed the pipe means "close".)
   std::string idle_until_told(int from_parent, std::string& pending) {
-    for (;;) {
-      if (const auto line = read_line(from_parent, pending, 0ms)) return *line;
+    for (bool ended = false; !ended;) {
+      if (const auto line = read_line(from_parent, pending, std::chrono::steady_clock::now(), &ended)) return *line;
       service(50ms);
     }
+    return "close";
   }
 
   // One message on every established session, a window at a time; an unanswered one is sent again after a
@@ -261,14 +268,15 @@ int run_client_process(const Settings& settings, std::size_t count, const std::s
     ::setrlimit(RLIMIT_NOFILE, &files);
   }
   std::string pending;
-  const auto port_line = read_line(from_parent, pending, 60s);
+  const auto port_line = read_line(from_parent, pending, std::chrono::steady_clock::now() + 60s);
   if (!port_line || !port_line->starts_with("port ")) return 1;
   Fleet fleet(settings, count, address, static_cast<unsigned short>(std::stoi(port_line->substr(5))));
   const auto [established, failed] = fleet.establish();
-  write_line(to_parent, fmt::format("established {} failed {} {}", established, failed, fleet.first_failure()));
+  if (!write_line(to_parent, fmt::format("established {} failed {} {}", established, failed, fleet.first_failure())))
+    return 1;
   if (fleet.idle_until_told(from_parent, pending) == "echo") {
     const auto [answered, resent] = fleet.echo_all();
-    write_line(to_parent, fmt::format("echoed {} resent {}", answered, resent));
+    if (!write_line(to_parent, fmt::format("echoed {} resent {}", answered, resent))) return 1;
     fleet.idle_until_told(from_parent, pending);
   }
   fleet.close_all();
@@ -297,6 +305,10 @@ std::vector<ClientProcess> start_clients(const Settings& settings) {
     if (pid == 0) {
       ::close(down[1]);
       ::close(up[0]);
+      for (const auto& earlier : processes) {   // (the pipes of the processes forked before this one)
+        ::close(earlier.to_child);
+        ::close(earlier.from_child);
+      }
       int status = 1;
       try {
         status = run_client_process(settings, share, address, up[1], down[0]);
@@ -323,11 +335,12 @@ struct Answers {
 };
 Answers ask_all(std::vector<ClientProcess>& processes, const std::string& command, const std::regex& answer,
                 std::chrono::seconds wait) {
-  for (auto& process : processes) write_line(process.to_child, command);
+  for (auto& process : processes) write_line(process.to_child, command);   // (a dead one stays silent below)
+  const auto deadline = std::chrono::steady_clock::now() + wait;
   Answers total;
   for (auto& process : processes) {
     std::smatch match;
-    const auto line = read_line(process.from_child, process.pending, wait);
+    const auto line = read_line(process.from_child, process.pending, deadline);
     if (!line || !std::regex_search(*line, match, answer)) {
       ++total.silent;
       continue;
@@ -357,17 +370,23 @@ void stop_clients(std::vector<ClientProcess>& processes) {
   }
 }
 
-// The count of datagrams the server's kernel dropped, from its closing statistics line.
-std::optional<std::uint64_t> kernel_drops(const std::string& log) {
-  std::ifstream in(log);
-  const std::regex drops(R"((\d+) by the kernel)");
-  std::optional<std::uint64_t> last;
-  for (std::string line; std::getline(in, line);) {
-    std::smatch match;
-    if (line.find("stats") != std::string::npos || line.find("served") != std::string::npos)
-      if (std::regex_search(line, match, drops)) last = std::stoull(match[1]);
+// What the kernel dropped at the socket bound to 127.0.0.1:`port` (its receive buffer full, or the like): the
+// last column of /proc/net/udp, read while the server runs; nullopt when the socket is not listed.
+std::optional<std::uint64_t> kernel_drops(unsigned short port) {
+  std::ifstream table("/proc/net/udp");
+  const std::string local = fmt::format("0100007F:{:04X}", port);
+  std::string line;
+  std::getline(table, line);   // the header
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string slot, address, field;
+    fields >> slot >> address;
+    if (address != local) continue;
+    std::string last;
+    while (fields >> field) last = field;
+    return std::stoull(last);
   }
-  return last;
+  return std::nullopt;
 }
 
 int run(const Settings& settings) {
@@ -409,18 +428,20 @@ int run(const Settings& settings) {
   fmt::print("server idle CPU    {:>7.2f} % of a core over {} s\n", idle_percent, settings.idle.count());
   std::fflush(stdout);
 
+  const auto drops_before_echo = kernel_drops(server.port());
   const auto echo_start = std::chrono::steady_clock::now();
   const Answers echoed = ask_all(clients, "echo", std::regex(R"(echoed (\d+) resent (\d+))"), echo_limit + 30s);
   fmt::print("echoed             {:>7} of {}  ({:.1f} s, {} sent again after a second without a reply)\n",
              echoed.first, opened.first, Seconds(std::chrono::steady_clock::now() - echo_start).count(), echoed.second);
-  stop_clients(clients);
-  const bool stopped = server.stop(120s);
-  const auto drops = kernel_drops(settings.log);
-  if (drops)
-    fmt::print("kernel drops       {:>7} datagrams at the server's full receive buffer (SO_RXQ_OVFL)\n", *drops);
+  const auto drops = kernel_drops(server.port());
+  if (drops && drops_before_echo)
+    fmt::print("kernel drops       {:>7} datagrams at the server's socket ({} while the sessions were set up, {} "
+               "during the echoes)\n",
+               *drops, *drops_before_echo, *drops - *drops_before_echo);
   else
-    fmt::print("kernel drops       unknown: the server {} (log: {})\n",
-               stopped ? "printed no statistics" : "did not stop within 120 s", settings.log);
+    fmt::print("kernel drops       unknown: 127.0.0.1:{} is not in /proc/net/udp\n", server.port());
+  stop_clients(clients);
+  if (!server.stop(120s)) fmt::print("the server did not stop within 120 s of SIGTERM (log: {})\n", settings.log);
   const bool complete = opened.silent == 0 && echoed.silent == 0 && opened.first == settings.sessions &&
                         echoed.first == settings.sessions;
   fmt::print("{}\n", complete ? "every session established and echoed" : "NOT every session was established and echoed");
@@ -441,6 +462,7 @@ int main(int argc, char** argv) {
        {"certs", "DIR", "the test certificates (default: the source tree's certs/)"},
        {"log", "FILE", "where the server's log goes (default /tmp/dgram-load-server.log)"}}};
   return ex::run_program(command_line, argc, argv, [&] {
+    ::signal(SIGPIPE, SIG_IGN);   // (a client process that died is reported as silent)
     Settings settings;
     settings.sessions = static_cast<std::size_t>(command_line.integer("sessions", 10'000, 1, 200'000));
     const auto needed = static_cast<unsigned>((settings.sessions + sessions_per_process - 1) / sessions_per_process);

@@ -46,7 +46,12 @@ ServerProcess::ServerProcess(const std::vector<std::string>& argv, const std::st
     const ssize_t got = left.count() > 0 && ::poll(&entry, 1, static_cast<int>(left.count())) > 0
                             ? ::read(out_, chunk, sizeof chunk)
                             : -1;
-    if (got <= 0) throw std::runtime_error(argv[0] + " did not say where it listens: " + seen);
+    if (got <= 0) {
+      stop(std::chrono::seconds(1));   // (not left running: the destructor of a half-made object does not run)
+      ::close(out_);
+      ::close(in_);
+      throw std::runtime_error(argv[0] + " did not say where it listens: " + seen);
+    }
     seen.append(chunk, static_cast<std::size_t>(got));
   }
   port_ = static_cast<unsigned short>(std::stoi(match[1]));
@@ -69,8 +74,10 @@ bool ServerProcess::stop(std::chrono::milliseconds grace) {
   ::kill(pid_, SIGTERM);
   int status = 0;
   const auto deadline = std::chrono::steady_clock::now() + grace;
-  while (::waitpid(pid_, &status, WNOHANG) == 0 && std::chrono::steady_clock::now() < deadline) ::usleep(10'000);
-  const bool ended = ::waitpid(pid_, &status, WNOHANG) != 0;
+  pid_t reaped = 0;
+  while ((reaped = ::waitpid(pid_, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline)
+    ::usleep(10'000);
+  const bool ended = reaped != 0;
   if (!ended) {
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, &status, 0);

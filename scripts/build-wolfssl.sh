@@ -58,8 +58,10 @@ cflags+=" -DWOLFSSL_DTLS13_NO_HRR_ON_RESUME"
 # Every session keeps its peer's certificate chain (SESSION_CERTS, so a resumed session still knows who the
 # peer is) in a fixed array of MAX_CHAIN_DEPTH certificates of 2 KB each: 18 KB of a 37 KB idle session at
 # wolfSSL's default of 9. Five (a leaf, three intermediates and a root) takes 8 KB less per session; a peer
-# that sends a longer chain is refused with a line that says so.
-cflags+=" -DMAX_CHAIN_DEPTH=5"
+# that sends a longer chain is refused with a line that says so. wolfSSL derives the largest handshake message
+# it takes from the same number: kept at its default (9 certificates of 2 KB), so large chains and other large
+# messages are read as before.
+cflags+=" -DMAX_CHAIN_DEPTH=5 -DMAX_CERTIFICATE_SZ=18462"
 
 # The C compiler: $CC, else cc (gcc, which install-deps.sh installs), else clang-19.
 CC=${CC:-$(command -v cc || command -v gcc || command -v clang-19 || true)}

@@ -100,8 +100,9 @@ struct ServerStats {
   std::uint64_t address_changes_refused{0};   // records of a session from another address that authenticated
                                               // but were not its newest: delivered, the session stayed put
   std::uint64_t paths_confirmed{0};       // moved peers that answered the check that they receive there
-  std::uint64_t replies_withheld_unproven{0};   // datagrams not sent to a moved peer's new address over its
-                                                // anti-amplification budget (three times what came from there)
+  std::uint64_t replies_withheld_unproven{0};   // datagrams not sent to an address not yet proven (a moved
+                                                // peer's new one, or a handshake served without a cookie) over
+                                                // its anti-amplification budget (three times what came from there)
   std::uint64_t dropped_unknown_connection_id{0};   // records (1.3 or tls12_cid) with a Connection ID no session has
   std::uint64_t dropped_receive_overflow{0};   // datagrams the kernel dropped before the server could read them:
                                                // its socket's receive buffer was full (UdpOptions::

@@ -49,7 +49,8 @@ std::unique_ptr<EventClient> EventClient::connect(std::shared_ptr<DtlsContext> c
 int EventClient::descriptor() const noexcept { return socket_.native_handle(); }
 
 void EventClient::rebind(std::error_code& ec) {
-  UdpSocket fresh = open_socket(engine_.peer(), local_, ec);
+  // (From the same address, on a new port: a fixed port would still be held by the old socket.)
+  UdpSocket fresh = open_socket(engine_.peer(), local_ ? std::optional(local_->with_port(0)) : std::nullopt, ec);
   if (ec) return;
   socket_ = std::move(fresh);
   socket_error_.clear();   // (an ICMP error of the old path says nothing about the new one)
