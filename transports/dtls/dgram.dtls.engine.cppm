@@ -410,6 +410,9 @@ class Listener {
   // ServerEndpoint: not copies, not from a live session's address).
   std::optional<Engine> on_datagram(const Endpoint& peer, const record::DatagramView& datagram, TimePoint now,
                                     std::error_code& ec, bool resumption_without_cookie = false);
+  // Makes the wolfSSL object that answers the next ClientHello, if the last one became a session (on_datagram
+  // makes it when needed otherwise). For after the sending: it keeps a wolfSSL_new off the handshake's path.
+  void prepare() noexcept;
   HelloVerdict last_verdict() const noexcept;
   // Whether the last datagram carried a cookie that did not verify (challenged again, or refused).
   bool last_cookie_bad() const noexcept;

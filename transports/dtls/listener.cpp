@@ -371,9 +371,10 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, const record::
     ++self.stats.sessions_started;
     if (!hello->has_cookie) ++self.stats.started_without_cookie;
     self.verdict = HelloVerdict::started;
+    // (The next probe is made by prepare(), once this session's answer is on its way, or by the next hello: a
+    // wolfSSL object and its RNG cost about as much as a resumed handshake's server side waits for.)
     Engine engine{std::move(self.probe)};
     engine.impl_->begin_handshake(now);
-    self.renew_probe(ec);
     return engine;
   }
   switch (outcome) {
@@ -416,6 +417,12 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, const record::
     self.reset_probe();
   }
   return std::nullopt;
+}
+
+void Listener::prepare() noexcept {
+  if (state_->probe) return;
+  std::error_code ec;
+  state_->renew_probe(ec);   // (on failure the next ClientHello tries again)
 }
 
 HelloVerdict Listener::last_verdict() const noexcept { return state_->verdict; }

@@ -914,6 +914,7 @@ void ServerEndpoint::clear_transmits() {
   self.reply_peers.clear();
   self.replies_used = 0;
   self.send_slots.clear();
+  if (self.listener) self.listener->prepare();   // (what was sent is on its way: the next probe costs no wait now)
 }
 
 std::optional<ServerEvent> ServerEndpoint::next_event() {
