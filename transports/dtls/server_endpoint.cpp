@@ -501,7 +501,6 @@ void ServerEndpoint::Impl::on_new_peer(const record::DatagramView& datagram, con
     case HelloVerdict::refused:
     case HelloVerdict::started: break;
   }
-  if (engine && !hello.has_cookie) ++stats.served_without_cookie;
   if (engine) start_session(std::move(*engine), hello, datagram.bytes.size(), peer, now);
 }
 
@@ -593,6 +592,7 @@ void ServerEndpoint::Impl::start_session(Engine engine, const record::ClientHell
   add_handshake(index);
   remember_hello(HelloKey{peer, hello.random}, now);
   if (!hello.has_cookie) {   // served without a cookie: once, and its address unproven until the handshake ends
+    ++stats.served_without_cookie;
     remember_hello(HelloKey{Endpoint{}, hello.random}, now);
     slot.unproven = Slot::UnprovenPath{hello_size, 0};   // (its flight's retransmissions within three times)
   }

@@ -88,7 +88,9 @@ class EventClient {
   std::vector<std::byte> datagram_;
   std::error_code socket_error_;   // a socket failure (connection refused) ends the client too
   std::string socket_failure_;
-  std::optional<Endpoint> local_;   // the address to send from, if the caller chose one
+  // The caller's local address, if it chose one, with port 0: a rebind takes a new port of it (the old socket
+  // still holds the first).
+  std::optional<Endpoint> rebind_from_;
 };
 
 // An epoll loop over EventClients (which it borrows: remove a client before destroying it).

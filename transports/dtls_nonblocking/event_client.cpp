@@ -17,7 +17,8 @@ module dgram.dtls.event_client;
 namespace dgram::dtls {
 
 EventClient::EventClient(UdpSocket socket, Engine engine, const std::optional<Endpoint>& local)
-    : socket_{std::move(socket)}, engine_{std::move(engine)}, datagram_(max_datagram_size), local_{local} {}
+    : socket_{std::move(socket)}, engine_{std::move(engine)}, datagram_(max_datagram_size),
+      rebind_from_{local ? std::optional(local->with_port(0)) : std::nullopt} {}
 
 EventClient::~EventClient() = default;
 
@@ -49,8 +50,7 @@ std::unique_ptr<EventClient> EventClient::connect(std::shared_ptr<DtlsContext> c
 int EventClient::descriptor() const noexcept { return socket_.native_handle(); }
 
 void EventClient::rebind(std::error_code& ec) {
-  // (From the same address, on a new port: a fixed port would still be held by the old socket.)
-  UdpSocket fresh = open_socket(engine_.peer(), local_ ? std::optional(local_->with_port(0)) : std::nullopt, ec);
+  UdpSocket fresh = open_socket(engine_.peer(), rebind_from_, ec);
   if (ec) return;
   socket_ = std::move(fresh);
   socket_error_.clear();   // (an ICMP error of the old path says nothing about the new one)
