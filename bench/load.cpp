@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -389,6 +390,16 @@ std::optional<std::uint64_t> kernel_drops(unsigned short port) {
   return std::nullopt;
 }
 
+// The server, for a SIGTERM or SIGINT that ends this program: it goes too (a process spawned by posix_spawn
+// has no parent-death signal, and the destructors that would stop it do not run).
+std::atomic<pid_t> server_to_stop{-1};
+
+void stop_server_and_die(int signal_number) {
+  if (const pid_t pid = server_to_stop.load(); pid > 0) ::kill(pid, SIGTERM);
+  ::signal(signal_number, SIG_DFL);
+  ::raise(signal_number);
+}
+
 int run(const Settings& settings) {
   std::vector<ClientProcess> clients = start_clients(settings);   // (before the server's reader thread)
   const std::string cert = settings.certs + "/server-ecdsa.pem";
@@ -399,6 +410,9 @@ int run(const Settings& settings) {
        "--max-sessions", std::to_string(settings.sessions + 1024), "--max-handshakes-per-source", "4096",
        "--idle-timeout-ms", "3600000"},
       R"(listening on 127\.0\.0\.1:(\d+))", settings.log);
+  server_to_stop = server.pid();
+  ::signal(SIGTERM, stop_server_and_die);
+  ::signal(SIGINT, stop_server_and_die);
   const long memory_before = dgram::bench::resident_kib(server.pid());
   const std::string sources = settings.processes == 1
                                   ? std::string("127.0.0.2")
@@ -441,6 +455,7 @@ int run(const Settings& settings) {
   else
     fmt::print("kernel drops       unknown: 127.0.0.1:{} is not in /proc/net/udp\n", server.port());
   stop_clients(clients);
+  server_to_stop = -1;
   if (!server.stop(120s)) fmt::print("the server did not stop within 120 s of SIGTERM (log: {})\n", settings.log);
   const bool complete = opened.silent == 0 && echoed.silent == 0 && opened.first == settings.sessions &&
                         echoed.first == settings.sessions;
