@@ -19,6 +19,9 @@ struct Row {
   bool lower_is_better{false};   // a cost (memory, CPU): the ratio must stay at or below the target
 };
 
+// The middle value (the mean of the two middle ones for an even count); 0 for none.
+double median(std::vector<double> values);
+
 // Runs each of the two measurements `repetitions` times, alternating which goes first, and returns medians.
 // Each function returns a rate (higher is better).
 Row compare(std::string name, std::string unit, std::string baseline_name, double target, int repetitions,

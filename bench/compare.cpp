@@ -4,15 +4,13 @@
 #include "bench.hpp"
 
 namespace dgram::bench {
-namespace {
 
 double median(std::vector<double> values) {
+  if (values.empty()) return 0;
   std::sort(values.begin(), values.end());
   const std::size_t middle = values.size() / 2;
   return values.size() % 2 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
 }
-
-}  // namespace
 
 Row compare(std::string name, std::string unit, std::string baseline_name, double target, int repetitions,
             const std::function<double()>& ours, const std::function<double()>& baseline) {

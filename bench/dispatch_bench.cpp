@@ -168,11 +168,6 @@ Result run(Design design, std::size_t sessions, std::chrono::milliseconds durati
   return {static_cast<double>(echoed) / seconds, 1e6 * cpu / static_cast<double>(echoed)};
 }
 
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
-
 }  // namespace
 
 std::vector<Row> dispatch_benchmarks(int repetitions) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -60,6 +61,13 @@ ServerProcess::ServerProcess(const std::vector<std::string>& argv, const std::st
     while (::read(fd, chunk, sizeof chunk) > 0) {
     }
   });
+}
+
+bool ServerProcess::pin_to(int cpu) const {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return ::sched_setaffinity(pid_, sizeof set, &set) == 0;
 }
 
 ServerProcess::~ServerProcess() {

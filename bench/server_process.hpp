@@ -23,6 +23,10 @@ class ServerProcess {
   // SIGTERM, then SIGKILL after `grace`; reaps the process. True when it ended by itself within `grace`.
   bool stop(std::chrono::milliseconds grace);
 
+  // Keeps the server on one CPU (sched_setaffinity of its main thread, which threads it starts later inherit).
+  // False when the system refuses.
+  bool pin_to(int cpu) const;
+
   unsigned short port() const { return port_; }
   int pid() const { return pid_; }
 

@@ -47,11 +47,6 @@ Measured measure_echo(const std::shared_ptr<dtls::DtlsContext>& context, const S
   return measure(server, echoes, [&] { return echo_rate(context, server.port(), 64, echoes); });
 }
 
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
-
 }  // namespace
 
 std::vector<Row> threaded_benchmarks(int repetitions, const DtlsBenchSetup& setup) {

@@ -94,6 +94,23 @@ std::size_t cookie_extension_offset(const Datagram& hello) {
   return 0;
 }
 
+// A full handshake, then the client's session with the ticket the server sends after the handshake.
+dgram::dtls::Session session_with_ticket(const std::shared_ptr<DtlsContext>& client_context,
+                                         const std::shared_ptr<DtlsContext>& server_context) {
+  Pump first(client_context, server_context);
+  handshake_established(first);
+  // The ticket comes with the server's first records after the handshake: read them before saving the session.
+  CHECK(Pump::relay(*first.server, *first.client, "ticket") == "ticket");
+  first.collect();
+  while (!first.to_client.empty()) {
+    first.deliver(*first.client, first.to_client.front(), first.client_error);
+    first.to_client.pop_front();
+  }
+  auto session = first.client->session();
+  REQUIRE(session);
+  return session;
+}
+
 }  // namespace
 
 TEST_CASE("dtls 1.3: a build without it refuses to pretend", "[dtls13]") {
@@ -215,23 +232,78 @@ TEST_CASE("dtls 1.3: resumption by ticket (the ticket arrives after the handshak
   if (!dtls13_here()) return;
   const auto client_context = make_context(client13());
   const auto server_context = make_context(server13());
-  Pump first(client_context, server_context);
-  handshake_established(first);
-  // The ticket comes with the server's first records after the handshake: read them before saving the session.
-  CHECK(Pump::relay(*first.server, *first.client, "ticket") == "ticket");
-  first.collect();
-  while (!first.to_client.empty()) {
-    first.deliver(*first.client, first.to_client.front(), first.client_error);
-    first.to_client.pop_front();
-  }
-  const auto session = first.client->session();
-  REQUIRE(session);
+  const auto session = session_with_ticket(client_context, server_context);
 
   Pump second(client_context, server_context);
   handshake_established(second, &session);
   CHECK(second.client->resumed());
   CHECK(second.server->resumed());
   CHECK(Pump::relay(*second.client, *second.server, "again") == "again");
+}
+
+TEST_CASE("dtls 1.3: resumption on the ticket's key alone (psk_ke) on both sides; a refused ticket goes on in "
+          "full", "[dtls13]") {
+  if (!dtls13_here()) return;
+  auto client_config = client13();
+  client_config.psk_forward_secrecy = false;
+  auto server_config = server13();
+  server_config.psk_forward_secrecy = false;
+  const auto client_context = make_context(client_config);
+  // A psk_ke server, and the default one (psk_dhe_ke preferred: it serves a client that offers psk_ke only).
+  for (const bool server_psk_ke : {true, false}) {
+    INFO("server psk_ke only: " << server_psk_ke);
+    const auto server_context = make_context(server_psk_ke ? server_config : server13());
+    const auto session = session_with_ticket(client_context, server_context);
+    Pump again(client_context, server_context);
+    handshake_established(again, &session);
+    CHECK(again.client->resumed());
+    CHECK(Pump::relay(*again.client, *again.server, "after") == "after");
+  }
+  // A client with the default setting offers both modes and follows a psk_ke server.
+  {
+    const auto server_context = make_context(server_config);
+    const auto default_client = make_context(client13());
+    const auto session = session_with_ticket(default_client, server_context);
+    Pump again(default_client, server_context);
+    handshake_established(again, &session);
+    CHECK(again.client->resumed());
+  }
+  // A ticket another server issued: refused, and the handshake goes on in full with the hello's key share.
+  const auto session = session_with_ticket(client_context, make_context(server_config));
+  Pump elsewhere(client_context, make_context(server_config));
+  elsewhere.start_client(&session);
+  const auto hello = record::client_hello(elsewhere.client->outgoing().front());
+  REQUIRE(hello);
+  CHECK(hello->has_pre_shared_key);
+  CHECK(hello->has_key_share);
+  elsewhere.handshake();
+  elsewhere.require_established();
+  CHECK(!elsewhere.client->resumed());
+  CHECK(Pump::relay(*elsewhere.client, *elsewhere.server, "in full") == "in full");
+}
+
+TEST_CASE("dtls 1.3: a server that does not renew tickets on resumption sends none then; the ticket resumes "
+          "again", "[dtls13]") {
+  if (!dtls13_here()) return;
+  const auto client_context = make_context(client13());
+  std::size_t bytes_with_ticket = 0;
+  for (const bool renew : {true, false}) {
+    INFO("ticket_per_resumption: " << renew);
+    auto server_config = server13();
+    server_config.ticket_per_resumption = renew;
+    const auto server_context = make_context(server_config);
+    const auto session = session_with_ticket(client_context, server_context);
+    for (int round = 0; round < 2; ++round) {   // the same ticket twice: it stays good
+      Pump again(client_context, server_context);
+      handshake_established(again, &session);
+      CHECK(again.client->resumed());
+      CHECK(Pump::relay(*again.server, *again.client, "reply") == "reply");
+      again.collect();
+      if (renew) bytes_with_ticket = again.bytes_to_client;
+      // A NewSessionTicket record is some 200 bytes (the sealed session state).
+      if (!renew) CHECK(again.bytes_to_client + 150 < bytes_with_ticket);
+    }
+  }
 }
 
 TEST_CASE("dtls 1.3: pre-shared keys; a wrong key or identity fails with a reason", "[dtls13][psk]") {

@@ -32,6 +32,7 @@ using dgram::testing::context_for;
 using dgram::testing::test_client_config;
 using dgram::testing::test_server_config;
 namespace dtls = dgram::dtls;
+namespace record = dgram::dtls::record;
 using Datagram = std::vector<std::byte>;
 
 namespace {
@@ -50,10 +51,18 @@ struct Server {
     REQUIRE(!ec);
   }
 
-  // Hands one datagram to the endpoint and returns what it sent back (to anyone), draining its events.
+  // Hands one datagram to the endpoint and returns what it sent back (to anyone), draining its events. Timers
+  // due at once run as a driver runs them (a server's DTLS 1.2 flight goes out in two parts, the second
+  // from the timer).
   std::vector<std::pair<dgram::Endpoint, Datagram>> handle(const dgram::Endpoint& from, std::span<const std::byte> datagram) {
     endpoint->handle(now, from, datagram);
-    return collect();
+    auto sent = collect();
+    for (int round = 0; round < 4 && endpoint->next_timer().passed(now); ++round) {
+      endpoint->on_timer(now);
+      auto more = collect();
+      sent.insert(sent.end(), more.begin(), more.end());
+    }
+    return sent;
   }
   std::vector<std::pair<dgram::Endpoint, Datagram>> collect() {
     const std::string audit = endpoint->audit();   // the tables agree after every call
@@ -107,10 +116,12 @@ Datagram take_one(dtls::Engine& engine) {
 // returns the verified ClientHello (what a flood replays).
 Datagram open_handshake(Server& server, const std::shared_ptr<dtls::DtlsContext>& context, const dgram::Endpoint& from) {
   dtls::Engine client = client_engine(context, server.now);
-  const auto challenge = server.handle(from, take_one(client));
+  std::vector<Datagram> challenge;   // (the server's resends to others, their timers due, may go out meanwhile)
+  for (auto& [to, datagram] : server.handle(from, take_one(client)))
+    if (to == from) challenge.push_back(std::move(datagram));
   REQUIRE(challenge.size() == 1);
   std::error_code ec;
-  client.on_datagram(challenge.front().second, server.now, ec);
+  client.on_datagram(challenge.front(), server.now, ec);
   REQUIRE(!ec);
   Datagram verified = take_one(client);
   server.handle(from, verified);
@@ -380,6 +391,68 @@ TEST_CASE("endpoint: opted in, a DTLS 1.3 hello with a ticket is served without 
     CHECK(server.stats().sessions_open == 3);
     CHECK(server.stats().handshakes_resumed == 2);
   }
+}
+
+TEST_CASE("endpoint: with no other handshake under way, the DTLS 1.2 flight goes out in two parts, the certificate "
+          "before the signed key exchange; with one under way, whole", "[dtls][endpoint]") {
+  using record::HandshakeType;
+  Server server;
+  const auto context = context_for(test_client_config());
+  // The server's answers to `from` after a call, taken as a driver takes them (no timers run).
+  const auto answers = [&](const dgram::Endpoint& from) {
+    std::vector<Datagram> to_peer;
+    for (auto& [to, datagram] : server.collect())
+      if (to == from) to_peer.push_back(std::move(datagram));
+    return to_peer;
+  };
+  // Which messages of the server's first flight a datagram carries.
+  const auto messages = [](const Datagram& datagram) {
+    const auto facts = record::flight_facts(datagram);
+    std::string found;
+    for (const auto& [type, name] : {std::pair{HandshakeType::server_hello, "ServerHello"},
+                                     std::pair{HandshakeType::certificate, "Certificate"},
+                                     std::pair{HandshakeType::server_key_exchange, "ServerKeyExchange"},
+                                     std::pair{HandshakeType::server_hello_done, "ServerHelloDone"}})
+      if (facts.has(type)) found += found.empty() ? name : std::string(" ") + name;
+    return found;
+  };
+  std::error_code ec;
+  // Through the cookie exchange: the server's answers to the hello with the cookie.
+  const auto answers_to_verified_hello = [&](dtls::Engine& client, const dgram::Endpoint& from) {
+    server.endpoint->handle(server.now, from, take_one(client));
+    const auto challenge = answers(from);
+    REQUIRE(challenge.size() == 1);
+    client.on_datagram(challenge.front(), server.now, ec);
+    REQUIRE(!ec);
+    server.endpoint->handle(server.now, from, take_one(client));
+    return answers(from);
+  };
+  const auto alone = peer("203.0.113.30", 5000);
+  dtls::Engine client = client_engine(context, server.now);
+  const auto first_part = answers_to_verified_hello(client, alone);
+  REQUIRE(first_part.size() == 1);
+  CHECK(messages(first_part.front()) == "ServerHello Certificate");
+  // The rest is due at once: a driver runs the timer.
+  REQUIRE(server.endpoint->next_timer().passed(server.now));
+  server.endpoint->on_timer(server.now);
+  const auto second_part = answers(alone);
+  REQUIRE(second_part.size() == 1);
+  CHECK(messages(second_part.front()) == "ServerKeyExchange ServerHelloDone");   // (the Certificate not twice)
+  for (const auto& datagram : {first_part.front(), second_part.front()}) client.on_datagram(datagram, server.now, ec);
+  REQUIRE(!ec);
+  CHECK(handshake(server, client, alone).has_value());
+  CHECK(server.stats().handshakes_full == 1);
+
+  // One handshake under way: the next flight is packed whole.
+  open_handshake(server, context, peer("203.0.113.31", 5001));
+  const auto busy = peer("203.0.113.32", 5002);
+  dtls::Engine second = client_engine(context, server.now);
+  const auto whole = answers_to_verified_hello(second, busy);
+  REQUIRE(whole.size() == 1);
+  CHECK(messages(whole.front()) == "ServerHello Certificate ServerKeyExchange ServerHelloDone");
+  second.on_datagram(whole.front(), server.now, ec);
+  REQUIRE(!ec);
+  CHECK(handshake(server, second, busy).has_value());
 }
 
 TEST_CASE("endpoint: events come after the call, in order, and a closed session's queued messages are skipped", "[dtls][endpoint]") {

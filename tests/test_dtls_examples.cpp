@@ -440,6 +440,40 @@ TEST_CASE("dtls echo server: --bind takes host names, and :: serves IPv4 clients
   CHECK(refused.err.starts_with("dtls-echo-server: --bind 'no-such-host.invalid' is no address this machine can listen on: "));
 }
 
+TEST_CASE("dtls echo: the DTLS 1.3 resumption options resume; on DTLS 1.2 they are refused by name", "[dtls][examples]") {
+  current_mode = "event";
+  const std::vector<std::string> fast{"--dtls", "1.3", "--resume-without-cookie", "--psk-ke", "--reuse-tickets"};
+  const std::vector<std::string> server_argv{program_path("DTLS_ECHO_SERVER"), "--port", "0", "--cert",
+                                             cert_file("server-ecdsa.pem"), "--key", cert_file("server-ecdsa.key")};
+  const auto refused = [&](std::vector<std::string> argv, const std::string& option) {
+    Process server(argv);
+    const Finished done = server.wait(10s);
+    INFO(done.err);
+    CHECK(done.exit_code == 2);
+    CHECK(done.err.find("--" + option + " changes DTLS 1.3 handshakes") != std::string::npos);
+  };
+  if (!dgram::dtls::dtls13_available()) {   // Debian's wolfSSL: the options say they cannot work
+    auto argv = server_argv;
+    argv.insert(argv.end(), {"--dtls", "any", "--psk-ke"});
+    refused(argv, "psk-ke");
+    return;
+  }
+  for (const std::string option : {"resume-without-cookie", "psk-ke", "reuse-tickets"}) {
+    auto argv = server_argv;
+    argv.insert(argv.end(), {"--dtls", "1.2", "--" + option});
+    refused(argv, option);
+  }
+  auto server = dtls_server(fast);
+  const Finished done = dtls_client("127.0.0.1", server.port, {"--dtls", "1.3", "--psk-ke", "--resume"})
+                            .communicate("fast\n", 20s);
+  INFO(done.err);
+  CHECK(done.exit_code == 0);
+  CHECK(done.out == "fast\nfast\n");
+  CHECK(done.err == "session resumed: yes\n");
+  const Finished stopped = server.stop();
+  CHECK(stopped.err.find("skipped for a known key 1") != std::string::npos);
+}
+
 TEST_CASE("dtls echo client --nonblocking: the same lines, resumption and failure messages", "[dtls][examples][nonblocking]") {
   const auto modes = dgram::testing::server_modes();
   if (std::find(modes.begin(), modes.end(), "event") == modes.end()) return;   // no non-blocking variant here

@@ -44,6 +44,7 @@ struct Pump {
   std::function<bool(Direction, std::size_t)> drop = [](Direction, std::size_t) { return false; };
   std::function<void(std::deque<Datagram>&)> shuffle = [](std::deque<Datagram>&) {};
   std::size_t sent_to_server = 0, sent_to_client = 0;
+  std::size_t bytes_to_client = 0;   // all the server sent, lost or not
   std::error_code client_error, server_error;
 
   static Listener make_listener(std::shared_ptr<DtlsContext> context) {
@@ -76,8 +77,10 @@ struct Pump {
     to_server.insert(to_server.end(), flight.begin(), flight.end());
     flight.clear();
     auto take = [&](std::span<const Datagram> out) {
-      for (const auto& d : out)
+      for (const auto& d : out) {
+        bytes_to_client += d.size();
         if (!drop(Direction::to_client, sent_to_client++)) flight.push_back(d);
+      }
     };
     take(listener.replies());
     listener.clear_replies();

@@ -230,11 +230,19 @@ struct DtlsConfig {
   // the handshake ends. Off: every hello proves its address first (RFC 9147 5.1's default). Needs the
   // optimized wolfSSL (Debian's always challenges).
   bool resumption_skips_cookie = false;
-  // Server, DTLS 1.3: handshakes keyed by a pre-shared key (a resumption ticket, or an external PSK) also agree
-  // a fresh (EC)DHE key (psk_dhe_ke): a stolen ticket key or PSK then does not decrypt them (forward secrecy).
-  // false: psk_ke only (the key alone, as in a DTLS 1.2 resumption or a PSK cipher suite without DHE): one key
-  // exchange less for the server, without that protection; a client that offers only psk_dhe_ke fails.
+  // DTLS 1.3: how handshakes keyed by a pre-shared key (a resumption ticket, or an external PSK) agree their keys.
+  // true: a server adds a fresh (EC)DHE key when the client offers it (psk_dhe_ke), so a stolen ticket key or
+  // PSK does not decrypt them (forward secrecy), and still serves a client that offers only psk_ke on the key
+  // alone; a client offers both modes and follows the server's choice. false: the key alone (psk_ke), as in a
+  // DTLS 1.2 resumption or a PSK cipher suite without DHE: a server saves its key exchange and fails a client
+  // that offers only psk_dhe_ke (OpenSSL's default); a client offers psk_ke only (its hello keeps a key share,
+  // for a server that refuses the ticket and goes on in full).
   bool psk_forward_secrecy = true;
+  // Server, DTLS 1.3: a resumed session gets a new ticket, so the client never shows the same ticket twice
+  // (RFC 8446 C.4: a repeated ticket lets an observer link a client's connections). false: the client resumes
+  // with the ticket it has until the ticket expires (ticket rotation), as a DTLS 1.2 client repeats its
+  // session ID or ticket; the server saves sealing a ticket, its record and the client's ACK per resumption.
+  bool ticket_per_resumption = true;
   // Server: cookie secrets and ticket keys derived from a cluster's shared secret instead of random ones of this
   // process (a ThreadedServer's workers share those anyway): a cookie or ticket one node issued verifies on
   // every node with the same secret, DTLS 1.2 and 1.3. Unset: each process has its own.

@@ -159,6 +159,7 @@ constexpr std::optional<HandshakeType> first_handshake_type(std::span<const std:
 struct HelloExtensions {
   bool cookie{false};
   bool pre_shared_key{false};
+  bool key_share{false};
 };
 constexpr HelloExtensions hello_extensions(std::span<const std::byte> from_cookie) noexcept {
   HelloExtensions found;
@@ -173,6 +174,9 @@ constexpr HelloExtensions hello_extensions(std::span<const std::byte> from_cooki
     const std::uint32_t type = read16(from_cookie.subspan(at));
     found.cookie = found.cookie || type == 44;
     found.pre_shared_key = found.pre_shared_key || type == 41;
+    // (A key_share with no entries asks the server to choose: wolfSSL's client sends one when it has none.)
+    const bool has_entries = at + 6 <= end && read16(from_cookie.subspan(at + 4)) > 0;
+    found.key_share = found.key_share || (type == 51 && has_entries);
   }
   return found;
 }
@@ -195,6 +199,7 @@ struct ClientHelloFacts {
   bool has_cookie;                    // a legacy (DTLS 1.2) cookie or a DTLS 1.3 cookie extension
   bool has_cookie_extension{false};   // the DTLS 1.3 one
   bool has_pre_shared_key{false};     // a resumption ticket or an external PSK (DTLS 1.3)
+  bool has_key_share{false};          // a DTLS 1.3 (EC)DHE key share (none in a psk_ke-only resumption)
   std::array<std::byte, 32> random;   // the client's random: the same in a retransmission and after a cookie
   std::uint64_t record_sequence{0};   // of the record carrying it (a client's first few hellos: 0, 1, 2, ...)
   // Only the first fragment of a larger ClientHello: a DTLS 1.3 hello with a post-quantum key share outgrows
@@ -243,6 +248,7 @@ constexpr std::optional<ClientHelloFacts> client_hello_of_well_formed(std::span<
   const HelloExtensions extensions = hello_extensions(body.subspan(cookie_at));
   facts.has_cookie_extension = extensions.cookie;
   facts.has_pre_shared_key = extensions.pre_shared_key;
+  facts.has_key_share = extensions.key_share;
   facts.has_cookie = facts.has_cookie || facts.has_cookie_extension;
   facts.first_fragment = first_fragment;
   return facts;

@@ -254,7 +254,8 @@ class ServerEndpoint {
   // The socket's count of datagrams the kernel dropped for a full receive buffer (UdpSocket::receive_overflows):
   // kept as stats().dropped_receive_overflow. The endpoint never sees those datagrams; its driver reads the count.
   void note_receive_overflows(std::uint64_t total) noexcept;
-  // When on_timer() is next needed (a retransmission, a handshake or idle deadline); never() when no session.
+  // When on_timer() is next needed (a retransmission, a handshake or idle deadline, or at once: the rest of a
+  // DTLS 1.2 flight split after its certificate); never() when no session.
   Deadline next_timer() const noexcept;
   void on_timer(TimePoint now);
 

@@ -82,6 +82,13 @@ struct Engine::Impl {
   void push_input(std::span<const std::byte> datagram);
   // Packs the datagrams written since output[first] into as few as fit (see engine.cpp).
   void pack_flight(std::size_t first);
+  // Server: sends the first part of a DTLS 1.2 full handshake's flight before the signature, when
+  // may_split_flight (see engine.cpp).
+  // True when `datagram` was taken and wolfSSL is to hear WANT_WRITE.
+  bool split_flight(std::span<const std::byte> datagram);
+  // Server, DTLS 1.3, DtlsConfig::ticket_per_resumption off: once the hello turned out to resume, no new ticket
+  // at the handshake's end (wolfSSL issues one after the client's Finished).
+  void skip_ticket_if_resumed();
   // True for a datagram that repeats an earlier flight and was prompted by input, not by our timer, when we
   // resent one too recently: see send_callback.
   bool damp_retransmission(std::span<const std::byte> datagram);
@@ -108,6 +115,13 @@ struct Engine::Impl {
 
   std::shared_ptr<DtlsContext> context;
   SslPtr ssl;
+  // A flight split at the Certificate (split_flight): paused until the next call into wolfSSL (on_timer's at
+  // once, or the peer's datagram), in which wolfSSL first resends the Certificate's datagram (split_datagram):
+  // not sent twice.
+  enum class FlightSplit { none, paused, resuming, done };
+  bool may_split_flight{false};   // set by the Listener (Listener::split_flights)
+  FlightSplit flight_split{FlightSplit::none};
+  std::vector<std::byte> split_datagram;
   Role role;
   Endpoint peer;
   EngineState state{EngineState::handshaking};

@@ -129,6 +129,7 @@ struct Listener::State {
   FailureKind failure_kind{FailureKind::none};
   HelloVerdict verdict{HelloVerdict::dropped};
   bool cookie_bad{false};
+  bool split_flights{false};   // see Listener::split_flights
 
   // refused: a cookie that does not verify, answered with an alert (DTLS 1.3; 1.2 challenges again).
   enum class Outcome { challenged, verified, failed, refused, dropped };
@@ -235,6 +236,7 @@ struct Listener::State {
     probe->key_refusal.reset();
     probe->certificate_problem.reset();
     probe->now = now;
+    probe->may_split_flight = split_flights;
     probe->set_cookie_peer(peer);
     probe->push_input(datagram);
     probe->advance_handshake(error);
@@ -418,6 +420,8 @@ std::optional<Engine> Listener::on_datagram(const Endpoint& peer, const record::
   }
   return std::nullopt;
 }
+
+void Listener::split_flights(bool split) noexcept { state_->split_flights = split; }
 
 void Listener::prepare() noexcept {
   if (state_->probe) return;

@@ -486,6 +486,7 @@ void ServerEndpoint::Impl::on_new_peer(const record::DatagramView& datagram, con
   const bool without_cookie = !hello.has_cookie && hello.has_pre_shared_key && !replacing &&
                               !recently_opened(HelloKey{Endpoint{}, hello.random}, now);
   std::error_code ec;
+  listener->split_flights(handshakes == 0);   // (an otherwise idle server: see Listener::split_flights)
   std::optional<Engine> engine = listener->on_datagram(peer, datagram, now, ec, without_cookie);
   for (const auto& reply : listener->replies()) queue_reply(reply, peer);
   listener->clear_replies();
