@@ -396,6 +396,11 @@ TEST_CASE("endpoint: opted in, a DTLS 1.3 hello with a ticket is served without 
 TEST_CASE("endpoint: with no other handshake under way, the DTLS 1.2 flight goes out in two parts, the certificate "
           "before the signed key exchange; with one under way, whole", "[dtls][endpoint]") {
   using record::HandshakeType;
+  if (!dtls::dtls13_available()) {   // (the optimized build is the one with DTLS 1.3)
+    WARN("skipped: Debian's wolfSSL 5.5.4 writes the server's flight as one datagram itself, so there is "
+         "nothing to split (the optimized build's 5.9.2 writes a datagram per message)");
+    return;
+  }
   Server server;
   const auto context = context_for(test_client_config());
   // The server's answers to `from` after a call, taken as a driver takes them (no timers run).
@@ -442,6 +447,24 @@ TEST_CASE("endpoint: with no other handshake under way, the DTLS 1.2 flight goes
   REQUIRE(!ec);
   CHECK(handshake(server, client, alone).has_value());
   CHECK(server.stats().handshakes_full == 1);
+
+  // The first part lost: the second alone does not complete the handshake; the server's resend a second later
+  // (the whole flight, now packed) does.
+  const auto lossy = peer("203.0.113.33", 5003);
+  dtls::Engine unlucky = client_engine(context, server.now);
+  REQUIRE(answers_to_verified_hello(unlucky, lossy).size() == 1);   // lost on the way
+  server.endpoint->on_timer(server.now);
+  for (const auto& datagram : answers(lossy)) unlucky.on_datagram(datagram, server.now, ec);
+  CHECK(unlucky.state() == dtls::EngineState::handshaking);
+  server.now += 1100ms;
+  server.endpoint->on_timer(server.now);
+  const auto resent = answers(lossy);
+  REQUIRE(resent.size() == 1);
+  CHECK(messages(resent.front()) == "ServerHello Certificate ServerKeyExchange ServerHelloDone");
+  unlucky.on_datagram(resent.front(), server.now, ec);
+  REQUIRE(!ec);
+  CHECK(handshake(server, unlucky, lossy).has_value());
+  CHECK(server.stats().handshakes_full == 2);
 
   // One handshake under way: the next flight is packed whole.
   open_handshake(server, context, peer("203.0.113.31", 5001));

@@ -442,7 +442,7 @@ TEST_CASE("dtls echo server: --bind takes host names, and :: serves IPv4 clients
 
 TEST_CASE("dtls echo: the DTLS 1.3 resumption options resume; on DTLS 1.2 they are refused by name", "[dtls][examples]") {
   current_mode = "event";
-  const std::vector<std::string> fast{"--dtls", "1.3", "--resume-without-cookie", "--psk-ke", "--reuse-tickets"};
+  const std::vector<std::string> fast{"--dtls", "1.3", "--resume-without-cookie", "--psk-ke"};
   const std::vector<std::string> server_argv{program_path("DTLS_ECHO_SERVER"), "--port", "0", "--cert",
                                              cert_file("server-ecdsa.pem"), "--key", cert_file("server-ecdsa.key")};
   const auto refused = [&](std::vector<std::string> argv, const std::string& option) {
@@ -458,7 +458,7 @@ TEST_CASE("dtls echo: the DTLS 1.3 resumption options resume; on DTLS 1.2 they a
     refused(argv, "psk-ke");
     return;
   }
-  for (const std::string option : {"resume-without-cookie", "psk-ke", "reuse-tickets"}) {
+  for (const std::string option : {"resume-without-cookie", "psk-ke"}) {
     auto argv = server_argv;
     argv.insert(argv.end(), {"--dtls", "1.2", "--" + option});
     refused(argv, option);

@@ -72,12 +72,10 @@ std::vector<Option> dtls_options(dtls::Role role) {
                                                     "ticket holder can then make the server work for spoofed addresses"});
     options.push_back({"psk-ke", "", "DTLS 1.3: handshakes keyed by a ticket or a pre-shared key skip the fresh "
                                      "(EC)DHE key exchange (psk_ke only): faster, no forward secrecy for them"});
-    options.push_back({"reuse-tickets", "", "DTLS 1.3: a resumed session gets no new ticket, the client shows its "
-                                            "ticket again until it expires: faster, but an observer can link the "
-                                            "client's sessions"});
   } else {
-    options.push_back({"psk-ke", "", "DTLS 1.3, with --resume: offer to resume on the ticket's key alone (psk_ke): "
-                                     "faster with a server that takes it, no forward secrecy for that session"});
+    options.push_back({"psk-ke", "", "DTLS 1.3: offer to key a resumption (--resume) or a --psk-identity session by "
+                                     "the key alone (psk_ke): faster with a server that takes it, no forward "
+                                     "secrecy for that session"});
     options.push_back({"server-name", "NAME", "name or address the server's certificate must carry (default: --host)"});
     options.push_back({"no-tickets", "", "resume by session ID only (no session tickets)"});
   }
@@ -112,7 +110,7 @@ std::vector<dtls::Group> groups_from(const std::string& list) {
 
 // Options that change only DTLS 1.3 handshakes do nothing on a DTLS 1.2 session: said rather than ignored.
 void refuse_dtls13_only_options(const CommandLine& command_line, dtls::Version version) {
-  for (const char* option : {"resume-without-cookie", "psk-ke", "reuse-tickets"}) {
+  for (const char* option : {"resume-without-cookie", "psk-ke"}) {
     if (!command_line.flag(option)) continue;
     if (!dtls::dtls13_available())
       throw UsageError(fmt::format("--{} changes DTLS 1.3 handshakes, and this build's wolfSSL {} has no DTLS 1.3",
@@ -170,7 +168,6 @@ dtls::DtlsConfig dtls_config_from(const CommandLine& command_line, dtls::Role ro
   if (role == dtls::Role::server) {
     config.require_peer_certificate = command_line.flag("require-client-cert");
     config.resumption_skips_cookie = command_line.flag("resume-without-cookie");
-    config.ticket_per_resumption = !command_line.flag("reuse-tickets");
     config.verify_peer = config.require_peer_certificate || !config.trusted_authorities.empty();
     if (config.require_peer_certificate && config.trusted_authorities.empty())
       throw UsageError("--require-client-cert needs --ca to check client certificates with");

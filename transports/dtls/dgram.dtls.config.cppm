@@ -238,11 +238,6 @@ struct DtlsConfig {
   // that offers only psk_dhe_ke (OpenSSL's default); a client offers psk_ke only (its hello keeps a key share,
   // for a server that refuses the ticket and goes on in full).
   bool psk_forward_secrecy = true;
-  // Server, DTLS 1.3: a resumed session gets a new ticket, so the client never shows the same ticket twice
-  // (RFC 8446 C.4: a repeated ticket lets an observer link a client's connections). false: the client resumes
-  // with the ticket it has until the ticket expires (ticket rotation), as a DTLS 1.2 client repeats its
-  // session ID or ticket; the server saves sealing a ticket, its record and the client's ACK per resumption.
-  bool ticket_per_resumption = true;
   // Server: cookie secrets and ticket keys derived from a cluster's shared secret instead of random ones of this
   // process (a ThreadedServer's workers share those anyway): a cookie or ticket one node issued verifies on
   // every node with the same secret, DTLS 1.2 and 1.3. Unset: each process has its own.

@@ -160,6 +160,7 @@ struct HelloExtensions {
   bool cookie{false};
   bool pre_shared_key{false};
   bool key_share{false};
+  bool psk_dhe_ke{false};   // psk_key_exchange_modes lists psk_dhe_ke
 };
 constexpr HelloExtensions hello_extensions(std::span<const std::byte> from_cookie) noexcept {
   HelloExtensions found;
@@ -177,6 +178,10 @@ constexpr HelloExtensions hello_extensions(std::span<const std::byte> from_cooki
     // (A key_share with no entries asks the server to choose: wolfSSL's client sends one when it has none.)
     const bool has_entries = at + 6 <= end && read16(from_cookie.subspan(at + 4)) > 0;
     found.key_share = found.key_share || (type == 51 && has_entries);
+    if (type == 45 && at + 5 <= end) {   // psk_key_exchange_modes: a length byte, then the modes (1: psk_dhe_ke)
+      const std::size_t modes_end = std::min(end, at + 5 + static_cast<std::size_t>(from_cookie[at + 4]));
+      for (std::size_t mode = at + 5; mode < modes_end; ++mode) found.psk_dhe_ke = found.psk_dhe_ke || from_cookie[mode] == std::byte{1};
+    }
   }
   return found;
 }
@@ -199,7 +204,10 @@ struct ClientHelloFacts {
   bool has_cookie;                    // a legacy (DTLS 1.2) cookie or a DTLS 1.3 cookie extension
   bool has_cookie_extension{false};   // the DTLS 1.3 one
   bool has_pre_shared_key{false};     // a resumption ticket or an external PSK (DTLS 1.3)
-  bool has_key_share{false};          // a DTLS 1.3 (EC)DHE key share (none in a psk_ke-only resumption)
+  // What a DTLS 1.3 hello offers for its key exchange (read for tests and tools; the endpoint routes without
+  // them): an (EC)DHE key share, and psk_dhe_ke among its PSK key exchange modes (not with psk_ke only).
+  bool has_key_share{false};
+  bool offers_psk_dhe_ke{false};
   std::array<std::byte, 32> random;   // the client's random: the same in a retransmission and after a cookie
   std::uint64_t record_sequence{0};   // of the record carrying it (a client's first few hellos: 0, 1, 2, ...)
   // Only the first fragment of a larger ClientHello: a DTLS 1.3 hello with a post-quantum key share outgrows
@@ -249,6 +257,7 @@ constexpr std::optional<ClientHelloFacts> client_hello_of_well_formed(std::span<
   facts.has_cookie_extension = extensions.cookie;
   facts.has_pre_shared_key = extensions.pre_shared_key;
   facts.has_key_share = extensions.key_share;
+  facts.offers_psk_dhe_ke = extensions.psk_dhe_ke;
   facts.has_cookie = facts.has_cookie || facts.has_cookie_extension;
   facts.first_fragment = first_fragment;
   return facts;

@@ -170,6 +170,7 @@ int Engine::Impl::send_callback(WOLFSSL*, char* buffer, int size, void* context)
   const std::span<const std::byte> sent(reinterpret_cast<const std::byte*>(buffer), static_cast<std::size_t>(size));
   if (self.flight_split == FlightSplit::resuming && std::ranges::equal(sent, self.split_datagram)) {
     self.flight_split = FlightSplit::done;   // wolfSSL's retry of what already went out (see split_flight)
+    std::vector<std::byte>().swap(self.split_datagram);
     return size;
   }
   if (self.damp_retransmission(sent)) {
@@ -186,13 +187,12 @@ int Engine::Impl::send_callback(WOLFSSL*, char* buffer, int size, void* context)
 // A DTLS 1.2 server's first flight of a full handshake: the ServerHello and Certificate go out before wolfSSL
 // computes the key exchange and signs it, so the client verifies the certificate chain while the server signs
 // (as a server on wolfSSL's own socket I/O does; packed whole, the client waited for the signature and then
-// checked the chain: measured 172 -> 112 us of the client's own work per handshake on loopback, full
-// handshakes 0.83-0.93x -> 1.0-1.1x wolfSSL's plain C server). Only where the Listener allows it (a server
+// checked the chain: measured on loopback, a whole handshake 409-442 -> 307-353 us (median), full handshakes
+// 0.83-0.93x -> 0.99-1.11x wolfSSL's plain C server). Only where the Listener allows it (a server
 // busy with other handshakes lost a fifth of its rate to the extra datagram and call). wolfSSL offers no
-// pause between its messages, so the
-// Certificate's datagram is kept here and refused with WANT_WRITE: wolfSSL_accept returns, the drivers send
-// what is out, next_timer() is due at once, and on_timer resumes the handshake; wolfSSL then sends the
-// Certificate again first, which is taken as already sent.
+// pause between its messages, so the Certificate's datagram is kept here and refused with WANT_WRITE:
+// wolfSSL_accept returns, the drivers send what is out, next_timer() is due at once, and on_timer resumes the
+// handshake; wolfSSL then sends the Certificate again first, which is taken as already sent.
 bool Engine::Impl::split_flight(std::span<const std::byte> datagram) {
   if (!may_split_flight || state != EngineState::handshaking || flight_split != FlightSplit::none || in_timer ||
       record::first_handshake_type(datagram) != record::HandshakeType::certificate)
@@ -368,9 +368,11 @@ void Engine::Impl::advance_handshake(std::error_code& ec) {
   const std::size_t output_before = output.size();
   if (flight_split == FlightSplit::paused) flight_split = FlightSplit::resuming;   // (any call resumes it)
   const int result = role == Role::client ? wolfSSL_connect(ssl.get()) : wolfSSL_accept(ssl.get());
-  if (flight_split == FlightSplit::resuming) flight_split = FlightSplit::done;
+  if (flight_split == FlightSplit::resuming) {
+    flight_split = FlightSplit::done;
+    std::vector<std::byte>().swap(split_datagram);   // (not kept for the session's life)
+  }
   pack_flight(output_before);
-  skip_ticket_if_resumed();
   if (result != WOLFSSL_SUCCESS) {
     const int error = wolfSSL_get_error(ssl.get(), result);
     if (error != WOLFSSL_ERROR_WANT_READ && error != WOLFSSL_ERROR_WANT_WRITE) fail(error, ec);
@@ -392,14 +394,6 @@ void Engine::Impl::advance_handshake(std::error_code& ec) {
     fail(FailureKind::certificate_name_mismatch, "the server's certificate is not valid for '" +
          config.expected_server_name + "': it names " + peer_certificate_names(ssl.get()), ec);
   }
-}
-
-void Engine::Impl::skip_ticket_if_resumed() {
-#ifdef WOLFSSL_DTLS13
-  if (role == Role::server && !context->config().ticket_per_resumption && wolfSSL_session_reused(ssl.get()) &&
-      wolfSSL_version(ssl.get()) == DTLS1_3_VERSION)
-    wolfSSL_no_ticket_TLSv13(ssl.get());
-#endif
 }
 
 Engine::Engine(std::unique_ptr<Impl> impl) noexcept : impl_{std::move(impl)} {}

@@ -86,9 +86,6 @@ struct Engine::Impl {
   // may_split_flight (see engine.cpp).
   // True when `datagram` was taken and wolfSSL is to hear WANT_WRITE.
   bool split_flight(std::span<const std::byte> datagram);
-  // Server, DTLS 1.3, DtlsConfig::ticket_per_resumption off: once the hello turned out to resume, no new ticket
-  // at the handshake's end (wolfSSL issues one after the client's Finished).
-  void skip_ticket_if_resumed();
   // True for a datagram that repeats an earlier flight and was prompted by input, not by our timer, when we
   // resent one too recently: see send_callback.
   bool damp_retransmission(std::span<const std::byte> datagram);

@@ -213,6 +213,9 @@ struct ServerEndpoint::Impl {
   std::unordered_map<Source, std::vector<SlotRef>, KeyedHash> handshakes_by_source;
   std::deque<SlotRef> handshakes_in_order;
   std::size_t handshakes{0};
+  // A session's split flight waits for the timer (Listener::split_flights): the next probe is made after that
+  // second part has gone out, not before it.
+  bool split_flight_waiting{false};
   // ClientHellos that opened a session lately, with when: a copy of one is refused.
   std::unordered_map<HelloKey, TimePoint, KeyedHash> recent_hellos;
   std::deque<std::pair<HelloKey, TimePoint>> recent_hellos_in_order;
@@ -502,7 +505,9 @@ void ServerEndpoint::Impl::on_new_peer(const record::DatagramView& datagram, con
     case HelloVerdict::refused:
     case HelloVerdict::started: break;
   }
-  if (engine) start_session(std::move(*engine), hello, datagram.bytes.size(), peer, now);
+  if (!engine) return;
+  split_flight_waiting = split_flight_waiting || engine->next_timer().passed(now);
+  start_session(std::move(*engine), hello, datagram.bytes.size(), peer, now);
 }
 
 bool ServerEndpoint::Impl::recently_opened(const HelloKey& hello, TimePoint now) {
@@ -808,6 +813,7 @@ Deadline ServerEndpoint::next_timer() const noexcept { return impl_->timers.next
 
 void ServerEndpoint::on_timer(TimePoint now) {
   Impl& self = *impl_;
+  self.split_flight_waiting = false;   // (its second part goes out with this call's transmits)
   while (const auto entry = self.timers.pop_due(now)) {
     Slot& slot = self.slots[entry->key];
     if (slot.generation != entry->generation || !slot.engine || slot.scheduled != entry->when) continue;   // stale
@@ -915,7 +921,8 @@ void ServerEndpoint::clear_transmits() {
   self.reply_peers.clear();
   self.replies_used = 0;
   self.send_slots.clear();
-  if (self.listener) self.listener->prepare();   // (what was sent is on its way: the next probe costs no wait now)
+  // (What was sent is on its way: the next probe costs no wait now, unless the rest of a flight is due.)
+  if (self.listener && !self.split_flight_waiting) self.listener->prepare();
 }
 
 std::optional<ServerEvent> ServerEndpoint::next_event() {
