@@ -75,10 +75,7 @@ class CpuSplit {
         first = cpu;
         continue;
       }
-      cpu_set_t client;
-      CPU_ZERO(&client);
-      CPU_SET(cpu, &client);
-      if (::sched_setaffinity(0, sizeof client, &client) != 0) return;
+      if (!pin_to_cpu(0, cpu)) return;
       server_cpu_ = *first;
       std::fprintf(stderr, "dtls group: servers on CPU %d, the client on CPU %d\n", *first, cpu);
       return;
@@ -91,7 +88,7 @@ class CpuSplit {
     if (server_cpu_) ::sched_setaffinity(0, sizeof allowed_, &allowed_);
   }
   const ServerProcess& place(const ServerProcess& server) const {
-    if (server_cpu_ && !server.pin_to(*server_cpu_))
+    if (server_cpu_ && !pin_to_cpu(server.pid(), *server_cpu_))
       std::fprintf(stderr, "dtls group: could not keep server %d on CPU %d\n", server.pid(), *server_cpu_);
     return server;
   }
@@ -106,11 +103,18 @@ struct Session {
   std::unique_ptr<dtls::DtlsChannel> channel;
 };
 
+// A handshake over `path`; throws when it fails.
+std::unique_ptr<dtls::DtlsChannel> connect_over(Transport& path, dtls::DtlsHandshaker& handshaker, const Endpoint& server,
+                                                const dtls::Session* resume = nullptr) {
+  std::error_code ec;
+  auto channel = handshaker.connect_dtls(path, server, Deadline::after(10s), ec, resume);
+  if (!channel) throw std::runtime_error("bench handshake with " + server.to_string() + " failed: " + handshaker.failure());
+  return channel;
+}
+
 Session open_session(dtls::DtlsHandshaker& handshaker, const Endpoint& server, const dtls::Session* resume) {
   Session session{UdpSocket::connect(server), nullptr};
-  std::error_code ec;
-  session.channel = handshaker.connect_dtls(session.socket, server, Deadline::after(10s), ec, resume);
-  if (!session.channel) throw std::runtime_error("bench handshake with " + server.to_string() + " failed: " + handshaker.failure());
+  session.channel = connect_over(session.socket, handshaker, server, resume);
   return session;
 }
 
@@ -226,12 +230,11 @@ Timeline handshake_timeline(const std::shared_ptr<dtls::DtlsContext>& context, u
   Timeline timeline;
   for (int i = 0; i < handshakes; ++i) {
     TimedSocket socket{UdpSocket::connect(server)};
-    std::error_code ec;
     const TimePoint start = Clock::now();
-    auto channel = handshaker.connect_dtls(socket, server, Deadline::after(10s), ec);
+    auto channel = connect_over(socket, handshaker, server);
     const TimePoint end = Clock::now();
-    if (!channel) throw std::runtime_error("bench handshake with " + server.to_string() + " failed: " + handshaker.failure());
     add_handshake(timeline, socket.events, start, end, steps);
+    std::error_code ec;
     channel->close(ec);
   }
   return timeline;

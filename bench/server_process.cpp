@@ -63,11 +63,11 @@ ServerProcess::ServerProcess(const std::vector<std::string>& argv, const std::st
   });
 }
 
-bool ServerProcess::pin_to(int cpu) const {
+bool pin_to_cpu(int pid, int cpu) {
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
-  return ::sched_setaffinity(pid_, sizeof set, &set) == 0;
+  return ::sched_setaffinity(pid, sizeof set, &set) == 0;
 }
 
 ServerProcess::~ServerProcess() {

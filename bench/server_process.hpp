@@ -9,6 +9,10 @@
 
 namespace dgram::bench {
 
+// Keeps a process's main thread (0: the calling thread) on one CPU; threads it starts later inherit that. False
+// when the system refuses.
+bool pin_to_cpu(int pid, int cpu);
+
 class ServerProcess {
  public:
   // Starts argv and reads stdout until `port_pattern` (a regex with the port as its first group) matches;
@@ -22,10 +26,6 @@ class ServerProcess {
   ~ServerProcess();
   // SIGTERM, then SIGKILL after `grace`; reaps the process. True when it ended by itself within `grace`.
   bool stop(std::chrono::milliseconds grace);
-
-  // Keeps the server on one CPU (sched_setaffinity of its main thread, which threads it starts later inherit).
-  // False when the system refuses.
-  bool pin_to(int cpu) const;
 
   unsigned short port() const { return port_; }
   int pid() const { return pid_; }

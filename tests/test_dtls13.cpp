@@ -111,6 +111,15 @@ dgram::dtls::Session session_with_ticket(const std::shared_ptr<DtlsContext>& cli
   return session;
 }
 
+// Starts `pump`'s client resuming `session`; what its first hello offers.
+record::ClientHelloFacts start_resuming(Pump& pump, const dgram::dtls::Session& session) {
+  pump.start_client(&session);
+  REQUIRE(pump.client->outgoing().size() == 1);
+  const auto hello = record::client_hello(pump.client->outgoing().front());
+  REQUIRE(hello);
+  return *hello;
+}
+
 }  // namespace
 
 TEST_CASE("dtls 1.3: a build without it refuses to pretend", "[dtls13]") {
@@ -255,11 +264,9 @@ TEST_CASE("dtls 1.3: resumption on the ticket's key alone (psk_ke) on both sides
     const auto server_context = make_context(server_psk_ke ? server_config : server13());
     const auto session = session_with_ticket(client_context, server_context);
     Pump again(client_context, server_context);
-    again.start_client(&session);
-    const auto hello = record::client_hello(again.client->outgoing().front());
-    REQUIRE(hello);
-    CHECK(hello->has_pre_shared_key);
-    CHECK(!hello->offers_psk_dhe_ke);   // psk_ke only
+    const auto hello = start_resuming(again, session);
+    CHECK(hello.has_pre_shared_key);
+    CHECK(!hello.offers_psk_dhe_ke);   // psk_ke only
     again.handshake();
     again.require_established();
     CHECK(again.client->resumed());
@@ -271,10 +278,7 @@ TEST_CASE("dtls 1.3: resumption on the ticket's key alone (psk_ke) on both sides
     const auto default_client = make_context(client13());
     const auto session = session_with_ticket(default_client, server_context);
     Pump again(default_client, server_context);
-    again.start_client(&session);
-    const auto hello = record::client_hello(again.client->outgoing().front());
-    REQUIRE(hello);
-    CHECK(hello->offers_psk_dhe_ke);
+    CHECK(start_resuming(again, session).offers_psk_dhe_ke);
     again.handshake();
     again.require_established();
     CHECK(again.client->resumed());
@@ -282,11 +286,9 @@ TEST_CASE("dtls 1.3: resumption on the ticket's key alone (psk_ke) on both sides
   // A ticket another server issued: refused, and the handshake goes on in full with the hello's key share.
   const auto session = session_with_ticket(client_context, make_context(server_config));
   Pump elsewhere(client_context, make_context(server_config));
-  elsewhere.start_client(&session);
-  const auto hello = record::client_hello(elsewhere.client->outgoing().front());
-  REQUIRE(hello);
-  CHECK(hello->has_pre_shared_key);
-  CHECK(hello->has_key_share);
+  const auto hello = start_resuming(elsewhere, session);
+  CHECK(hello.has_pre_shared_key);
+  CHECK(hello.has_key_share);
   elsewhere.handshake();
   elsewhere.require_established();
   CHECK(!elsewhere.client->resumed());

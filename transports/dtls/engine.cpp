@@ -168,11 +168,8 @@ std::vector<std::byte> Engine::Impl::recycled_copy(std::span<const std::byte> by
 int Engine::Impl::send_callback(WOLFSSL*, char* buffer, int size, void* context) {
   auto& self = *static_cast<Impl*>(context);
   const std::span<const std::byte> sent(reinterpret_cast<const std::byte*>(buffer), static_cast<std::size_t>(size));
-  if (self.flight_split == FlightSplit::resuming && std::ranges::equal(sent, self.split_datagram)) {
-    self.flight_split = FlightSplit::done;   // wolfSSL's retry of what already went out (see split_flight)
-    std::vector<std::byte>().swap(self.split_datagram);
-    return size;
-  }
+  if (self.flight_split == FlightSplit::resuming && std::ranges::equal(sent, self.split_datagram))
+    return size;   // wolfSSL's retry of what already went out (see split_flight)
   if (self.damp_retransmission(sent)) {
     ++self.stats.damped_retransmissions;
     return size;   // as if lost on the way
@@ -368,7 +365,7 @@ void Engine::Impl::advance_handshake(std::error_code& ec) {
   const std::size_t output_before = output.size();
   if (flight_split == FlightSplit::paused) flight_split = FlightSplit::resuming;   // (any call resumes it)
   const int result = role == Role::client ? wolfSSL_connect(ssl.get()) : wolfSSL_accept(ssl.get());
-  if (flight_split == FlightSplit::resuming) {
+  if (flight_split == FlightSplit::resuming) {   // (the retry was in that call: wolfSSL sends it first)
     flight_split = FlightSplit::done;
     std::vector<std::byte>().swap(split_datagram);   // (not kept for the session's life)
   }
@@ -415,8 +412,8 @@ Engine Engine::client(std::shared_ptr<DtlsContext> context, const Endpoint& peer
   }
 #ifdef WOLFSSL_DTLS13
   if (config.version != Version::dtls1_2) {
-    // Resuming on the ticket's key alone (psk_ke). The key share still goes with the hello: a server that
-    // refuses the ticket goes on with a full handshake, and after a cookie's HelloRetryRequest it may not ask
+    // psk_ke only (DtlsConfig::psk_forward_secrecy). The key share still goes with the hello: a server that
+    // refuses a ticket goes on with a full handshake, and after a cookie's HelloRetryRequest it may not ask
     // for a key share again (wolfSSL's client sends none with wolfSSL_NoKeyShares, and such a resumption then
     // fails whenever the ticket is refused: measured).
     if (!config.psk_forward_secrecy) wolfSSL_no_dhe_psk(impl->ssl.get());
